@@ -1,0 +1,198 @@
+"""One registry per kind of component, recording each one's name and validated parameters.
+
+Every component declares a frozen dataclass of parameters. `Registry.spec(name, **params)`
+checks names and types (unknown or ill-typed parameters are refused with the allowed list)
+and returns a `Spec`: the record stored with every result so a run can be repeated exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar
+
+from testtime.core.errors import ConfigError, unknown
+
+F = TypeVar("F")
+
+
+@dataclass(frozen=True)
+class Params:
+    """Base of every component's parameter dataclass; subclasses add typed fields."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            checked = _coerce(value, hints[f.name])
+            if checked is _BAD:
+                raise ConfigError(
+                    f"parameter {f.name!r} must be {_describe(hints[f.name])}, got {value!r}"
+                )
+            if checked is not value:
+                object.__setattr__(self, f.name, checked)
+        self.validate()
+
+    def validate(self) -> None:
+        """Range checks beyond types; raise ConfigError naming the field."""
+
+    def positive(self, *names: str) -> None:
+        for name in names:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"parameter {name!r} must be > 0, got {getattr(self, name)}")
+
+
+_BAD = object()
+
+
+def _coerce(value: Any, tp: Any) -> Any:
+    """Return value (or a lossless conversion of it) if it fits type tp, else _BAD."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            out = _coerce(value, arg)
+            if out is not _BAD:
+                return out
+        return _BAD
+    if origin is Literal:
+        return value if value in typing.get_args(tp) else _BAD
+    if tp is type(None):
+        return value if value is None else _BAD
+    if tp is bool:
+        return value if isinstance(value, bool) else _BAD
+    if tp is int:
+        if isinstance(value, bool):
+            return _BAD
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value if isinstance(value, int) else _BAD
+    if tp is float:
+        if isinstance(value, bool):
+            return _BAD
+        return float(value) if isinstance(value, int | float) else _BAD
+    if tp is str:
+        return value if isinstance(value, str) else _BAD
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            return _BAD
+        (item,) = typing.get_args(tp)[:1]
+        out = tuple(_coerce(v, item) for v in value)
+        return _BAD if any(o is _BAD for o in out) else out
+    return value if isinstance(tp, type) and isinstance(value, tp) else _BAD
+
+
+def _describe(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list of {_describe(typing.get_args(tp)[0])}"
+    if tp is type(None):
+        return "null"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+@dataclass(frozen=True)
+class Spec:
+    """The record of one component: kind, name and validated parameters."""
+
+    kind: str
+    name: str
+    params: Params
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "name": self.name, "params": dataclasses.asdict(self.params)}
+
+    def __str__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(self.params).items())
+        return f"{self.name}({args})"
+
+
+@dataclass
+class Entry(Generic[F]):
+    name: str
+    params: type[Params]
+    factory: F
+    summary: str = ""
+
+
+@dataclass
+class Registry(Generic[F]):
+    """Components of one kind (strategy, verifier, task, ...) by name."""
+
+    kind: str
+    entries: dict[str, Entry[F]] = field(default_factory=dict)
+
+    def register(self, name: str, params: type[Params]) -> Callable[[F], F]:
+        """Decorator: register `factory` under `name` with its parameter dataclass."""
+
+        def deco(factory: F) -> F:
+            if name in self.entries:
+                raise ValueError(f"{self.kind} {name!r} is registered twice")
+            doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
+            self.entries[name] = Entry(name, params, factory, doc[0] if doc else "")
+            return factory
+
+        return deco
+
+    def names(self) -> list[str]:
+        return sorted(self.entries)
+
+    def get(self, name: str) -> Entry[F]:
+        if name not in self.entries:
+            raise unknown(self.kind, name, self.names())
+        return self.entries[name]
+
+    def spec(self, name: str, params: Mapping[str, Any] | None = None) -> Spec:
+        """Validate `params` for component `name` and return its record."""
+        entry = self.get(name)
+        params = dict(params or {})
+        allowed = {f.name for f in dataclasses.fields(entry.params)}
+        extra = sorted(set(params) - allowed)
+        if extra:
+            listing = ", ".join(sorted(allowed)) or "(none)"
+            raise ConfigError(
+                f"{self.kind} {name!r} has no parameter {', '.join(map(repr, extra))}; "
+                f"its parameters are: {listing}"
+            )
+        try:
+            return Spec(self.kind, name, entry.params(**params))
+        except ConfigError as e:
+            raise ConfigError(f"{self.kind} {name!r}: {e}") from None
+
+    def defaults(self, name: str) -> dict[str, Any]:
+        """Each parameter's default value (MISSING ones as None)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self.get(name).params):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+            else:
+                out[f.name] = None
+        return out
+
+
+def parse_params(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Parse CLI 'key=value' items; values are read as JSON when they parse, else as strings."""
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"parameter {item!r} must be written key=value, e.g. n=8")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out

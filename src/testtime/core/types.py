@@ -1,0 +1,201 @@
+"""The plain data that flows through testtime: problems, requests, completions, candidates, results.
+
+All are frozen dataclasses: a search's state is values, so traces can be saved and replayed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from testtime.core.cost import Cost
+from testtime.core.errors import ConfigError
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "eos", "cancelled"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One chat message."""
+
+    role: Role
+    content: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ("system", "user", "assistant"):
+            raise ConfigError(
+                f"message role {self.role!r} is not allowed; use system, user or assistant"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One input: chat messages, an optional gold answer, an id, and task metadata."""
+
+    messages: tuple[Message, ...]
+    answer: str | None = None
+    id: str = "0"
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.messages or not any(m.content.strip() for m in self.messages):
+            raise ConfigError(f"problem {self.id!r} has an empty prompt; give it some text")
+
+    @classmethod
+    def from_prompt(
+        cls, prompt: str, answer: str | None = None, id: str = "0", system: str | None = None
+    ) -> Problem:
+        """A single-turn problem from a plain prompt (and an optional system message)."""
+        msgs = (Message("system", system),) if system else ()
+        return cls(msgs + (Message("user", prompt),), answer=answer, id=id)
+
+    @property
+    def prompt(self) -> str:
+        """The text of the last user message (for display)."""
+        users = [m.content for m in self.messages if m.role == "user"]
+        return users[-1] if users else self.messages[-1].content
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """What a strategy asks a generator for: n continuations of a chat.
+
+    `prefix` is a partial assistant text to continue (the steps so far of a search).
+    With `first_finish`, the generator stops the other n-1 sequences as soon as one ends
+    with stop/eos and returns them with finish reason "cancelled" (first-finish search).
+    """
+
+    messages: tuple[Message, ...]
+    prefix: str = ""
+    n: int = 1
+    max_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    logprobs: bool = False
+    top_logprobs: int = 0  # also return the k most likely tokens at each position
+    first_finish: bool = False  # return when the first of the n finishes; cut the rest
+
+    def __post_init__(self) -> None:
+        if not self.messages:
+            raise ConfigError("a request needs at least one message")
+        if self.n <= 0:
+            raise ConfigError(f"n must be a positive number of samples, got {self.n}")
+        if self.max_tokens <= 0:
+            raise ConfigError(f"max_tokens must be positive, got {self.max_tokens}")
+        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
+            raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not (0 <= self.top_logprobs <= 20):
+            raise ConfigError(f"top_logprobs must be in 0..20, got {self.top_logprobs}")
+        if not (0 < self.top_p <= 1):
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """One continuation produced by a generator, with its real token counts.
+
+    `prompt_tokens` is the prompt length this sequence was conditioned on; of a request's
+    completions, the generator reports how many prompt tokens it actually recomputed in
+    `Cost` (a shared prefill is computed once for all n). `logprobs` holds the chosen
+    tokens' log-probabilities and `certainty` the per-token KL(uniform || p) when asked;
+    `top_logprobs` the k most likely tokens (decoded text -> logprob) at each position.
+    """
+
+    text: str
+    prompt_tokens: int
+    generated_tokens: int
+    finish_reason: FinishReason
+    logprobs: tuple[float, ...] | None = None
+    certainty: tuple[float, ...] | None = None
+    top_logprobs: tuple[Mapping[str, float], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One partial or finished solution: its text, steps, extracted answer, scores, parent."""
+
+    text: str
+    answer: str | None = None
+    scores: Mapping[str, float] = field(default_factory=dict)
+    completion: Completion | None = None
+    steps: tuple[str, ...] = ()
+    parent: int | None = None
+    id: int = 0
+
+    def with_score(self, name: str, value: float) -> Candidate:
+        return replace(self, scores={**self.scores, name: value})
+
+    def score(self, name: str | None = None) -> float:
+        """The named score, or the only/first one; raises if the candidate has none."""
+        if name is not None:
+            return self.scores[name]
+        if not self.scores:
+            raise ConfigError("this candidate has not been scored; give the strategy a verifier")
+        return next(iter(self.scores.values()))
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """What a strategy returns for one problem."""
+
+    problem_id: str
+    answer: str | None
+    candidates: tuple[Candidate, ...]
+    cost: Cost
+    strategy: Mapping[str, Any]
+    chosen: int | None = None
+    budget_exhausted: bool = False
+    correct: bool | None = None
+    trace: Mapping[str, Any] | None = None
+
+    @property
+    def text(self) -> str | None:
+        """The chosen candidate's full text, if one was chosen."""
+        if self.chosen is None:
+            return None
+        return next((c.text for c in self.candidates if c.id == self.chosen), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "problem_id": self.problem_id,
+            "answer": self.answer,
+            "correct": self.correct,
+            "text": self.text,
+            "budget_exhausted": self.budget_exhausted,
+            "strategy": dict(self.strategy),
+            "cost": self.cost.to_dict(),
+            "candidates": [candidate_dict(c) for c in self.candidates],
+            "trace": self.trace,
+        }
+
+
+def candidate_dict(c: Candidate) -> dict[str, Any]:
+    comp = c.completion
+    return {
+        "id": c.id,
+        "answer": c.answer,
+        "scores": dict(c.scores),
+        "text": c.text,
+        "parent": c.parent,
+        "generated_tokens": comp.generated_tokens if comp else None,
+        "finish_reason": comp.finish_reason if comp else None,
+    }
+
+
+def messages_from(raw: Sequence[Mapping[str, Any]], where: str = "messages") -> tuple[Message, ...]:
+    """Chat messages from plain dicts, with errors that name the offending item."""
+    out = []
+    for i, m in enumerate(raw):
+        if not isinstance(m, Mapping) or not isinstance(m.get("content"), str):
+            raise ConfigError(f"{where}[{i}] must be an object with a string 'content'")
+        out.append(Message(m.get("role", "user"), m["content"]))
+    return tuple(out)

@@ -1,0 +1,45 @@
+"""The generator interface: an async policy model that turns requests into completions.
+
+Each call returns its completions together with what it cost; the backend is the one that
+knows how many prompt tokens it recomputed and how many it served from a cache.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from testtime.core.cost import Cost
+from testtime.core.types import Completion, Request
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """The completions of one request and the cost of producing them."""
+
+    completions: tuple[Completion, ...]
+    cost: Cost
+
+
+class Generator(ABC):
+    """A policy model. Implementations batch concurrent calls themselves."""
+
+    name: str = "generator"
+    n_params: int = 0  # parameters, for FLOPs = 2 x n_params x tokens
+
+    @abstractmethod
+    async def generate(self, request: Request) -> Generation:
+        """Produce `request.n` completions of the request's chat (continuing its prefix)."""
+
+    @abstractmethod
+    def count_prompt_tokens(self, request: Request) -> int:
+        """Tokens of the formatted prompt plus prefix: what a prefill would process."""
+
+    async def aclose(self) -> None:
+        """Release the model's resources (threads, memory); idempotent."""
+
+    async def __aenter__(self) -> Generator:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

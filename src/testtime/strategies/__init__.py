@@ -1,0 +1,1 @@
+"""Strategies: how compute is spent on one problem."""

@@ -1,0 +1,184 @@
+"""What a strategy is and what it is given: one problem, a metered generator and verifier.
+
+A strategy is an async function `(ctx, params) -> Result` written for ONE problem, as the
+paper's pseudo-code reads. It asks `ctx.sample` for candidates and `ctx.score` for verifier
+scores; the context charges every call to one `Cost` ledger and grants only what fits
+under the `Budget`, so no strategy can overspend. Batching across problems and samples is
+the generator's job, never the strategy's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from testtime.core.answers import equivalent
+from testtime.core.budget import Budget
+from testtime.core.cost import Cost
+from testtime.core.errors import ConfigError
+from testtime.core.registry import Params, Registry, Spec
+from testtime.core.types import Candidate, Problem, Request, Result
+from testtime.core.voting import Equivalence
+from testtime.generators.base import Generator
+from testtime.verifiers.base import Verifier
+
+
+class Context:
+    """One problem's view of the world while a strategy runs on it."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        generator: Generator,
+        *,
+        spec: Spec,
+        verifier: Verifier | None = None,
+        budget: Budget | None = None,
+        extract: Callable[[str], str | None] | None = None,
+        same: Equivalence = equivalent,
+        max_tokens: int = 256,
+        seed: int = 0,
+    ) -> None:
+        self.problem = problem
+        self.generator = generator
+        self.verifier = verifier
+        self.budget = budget or Budget()
+        self.spec = spec
+        self.extract = extract or (lambda text: None)
+        self.same = same
+        self.max_tokens = max_tokens
+        self.seed = seed
+        self.cost = Cost()
+        self.exhausted = False  # the budget refused something
+        self.candidates: list[Candidate] = []
+        self._calls = 0
+
+    # -- generation ---------------------------------------------------------------------
+    async def sample(
+        self,
+        n: int,
+        *,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        max_tokens: int | None = None,
+        stop: Sequence[str] = (),
+        logprobs: bool = False,
+        prefix: str = "",
+        first_finish: bool = False,
+        parent: int | None = None,
+    ) -> list[Candidate]:
+        """Up to `n` new candidates; fewer (maybe none) when the budget cannot fit them.
+
+        Every sample is granted at its worst case (`max_tokens` generated, the prompt
+        prefilled, and a verifier pass when one is attached), so the ceiling holds.
+        """
+        max_tokens = max_tokens or self.max_tokens
+        out: list[Candidate] = []
+        while len(out) < n:
+            request = Request(
+                self.problem.messages,
+                prefix=prefix,
+                n=n - len(out),
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_p=top_p,
+                stop=tuple(stop),
+                seed=self._next_seed(),
+                logprobs=logprobs,
+                first_finish=first_finish,
+            )
+            k = self._fit(request)
+            if k == 0:
+                self.exhausted = True
+                break
+            request = replace(request, n=k)
+            started = time.perf_counter()
+            gen = await self.generator.generate(request)
+            self.cost += replace(gen.cost, seconds=time.perf_counter() - started)
+            for comp in gen.completions:
+                text = prefix + comp.text
+                out.append(self._add(Candidate(text, self.extract(text), completion=comp, parent=parent)))
+            if first_finish:
+                break
+        return out
+
+    def _fit(self, request: Request) -> int:
+        verifier_flops = (
+            self.verifier.flops_per_candidate(self.problem) if self.verifier is not None else 0.0
+        )
+        prompt = self.generator.count_prompt_tokens(request) if self.budget.flops else 0
+        return self.budget.samples_that_fit(
+            self.cost,
+            request.n,
+            request.max_tokens,
+            prompt,
+            self.generator.n_params,
+            verifier_flops,
+        )
+
+    def _next_seed(self) -> int:
+        self._calls += 1
+        key = f"{self.seed}:{self.problem.id}:{self._calls}".encode()
+        return int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "little")
+
+    def _add(self, candidate: Candidate) -> Candidate:
+        candidate = replace(candidate, id=len(self.candidates))
+        self.candidates.append(candidate)
+        return candidate
+
+    # -- verification -------------------------------------------------------------------
+    async def score(self, candidates: Sequence[Candidate]) -> list[Candidate]:
+        """The candidates with the verifier's score added under its name."""
+        if self.verifier is None:
+            raise ConfigError(
+                f"strategy {self.spec.name!r} needs a verifier; pass one (e.g. --verifier oracle)"
+            )
+        if not candidates:
+            return []
+        started = time.perf_counter()
+        scores = await self.verifier.score(self.problem, candidates)
+        self.cost += replace(scores.cost, seconds=scores.cost.seconds + time.perf_counter() - started)
+        name = self.verifier.name
+        scored = [c.with_score(name, v) for c, v in zip(candidates, scores.values, strict=True)]
+        for c in scored:
+            self.candidates[c.id] = c
+        return scored
+
+    def verifier_score(self, c: Candidate) -> float:
+        """The attached verifier's score of a scored candidate."""
+        assert self.verifier is not None
+        return c.scores[self.verifier.name]
+
+    # -- result -------------------------------------------------------------------------
+    def finish(
+        self,
+        chosen: Candidate | None = None,
+        *,
+        answer: str | None = None,
+        trace: dict[str, Any] | None = None,
+    ) -> Result:
+        """The result: the chosen candidate (or a bare answer), every candidate, the cost."""
+        if answer is None and chosen is not None:
+            answer = chosen.answer
+        return Result(
+            problem_id=self.problem.id,
+            answer=answer,
+            candidates=tuple(self.candidates),
+            cost=self.cost,
+            strategy=self.spec.to_dict(),
+            chosen=chosen.id if chosen is not None else None,
+            budget_exhausted=self.exhausted,
+            trace=trace,
+        )
+
+
+StrategyFn = Callable[[Context, Any], Awaitable[Result]]
+STRATEGIES: Registry[StrategyFn] = Registry("strategy")
+
+
+def strategy(name: str, params: type[Params]) -> Callable[[StrategyFn], StrategyFn]:
+    """Register a strategy under `name` with its parameter dataclass."""
+    return STRATEGIES.register(name, params)

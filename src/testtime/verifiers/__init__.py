@@ -1,0 +1,1 @@
+"""Verifiers: what judges a candidate."""

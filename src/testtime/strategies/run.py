@@ -71,3 +71,26 @@ async def solve_many(
         return r
 
     return list(await asyncio.gather(*(one(p) for p in problems)))
+
+
+def build_task(name: str, params: dict[str, object] | None = None) -> Task:
+    """A task by registry name and parameters (validated)."""
+    from testtime.tasks.base import TASKS
+
+    spec = TASKS.spec(name, params)
+    return TASKS.get(name).factory(spec.params)
+
+
+def build_verifier(
+    name: str,
+    params: dict[str, object] | None = None,
+    *,
+    task: Task | None = None,
+    generator: Generator | None = None,
+) -> Verifier:
+    """A verifier by registry name, wired to the task's gold check and a model to ask."""
+    from testtime.verifiers.base import VERIFIERS, VerifierDeps
+
+    spec = VERIFIERS.spec(name, params)
+    deps = VerifierDeps(check=task.check if task is not None else None, generator=generator)
+    return VERIFIERS.get(name).factory(spec.params, deps)

@@ -33,3 +33,12 @@ class Task(ABC):
 
 TaskFactory = Callable[..., Task]
 TASKS: Registry[TaskFactory] = Registry("task")
+
+
+class FreeForm(Task):
+    """Ad-hoc prompts: default extraction, equivalence with a gold answer when one is given."""
+
+    name = "prompt"
+
+    def problems(self) -> Sequence[Problem]:
+        return ()

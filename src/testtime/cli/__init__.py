@@ -1,0 +1,36 @@
+"""The `testtime` command line: a thin shell that parses, calls the library and prints.
+
+Every user error (a `TesttimeError`) becomes one red line on stderr and exit code 2,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from testtime.core.errors import TesttimeError
+
+app = typer.Typer(
+    name="testtime",
+    help="Spend more compute at inference to get better answers, and measure how well it pays.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+from testtime.cli import experiment, listing, run  # noqa: E402,F401  (register commands)
+
+
+def main() -> None:
+    """Entry point of the console script."""
+    try:
+        app()
+    except TesttimeError as e:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[red]error:[/red] {e}", highlight=False, markup=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)

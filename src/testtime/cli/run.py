@@ -1,0 +1,150 @@
+"""`testtime run`: one prompt, or N problems of a task, through one strategy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from testtime.cli import app
+from testtime.cli.common import (
+    DEFAULT_MODEL,
+    accuracy,
+    err,
+    human,
+    load_model,
+    out,
+    positive,
+    progress,
+    total_cost,
+)
+from testtime.core.budget import Budget
+from testtime.core.cost import Cost
+from testtime.core.errors import ConfigError
+from testtime.core.registry import parse_params
+from testtime.core.types import Problem, Result
+from testtime.strategies.base import STRATEGIES
+from testtime.strategies.run import build_task, build_verifier, solve_many
+from testtime.tasks.base import Task
+
+Params = Annotated[list[str], typer.Option("--param", "-p", help="strategy parameter key=value")]
+
+
+@app.command()
+def run(
+    prompt: Annotated[str | None, typer.Argument(help="a prompt; omit it to run a task")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t", help="task name")] = None,
+    task_param: Annotated[list[str], typer.Option("--task-param", help="task key=value")] = [],  # noqa: B006
+    limit: Annotated[int, typer.Option("--limit", "-n", help="problems to run from the task")] = 10,
+    strategy: Annotated[str, typer.Option("--strategy", "-s")] = "self_consistency",
+    param: Params = [],  # noqa: B006
+    verifier: Annotated[str | None, typer.Option("--verifier", "-v")] = None,
+    verifier_param: Annotated[list[str], typer.Option("--verifier-param")] = [],  # noqa: B006
+    model: Annotated[str, typer.Option("--model", "-m", help="packaged name, path, or 'fake'")] = DEFAULT_MODEL,
+    budget: Annotated[str | None, typer.Option("--budget", "-b", help="e.g. '16 samples', '4096 tokens', '1e12 flops'")] = None,
+    max_tokens: Annotated[int, typer.Option(help="max new tokens per sample")] = 256,
+    answer: Annotated[str | None, typer.Option(help="gold answer for a prompt")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Run one strategy on a prompt or on problems of a task; print answers and cost."""
+    if prompt is not None and task is not None:
+        raise ConfigError("give either a prompt or --task, not both")
+    positive(limit, "--limit")
+    positive(max_tokens, "--max-tokens")
+    spec = STRATEGIES.spec(strategy, parse_params(param))
+    the_budget = Budget.parse(budget) if budget is not None else None
+    the_task: Task | None = None
+    if prompt is not None:
+        problems = [Problem.from_prompt(prompt, answer=answer)]
+    else:
+        the_task = build_task(task or "arithmetic", parse_params(task_param))
+        problems = list(the_task.problems())[:limit]
+    results = asyncio.run(
+        _run(problems, spec, model, the_task, verifier, parse_params(verifier_param),
+             the_budget, max_tokens, seed, device, not as_json)
+    )
+    if as_json:
+        _print_json(results, single=prompt is not None)
+    else:
+        _print_table(results, spec_str=str(spec))
+
+
+async def _run(
+    problems: list[Problem],
+    spec: Any,
+    model: str,
+    task: Task | None,
+    verifier_name: str | None,
+    verifier_params: dict[str, Any],
+    budget: Budget | None,
+    max_tokens: int,
+    seed: int,
+    device: str | None,
+    show_progress: bool,
+) -> list[Result]:
+    if task is None:
+        from testtime.tasks.base import FreeForm
+
+        task = FreeForm()
+    generator = load_model(model, device=device)
+    try:
+        verifier = (
+            build_verifier(verifier_name, verifier_params, task=task, generator=generator)
+            if verifier_name
+            else None
+        )
+        with progress(len(problems), spec.name, show_progress) as advance:
+            return await solve_many(
+                problems, spec, generator, task=task, verifier=verifier, budget=budget,
+                max_tokens=max_tokens, seed=seed, on_result=advance,
+            )
+    finally:
+        await generator.aclose()
+
+
+def _print_json(results: list[Result], single: bool) -> None:
+    if single:
+        out.print_json(json.dumps(results[0].to_dict()))
+        return
+    acc = accuracy(results)
+    out.print_json(json.dumps({
+        "accuracy": acc,
+        "cost": total_cost(results).to_dict(),
+        "results": [r.to_dict() for r in results],
+    }))
+
+
+def _print_table(results: list[Result], spec_str: str) -> None:
+    table = Table(title=spec_str, title_justify="left")
+    table.add_column("problem")
+    table.add_column("answer")
+    table.add_column("correct")
+    table.add_column("samples", justify="right")
+    table.add_column("tokens", justify="right")
+    for r in results:
+        mark = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "-"}[r.correct]
+        flag = " [yellow](budget)[/yellow]" if r.budget_exhausted else ""
+        table.add_row(r.problem_id, f"{r.answer}{flag}", mark, str(r.cost.samples),
+                      str(r.cost.generated_tokens))
+    out.print(table)
+    if len(results) == 1 and results[0].text:
+        out.print("[bold]chosen completion:[/bold]")
+        out.print(results[0].text, markup=False)
+    acc = accuracy(results)
+    if acc is not None:
+        out.print(f"accuracy: {acc:.1%} on {len(results)} problems")
+    _print_cost(total_cost(results))
+
+
+def _print_cost(c: Cost) -> None:
+    err.print(
+        f"cost: {c.samples} samples, {c.generated_tokens} generated tokens, "
+        f"{c.prompt_tokens} prompt tokens (+{c.cached_prompt_tokens} cached), "
+        f"{c.verifier_calls} verifier calls ({c.verifier_tokens} tokens), "
+        f"{human(c.flops)} FLOPs, {c.seconds:.1f} s summed over problems"
+    )

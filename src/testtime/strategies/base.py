@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from testtime.core.answers import equivalent
+from testtime.core.answers import extract as extract_answer
 from testtime.core.budget import Budget
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
@@ -47,7 +48,7 @@ class Context:
         self.verifier = verifier
         self.budget = budget or Budget()
         self.spec = spec
-        self.extract = extract or (lambda text: None)
+        self.extract = extract or extract_answer
         self.same = same
         self.max_tokens = max_tokens
         self.seed = seed
@@ -55,6 +56,7 @@ class Context:
         self.exhausted = False  # the budget refused something
         self.candidates: list[Candidate] = []
         self._calls = 0
+        self._unscored = 0  # candidates whose verifier FLOPs are reserved but not yet spent
 
     # -- generation ---------------------------------------------------------------------
     async def sample(
@@ -100,7 +102,10 @@ class Context:
             self.cost += replace(gen.cost, seconds=time.perf_counter() - started)
             for comp in gen.completions:
                 text = prefix + comp.text
-                out.append(self._add(Candidate(text, self.extract(text), completion=comp, parent=parent)))
+                found = self.extract(text)
+                out.append(self._add(Candidate(text, found, completion=comp, parent=parent)))
+            if self.verifier is not None:
+                self._unscored += len(gen.completions)
             if first_finish:
                 break
         return out
@@ -110,8 +115,9 @@ class Context:
             self.verifier.flops_per_candidate(self.problem) if self.verifier is not None else 0.0
         )
         prompt = self.generator.count_prompt_tokens(request) if self.budget.flops else 0
+        reserved = Cost(flops=verifier_flops * self._unscored)  # scoring still owed
         return self.budget.samples_that_fit(
-            self.cost,
+            self.cost + reserved,
             request.n,
             request.max_tokens,
             prompt,
@@ -132,25 +138,34 @@ class Context:
     # -- verification -------------------------------------------------------------------
     async def score(self, candidates: Sequence[Candidate]) -> list[Candidate]:
         """The candidates with the verifier's score added under its name."""
-        if self.verifier is None:
-            raise ConfigError(
-                f"strategy {self.spec.name!r} needs a verifier; pass one (e.g. --verifier oracle)"
-            )
+        verifier = self.need_verifier()
         if not candidates:
             return []
         started = time.perf_counter()
-        scores = await self.verifier.score(self.problem, candidates)
-        self.cost += replace(scores.cost, seconds=scores.cost.seconds + time.perf_counter() - started)
-        name = self.verifier.name
+        scores = await verifier.score(self.problem, candidates)
+        seconds = scores.cost.seconds + time.perf_counter() - started
+        self.cost += replace(scores.cost, seconds=seconds)
+        self._unscored = max(0, self._unscored - len(candidates))
+        name = verifier.name
         scored = [c.with_score(name, v) for c, v in zip(candidates, scores.values, strict=True)]
         for c in scored:
             self.candidates[c.id] = c
         return scored
 
+    def need_verifier(self) -> Verifier:
+        """The attached verifier; a ConfigError naming the strategy when there is none.
+
+        Strategies that score call it before sampling, so a missing verifier costs nothing.
+        """
+        if self.verifier is None:
+            raise ConfigError(
+                f"strategy {self.spec.name!r} needs a verifier; pass one (e.g. --verifier oracle)"
+            )
+        return self.verifier
+
     def verifier_score(self, c: Candidate) -> float:
         """The attached verifier's score of a scored candidate."""
-        assert self.verifier is not None
-        return c.scores[self.verifier.name]
+        return c.scores[self.need_verifier().name]
 
     # -- result -------------------------------------------------------------------------
     def finish(

@@ -1,1 +1,7 @@
-"""Strategies: how compute is spent on one problem."""
+"""Strategies: how compute is spent on one problem.
+
+Importing this package registers every built-in strategy in `STRATEGIES`, one line each.
+"""
+
+from testtime.strategies import adaptive as adaptive
+from testtime.strategies import parallel as parallel

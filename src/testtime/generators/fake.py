@@ -160,8 +160,11 @@ class FakeGenerator(Generator):
     def _pick(self, script: _Script, options: list[tuple[str, float]], req: Request) -> list[str]:
         """The n continuations: the most likely when greedy, in turn for lists, else drawn."""
         texts, weights = [t for t, _ in options], [w for _, w in options]
-        if req.greedy:
-            return [texts[weights.index(max(weights))]] * req.n
+        if req.greedy:  # the text with the most mass (a list may repeat a text)
+            mass: dict[str, float] = {}
+            for t, w in options:
+                mass[t] = mass.get(t, 0.0) + w
+            return [max(mass, key=mass.__getitem__)] * req.n
         key = f"{_last_user(req)}\x00{req.prefix}"
         if script.in_turn:
             start = self._turn[key]

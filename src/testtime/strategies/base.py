@@ -93,8 +93,9 @@ class Context:
                 first_finish=first_finish,
             )
             k = self._fit(request)
+            if k < request.n:
+                self.exhausted = True  # the budget refused some (or all) of this request
             if k == 0:
-                self.exhausted = True
                 break
             request = replace(request, n=k)
             started = time.perf_counter()

@@ -1,0 +1,303 @@
+"""Every strategy, driven by the fake generator and verifier: selection, ties, budgets, costs."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import testtime.strategies  # noqa: F401  (registers the strategies)
+from testtime.core.budget import Budget
+from testtime.core.errors import ConfigError
+from testtime.core.types import Problem, Result
+from testtime.generators.fake import FakeGenerator, render
+from testtime.strategies.base import STRATEGIES
+from testtime.strategies.run import solve, solve_many
+from testtime.tasks.base import Task
+from testtime.verifiers.fake import FakeVerifier
+
+Q = "What is 3 + 4?"
+P = Problem.from_prompt(Q, answer="7", id="q")
+ALL = [
+    "single", "best_of_n", "self_consistency", "weighted_majority",
+    "best_of_majority", "first_finish", "adaptive_consistency",
+]  # fmt: skip
+SCORED = {"best_of_n", "weighted_majority", "best_of_majority"}
+SAMPLING = [s for s in ALL if s != "single"]
+
+
+class Arithmetic(Task):
+    name = "arithmetic-test"
+
+    def problems(self) -> Sequence[Problem]:
+        return [P]
+
+
+def answers(dist: Mapping[str | None, float]) -> FakeGenerator:
+    return FakeGenerator.from_answers({Q: dist})
+
+
+def in_turn(*answers: str | None) -> FakeGenerator:
+    """A generator whose samples carry exactly these answers, in this order."""
+    return FakeGenerator({Q: [render(a) for a in answers]})
+
+
+def gold() -> FakeVerifier:
+    return FakeVerifier(check=Arithmetic().check)
+
+
+async def run(
+    name: str,
+    gen: FakeGenerator,
+    *,
+    verifier: FakeVerifier | None = None,
+    budget: Budget | None = None,
+    seed: int = 0,
+    max_tokens: int = 64,
+    **params: Any,
+) -> Result:
+    if name in SCORED and verifier is None:
+        verifier = gold()
+    spec = STRATEGIES.spec(name, params)
+    return await solve(
+        P, spec, gen, task=Arithmetic(), verifier=verifier, budget=budget, seed=seed,
+        max_tokens=max_tokens,
+    )
+
+
+def test_every_strategy_is_registered() -> None:
+    assert set(ALL) <= set(STRATEGIES.names())
+
+
+# -- the common cases, for every strategy ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ALL)
+async def test_unanimous_samples_give_the_answer(name: str) -> None:
+    r = await run(name, answers({"7": 1.0}))
+    assert (r.answer, r.correct, r.budget_exhausted) == ("7", True, False)
+    assert r.text is not None and r.text.endswith("Answer: 7")
+
+
+@pytest.mark.parametrize("name", ALL)
+async def test_all_wrong_gives_a_wrong_answer_not_none(name: str) -> None:
+    r = await run(name, answers({"8": 0.5, "9": 0.5}))
+    assert r.answer in {"8", "9"} and r.correct is False
+
+
+@pytest.mark.parametrize("name", ALL)
+async def test_all_unparseable_gives_none_without_crashing(name: str) -> None:
+    r = await run(name, answers({None: 1.0}))
+    assert r.answer is None and r.correct is False
+    assert r.candidates and all(c.answer is None for c in r.candidates)
+
+
+@pytest.mark.parametrize("name", ALL)
+async def test_a_budget_too_small_for_one_sample(name: str) -> None:
+    gen = answers({"7": 1.0})
+    r = await run(name, gen, budget=Budget(tokens=10), max_tokens=64)
+    assert (r.answer, r.budget_exhausted, r.candidates) == (None, True, ())
+    assert r.cost.generated_tokens == 0 and gen.requests == []
+
+
+@pytest.mark.parametrize("name", SAMPLING)
+async def test_an_exhausted_budget_uses_what_it_has(name: str) -> None:
+    params = {"max_samples": 8} if name == "adaptive_consistency" else {"n": 8}
+    r = await run(name, in_turn("7", "8", "7", "8", "7"), budget=Budget(samples=3), **params)
+    assert r.budget_exhausted and r.cost.samples == len(r.candidates) == 3
+    assert r.answer == "7"
+
+
+BUDGETS = st.one_of(
+    st.builds(Budget, samples=st.integers(1, 12)),
+    st.builds(Budget, tokens=st.integers(1, 400)),
+    st.builds(Budget, flops=st.floats(1e4, 3e6)),
+)
+
+
+@pytest.mark.parametrize("name", ALL)
+@settings(max_examples=25, deadline=None)
+@given(budget=BUDGETS, seed=st.integers(0, 3))
+def test_the_budget_is_never_exceeded(name: str, budget: Budget, seed: int) -> None:
+    # short texts under a loose max_tokens and a costly verifier: a ceiling is easy to
+    # overshoot if the verifier FLOPs owed for unscored samples are forgotten
+    script = {"Answer: 7": 0.5, "Answer: 8": 0.3, "So 7 then.\nAnswer: 9": 0.2}
+    gen = FakeGenerator({Q: script}, n_params=1000)
+    verifier = FakeVerifier(check=Arithmetic().check, n_params=1000, tokens_per_candidate=50)
+    params = {"max_samples": 12} if name == "adaptive_consistency" else {}
+    r = asyncio.run(
+        run(name, gen, verifier=verifier, budget=budget, seed=seed, max_tokens=8, **params)
+    )
+    assert r.cost.samples == len(r.candidates) <= (budget.samples or 10**9)
+    assert r.cost.generated_tokens <= (budget.tokens or 10**9)
+    assert r.cost.flops <= (budget.flops or float("inf"))
+
+
+# -- selection rules, ties first-seen -------------------------------------------------------
+
+
+async def test_self_consistency_ties_go_to_the_first_seen_answer() -> None:
+    r = await run("self_consistency", in_turn("8", "7", "7", "8"), n=4)
+    assert r.answer == "8" and r.chosen == 0
+    assert r.trace == {"votes": {"8": 2.0, "7": 2.0}}
+
+
+async def test_self_consistency_groups_equivalent_answers() -> None:
+    r = await run("self_consistency", in_turn("0.5", "3", "1/2", "3", "0.50"), n=5)
+    assert r.answer == "0.5" and r.trace == {"votes": {"0.5": 3.0, "3": 2.0}}
+
+
+async def test_weighted_majority_lets_verifier_scores_outvote_the_plurality() -> None:
+    v = FakeVerifier({"7": 0.9, "8": 0.2})
+    gen = in_turn("8", "8", "8", "7", "7")
+    assert (await run("self_consistency", gen, n=5)).answer == "8"
+    r = await run("weighted_majority", in_turn("8", "8", "8", "7", "7"), verifier=v, n=5)
+    assert r.answer == "7" and r.trace is not None
+    assert r.trace["votes"] == pytest.approx({"8": 0.6, "7": 1.8})
+
+
+async def test_weighted_majority_ties_go_to_the_first_seen_answer() -> None:
+    r = await run("weighted_majority", in_turn("9", "7"), verifier=FakeVerifier({}), n=2)
+    assert r.answer == "9"
+
+
+async def test_best_of_n_takes_the_top_score_even_in_the_minority() -> None:
+    v = FakeVerifier({"7": 0.9, "8": 0.2})
+    r = await run("best_of_n", in_turn("8", "8", "7", "8"), verifier=v, n=4)
+    assert (r.answer, r.chosen) == ("7", 2)
+
+
+async def test_best_of_n_ties_go_to_the_first_sample() -> None:
+    r = await run("best_of_n", in_turn("8", "7", "9"), verifier=FakeVerifier({}), n=3)
+    assert (r.answer, r.chosen) == ("8", 0)
+
+
+async def test_best_of_majority_filters_rare_answers_before_the_verifier() -> None:
+    v = FakeVerifier({"9": 1.0, "7": 0.8, "8": 0.5})
+    gen = in_turn("8", "7", "8", "9", "7", "8", "7", "8")
+    r = await run("best_of_majority", gen, verifier=v, n=8, alpha=0.3)
+    assert r.answer == "7"  # 9 scores higher but was sampled once (1/8 < alpha)
+    assert r.trace == {"kept": ["8", "7"], "samples": 8}
+    assert r.cost.verifier_calls == 7  # only the kept samples were scored
+
+
+async def test_best_of_majority_falls_back_to_the_most_frequent_answer() -> None:
+    v = FakeVerifier({"9": 1.0})
+    r = await run("best_of_majority", in_turn("8", "9", "8", "7"), verifier=v, n=4, alpha=1.0)
+    assert r.answer == "8" and r.trace == {"kept": ["8"], "samples": 4}
+
+
+async def test_first_finish_returns_the_shortest_and_cancels_the_rest() -> None:
+    short = "Answer: 7"
+    gen = FakeGenerator({Q: ["Let me think at great length first.\nAnswer: 8", short]})
+    r = await run("first_finish", gen, n=4)
+    assert r.answer == "7" and r.text == short
+    reasons = [c.completion.finish_reason for c in r.candidates if c.completion]
+    assert reasons == ["cancelled", "eos", "cancelled", "eos"]
+    assert r.cost.generated_tokens == 4 * 3  # every sequence stopped after 3 tokens
+
+
+async def test_single_is_greedy_by_default_and_samples_when_asked() -> None:
+    gen = answers({"7": 0.4, "8": 0.35, "9": 0.25})
+    assert (await run("single", gen)).answer == "7"
+    assert gen.requests[-1].temperature == 0.0
+    sampled = {(await run("single", gen, temperature=1.0, seed=s)).answer for s in range(12)}
+    assert len(sampled) > 1
+
+
+@pytest.mark.parametrize("name", sorted(SCORED))
+async def test_a_missing_verifier_is_a_clear_error_before_any_sampling(name: str) -> None:
+    gen = answers({"7": 1.0})
+    with pytest.raises(ConfigError, match=f"strategy '{name}' needs a verifier"):
+        await solve(P, STRATEGIES.spec(name), gen)
+    assert gen.requests == []
+
+
+@pytest.mark.parametrize("name", sorted(SCORED))
+async def test_verifier_cost_is_charged_to_the_result(name: str) -> None:
+    gen = FakeGenerator.from_answers({Q: {"7": 1.0}}, n_params=1000)
+    v = FakeVerifier({"7": 1.0}, n_params=500, tokens_per_candidate=10)
+    r = await run(name, gen, verifier=v, n=4)
+    assert (r.cost.verifier_calls, r.cost.verifier_tokens) == (4, 40)
+    policy = 2 * 1000 * (r.cost.prompt_tokens + r.cost.generated_tokens)
+    assert r.cost.flops == policy + 2 * 500 * 40
+
+
+@pytest.mark.parametrize("name", SAMPLING)
+async def test_seeds_make_results_reproducible(name: str) -> None:
+    def texts(r: Result) -> list[str]:
+        return [c.text for c in r.candidates]
+
+    dist = {"7": 0.4, "8": 0.3, "9": 0.3}
+    a, b = await run(name, answers(dist), seed=1), await run(name, answers(dist), seed=1)
+    assert texts(a) == texts(b) and a.answer == b.answer
+    others = [texts(await run(name, answers(dist), seed=s)) for s in (2, 3, 4)]
+    assert any(t != texts(a) for t in others)
+
+
+# -- adaptive self-consistency --------------------------------------------------------------
+
+
+async def test_adaptive_stops_early_on_an_easy_problem_and_late_on_a_split_one() -> None:
+    easy = await run("adaptive_consistency", answers({"7": 1.0}))
+    split = await run("adaptive_consistency", answers({"7": 0.5, "8": 0.5}), seed=2)
+    assert easy.trace is not None and split.trace is not None
+    assert easy.trace["samples"] == 4  # Beta(5, 1): P(p1 > p2) = 1 - 2^-5 >= 0.95
+    assert easy.trace["stopped"] == "confident" and easy.trace["confidence"] >= 0.95
+    assert split.trace["samples"] > 2 * easy.trace["samples"]
+    assert len(split.candidates) == split.trace["samples"]
+
+
+async def test_adaptive_stops_at_max_samples_and_samples_in_batches() -> None:
+    gen = in_turn("7", "8")
+    r = await run("adaptive_consistency", gen, max_samples=9, batch=4)
+    assert r.trace is not None
+    assert (r.trace["samples"], r.trace["stopped"]) == (9, "max_samples")
+    assert [q.n for q in gen.requests] == [4, 4, 1]
+    assert r.answer == "7"  # 5 votes to 4
+
+
+async def test_adaptive_reports_a_budget_stop() -> None:
+    r = await run("adaptive_consistency", in_turn("7", "8"), budget=Budget(samples=5))
+    assert r.budget_exhausted and r.trace is not None
+    assert (r.trace["samples"], r.trace["stopped"]) == (5, "budget")
+
+
+# -- many problems ----------------------------------------------------------------------------
+
+
+async def test_solve_many_runs_concurrently_and_keeps_the_order() -> None:
+    problems = [Problem.from_prompt(f"What is {i} + {i}?", str(i + i), f"p{i}") for i in range(6)]
+    gen = FakeGenerator(latency=0.01)
+    spec = STRATEGIES.spec("adaptive_consistency", {"max_samples": 6})
+    results = await solve_many(problems, spec, gen, task=Arithmetic(), concurrency=4)
+    assert [r.problem_id for r in results] == [p.id for p in problems]
+    assert gen.peak_in_flight == 4
+    assert all(r.answer is not None for r in results)
+
+
+# -- parameters -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "params", "field"),
+    [
+        ("self_consistency", {"n": 0}, "n"),
+        ("best_of_n", {"temperature": -0.5}, "temperature"),
+        ("single", {"top_p": 0.0}, "top_p"),
+        ("weighted_majority", {"top_p": 1.5}, "top_p"),
+        ("best_of_majority", {"alpha": 0.0}, "alpha"),
+        ("adaptive_consistency", {"threshold": 1.5}, "threshold"),
+        ("adaptive_consistency", {"batch": 0}, "batch"),
+        ("first_finish", {"n": "eight"}, "n"),
+    ],
+)
+def test_bad_parameters_are_refused_naming_the_field(
+    name: str, params: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"{name}.*'{field}'"):
+        STRATEGIES.spec(name, params)

@@ -20,6 +20,7 @@ EXTRACTORS: tuple[str, ...] = ("auto", "boxed", "tags", "number", "last_line", "
 
 _NUMBER = re.compile(r"[-+−]?\s?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?|[-+−]?\.\d+")
 _TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
+_MATHY = re.compile(r"[-+−*/^=\\{}<>]|\b[a-zA-Z]\b")  # operators or a lone variable
 _ANSWER_LINE = re.compile(
     r"(?:final answer|answer|result)\s*(?:is)?\s*[:=]\s*(.+)", re.IGNORECASE
 )
@@ -95,13 +96,24 @@ def extract(text: str, how: str = "auto") -> str | None:
             return got
     line = answer_line(text)
     if line is not None:
-        nums = _NUMBER.findall(line)
-        return _clean_number(nums[0]) if len(nums) == 1 else line
+        return _only_number(line) or line
     last = last_line(text)
     if last is None:
         return None
     num = final_number(last)
     return num if num is not None else last
+
+
+def _only_number(line: str) -> str | None:
+    """The number of a line that is one number among words ('42 apples', 'x = 5'), but not
+    of an expression ('x+1', '2x'), which is kept whole."""
+    nums = _NUMBER.findall(line)
+    if len(nums) != 1:
+        return None
+    rest = line.replace(nums[0], " ", 1)
+    if re.fullmatch(r"\s*[a-zA-Z]\s*=\s*", rest) or not _MATHY.search(rest):
+        return _clean_number(nums[0])
+    return None
 
 
 def _clean_number(s: str) -> str:

@@ -1,1 +1,9 @@
-"""Tasks: where problems come from, and how answers are read and checked."""
+"""Tasks: where problems come from, and how answers are read and checked.
+
+Importing this package registers every built-in task in `TASKS`.
+"""
+
+from testtime.tasks import (
+    jsonl,  # noqa: F401
+    reasoning_gym,  # noqa: F401
+)

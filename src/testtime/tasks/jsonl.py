@@ -1,0 +1,138 @@
+"""Problems from a JSONL file: one object per line, `{"prompt" | "messages", "answer"?, "id"?}`.
+
+The whole file is validated before any problem is returned, and a bad line is reported with
+the file, its line number and what is wrong. Other keys of a line are kept as metadata.
+Answers are checked by math-aware equivalence of the extracted answer with the gold one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from testtime.core.answers import Extractor, format_number
+from testtime.core.errors import ConfigError, DataError
+from testtime.core.registry import Params
+from testtime.core.types import Message, Problem, messages_from
+from testtime.tasks.base import TASKS, Task
+
+EXAMPLE = '{"prompt": "What is 2 + 3?", "answer": "5", "id": "q1"}'
+
+
+@dataclass(frozen=True)
+class JsonlParams(Params):
+    path: str = ""
+    extractor: Extractor = "auto"
+
+    def validate(self) -> None:
+        if not self.path.strip():
+            raise ConfigError("parameter 'path' is required: the JSONL file to read, e.g. path=q.jsonl")
+
+
+class JsonlTask(Task):
+    """Problems read (and fully validated) from one JSONL file."""
+
+    def __init__(self, path: str | Path, extractor: str = "auto") -> None:
+        self.path = Path(path)
+        self.name = self.path.stem
+        self.extractor = extractor
+        self._problems = tuple(load(self.path))
+
+    def problems(self) -> Sequence[Problem]:
+        return self._problems
+
+
+def load(path: Path) -> list[Problem]:
+    """Every problem in the file, or a DataError naming the first bad line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise DataError(f"JSONL file {str(path)!r} does not exist; check the path") from None
+    except IsADirectoryError:
+        raise DataError(f"{str(path)!r} is a directory; give the path of a .jsonl file") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text ({e.reason}); save the file as UTF-8") from None
+    problems: list[Problem] = []
+    seen: dict[str, int] = {}
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        problem = parse_line(line, f"{path}:{lineno}", default_id=f"{path.stem}-{len(problems)}")
+        if problem.id in seen:
+            raise DataError(
+                f"{path}:{lineno}: id {problem.id!r} was already used on line {seen[problem.id]}; "
+                "ids must be unique"
+            )
+        seen[problem.id] = lineno
+        problems.append(problem)
+    if not problems:
+        raise DataError(f"{path}: no problems found; write one JSON object per line, e.g. {EXAMPLE}")
+    return problems
+
+
+def parse_line(line: str, where: str, default_id: str) -> Problem:
+    """One problem from one line; `where` (file:line) prefixes every error."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: not valid JSON ({e.msg}); write e.g. {EXAMPLE}") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}; e.g. {EXAMPLE}")
+    messages = _messages(obj, where)
+    return Problem(
+        messages,
+        answer=_answer(obj.get("answer"), where),
+        id=_id(obj.get("id", default_id), where),
+        metadata={k: v for k, v in obj.items() if k not in ("prompt", "messages", "answer", "id")},
+    )
+
+
+def _messages(obj: dict[str, Any], where: str) -> tuple[Message, ...]:
+    if ("prompt" in obj) == ("messages" in obj):
+        raise DataError(
+            f"{where}: give exactly one of 'prompt' (a string) or 'messages' (a list of "
+            '{"role", "content"} objects)'
+        )
+    if "prompt" in obj:
+        prompt = obj["prompt"]
+        if not isinstance(prompt, str):
+            raise DataError(f"{where}: 'prompt' must be a string, got {type(prompt).__name__}")
+        if not prompt.strip():
+            raise DataError(f"{where}: 'prompt' is empty; give the problem's text")
+        return (Message("user", prompt),)
+    raw = obj["messages"]
+    if not isinstance(raw, list) or not raw:
+        raise DataError(f"{where}: 'messages' must be a non-empty list of chat messages")
+    try:
+        messages = messages_from(raw)
+    except ConfigError as e:
+        raise DataError(f"{where}: {e}") from None
+    if not any(m.content.strip() for m in messages):
+        raise DataError(f"{where}: every message is empty; give the problem's text")
+    return messages
+
+
+def _answer(value: Any, where: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return format_number(value) if isinstance(value, float) else str(value)
+    raise DataError(f"{where}: 'answer' must be a string or a number, got {json.dumps(value)}")
+
+
+def _id(value: Any, where: str) -> str:
+    if isinstance(value, str) and value.strip():
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise DataError(f"{where}: 'id' must be a non-empty string or an integer, got {json.dumps(value)}")
+
+
+@TASKS.register("jsonl", JsonlParams)
+def jsonl_task(p: JsonlParams) -> Task:
+    """Problems from a JSONL file of {"prompt" | "messages", "answer"?, "id"?} lines."""
+    return JsonlTask(p.path, p.extractor)

@@ -89,7 +89,7 @@ class Context:
                 top_p=top_p,
                 stop=tuple(stop),
                 seed=self._next_seed(),
-                logprobs=logprobs,
+                logprobs=logprobs or bool(self.verifier and self.verifier.needs_logprobs),
                 first_finish=first_finish,
             )
             k = self._fit(request)

@@ -30,6 +30,7 @@ class Verifier(ABC):
     """Scores candidates for a problem."""
 
     name: str = "verifier"
+    needs_logprobs: bool = False  # the strategy must sample with logprobs=True (certainty)
 
     @abstractmethod
     async def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:

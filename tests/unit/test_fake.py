@@ -218,11 +218,30 @@ async def test_the_default_solves_arithmetic_greedily_and_mostly_when_sampled() 
     assert set(sampled) <= {"7", "8", "6", "17"} and len(set(sampled)) > 1
 
 
-def test_arithmetic_reads_longer_expressions_and_gets_harder_with_digits() -> None:
+def _likeliest(prompt: str) -> str | None:
+    script = arithmetic(prompt)
+    return extract(max(script, key=script.__getitem__))
+
+
+@pytest.mark.parametrize(
+    ("prompt", "value"),
+    [
+        ("Compute (123 * 45) - 678 / 3.", "5309"),
+        ("Calculate ( 56 + -33 ) - 84.\nThink step by step.", "-61"),
+        ("Calculate -1515 / 5 + -( -2842 * -5436 ) * -6892.", "106475279601"),
+        ("What is 3 x 4?", "12"),
+        ("What is 7/2?", "3.5"),
+    ],
+)
+def test_arithmetic_reads_expressions_exactly(prompt: str, value: str) -> None:
+    assert _likeliest(prompt) == value
+
+
+def test_arithmetic_gets_harder_with_digits_and_ignores_other_prompts() -> None:
     easy, hard = arithmetic("What is 3 + 4?"), arithmetic("Compute (123 * 45) - 678 / 3.")
-    assert extract(max(hard, key=hard.__getitem__)) == "5309"
     assert max(easy.values()) > max(hard.values()) >= 0.4
     assert arithmetic("Name a colour.") == {"": 1.0}
+    assert arithmetic("In 2024 there were 5 cats.") == {"": 1.0}  # numbers, but no sum
 
 
 async def test_concurrent_calls_overlap() -> None:

@@ -17,6 +17,7 @@ import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 from testtime.core.answers import format_number
 from testtime.core.cost import Cost
@@ -262,7 +263,8 @@ def _scores(
 
 # -- answers written out as text, and the default arithmetic solver ------------------------
 
-_EXPR = re.compile(r"[-(]*\d[\d.]*(?:\s*[-+*/×÷x]\s*[(]*-?\d[\d.]*[)]*)+")
+_RUN = re.compile(r"[\d \t.+\-*/()]+")  # a run of characters an arithmetic expression uses
+_TIMES = re.compile(r"(?<=\d)\s*[x×]\s*(?=[\d(-])")
 
 
 def written(prompt: str, answers: Mapping[str | None, float]) -> dict[str, float]:
@@ -290,41 +292,45 @@ def arithmetic(prompt: str) -> dict[str, float]:
     expression, value = found
     digits = sum(ch.isdigit() for ch in expression)
     right = max(0.4, 0.9 - 0.05 * max(0, digits - 2))
-    misses = [(value + 1, 0.5), (value - 1, 0.3), (value + 10, 0.2)]
-    weights = {format_number(value): right}
-    for miss, share in misses:
-        weights[format_number(miss)] = weights.get(format_number(miss), 0.0) + (1 - right) * share
+    weights = {_number(value): right}
+    for miss, share in ((value + 1, 0.5), (value - 1, 0.3), (value + 10, 0.2)):
+        weights[_number(miss)] = weights.get(_number(miss), 0.0) + (1 - right) * share
     return {render(a, expression): w for a, w in weights.items()}
 
 
-def _arithmetic(prompt: str) -> tuple[str, float] | None:
-    """The longest arithmetic expression in the prompt and its value, if one evaluates."""
-    for match in sorted(_EXPR.findall(prompt), key=len, reverse=True):
-        expression = match.strip().rstrip(".")
-        value = _evaluate(expression.replace("×", "*").replace("÷", "/").replace("x", "*"))
+def _number(x: Fraction) -> str:
+    return str(x.numerator) if x.denominator == 1 else format_number(float(x))
+
+
+def _arithmetic(prompt: str) -> tuple[str, Fraction] | None:
+    """The longest arithmetic expression in the prompt (with an operator) and its exact value."""
+    runs = (m.strip().rstrip(".").strip() for m in _RUN.findall(_TIMES.sub(" * ", prompt)))
+    for expression in sorted(runs, key=len, reverse=True):
+        value = _evaluate(expression.replace("÷", "/"))
         if value is not None:
             return expression, value
     return None
 
 
-_OPS: dict[type[ast.operator], Callable[[float, float], float]] = {
+_OPS: dict[type[ast.operator], Callable[[Fraction, Fraction], Fraction]] = {
     ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv
 }
 
 
-def _evaluate(expression: str) -> float | None:
-    """The value of + - * / and parentheses over numbers (parsed, never eval'd), or None."""
+def _evaluate(expression: str) -> Fraction | None:
+    """The exact value of a binary + - * / expression over numbers (parsed, never eval'd)."""
 
-    def value(node: ast.expr) -> float:
+    def value(node: ast.expr) -> Fraction:
         if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-            return float(node.value)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-            return -value(node.operand)
+            return Fraction(node.value)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            return -value(node.operand) if isinstance(node.op, ast.USub) else value(node.operand)
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
             return _OPS[type(node.op)](value(node.left), value(node.right))
         raise ValueError("not arithmetic")
 
     try:
-        return value(ast.parse(expression, mode="eval").body)
-    except (SyntaxError, ValueError, ZeroDivisionError, RecursionError, OverflowError):
+        tree = ast.parse(expression, mode="eval").body
+        return value(tree) if isinstance(tree, ast.BinOp) else None  # "7" alone is no sum
+    except (SyntaxError, ValueError, ZeroDivisionError, RecursionError):
         return None

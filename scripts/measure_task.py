@@ -55,19 +55,27 @@ def generate(
 ) -> list[list[str]]:
     """n completions of each chat prompt (greedy when temperature is 0)."""
     chats = [
-        tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                add_generation_prompt=True)
+        tok.apply_chat_template(
+            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )
         for p in prompts
     ]
     enc = tok(chats, return_tensors="pt", padding=True, add_special_tokens=False)
-    kw: dict[str, Any] = {"do_sample": False} if temperature == 0 else {
-        "do_sample": True, "temperature": temperature, "top_p": 1.0, "top_k": 0,
-        "num_return_sequences": n,
-    }
+    kw: dict[str, Any] = (
+        {"do_sample": False}
+        if temperature == 0
+        else {
+            "do_sample": True,
+            "temperature": temperature,
+            "top_p": 1.0,
+            "top_k": 0,
+            "num_return_sequences": n,
+        }
+    )
     out = model.generate(**enc, max_new_tokens=max_new, pad_token_id=tok.pad_token_id, **kw)
-    texts = tok.batch_decode(out[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    texts = tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
     per = 1 if temperature == 0 else n
-    return [texts[i * per:(i + 1) * per] for i in range(len(prompts))]
+    return [texts[i * per : (i + 1) * per] for i in range(len(prompts))]
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -82,26 +90,34 @@ def measure(task: Task, model: Any, tok: Any, args: argparse.Namespace) -> dict[
     started = time.perf_counter()
     greedy: list[str] = []
     for i in range(0, len(prompts), args.batch * args.samples):
-        greedy += [g[0] for g in generate(model, tok, prompts[i:i + args.batch * args.samples],
-                                          1, 0.0, args.max_new_tokens)]
-    row["greedy"] = sum(task.check(p, task.extract(t)) for p, t in zip(problems, greedy)) / len(problems)
+        greedy += [
+            g[0]
+            for g in generate(
+                model, tok, prompts[i : i + args.batch * args.samples], 1, 0.0, args.max_new_tokens
+            )
+        ]
+    right = [task.check(p, task.extract(t)) for p, t in zip(problems, greedy, strict=True)]
+    row["greedy"] = sum(right) / len(problems)
     row["example"] = greedy[0]
     for temp in args.temperatures:
         correct, covered, voted = 0, [0.0] * len(args.ks), 0
         for i in range(0, len(problems), args.batch):
-            chunk = problems[i:i + args.batch]
-            outs = generate(model, tok, prompts[i:i + args.batch], args.samples, temp,
-                            args.max_new_tokens)
-            for p, texts in zip(chunk, outs):
+            chunk = problems[i : i + args.batch]
+            outs = generate(
+                model, tok, prompts[i : i + args.batch], args.samples, temp, args.max_new_tokens
+            )
+            for p, texts in zip(chunk, outs, strict=True):
                 cands = [Candidate(t, task.extract(t), id=j) for j, t in enumerate(texts)]
                 c = sum(task.check(p, x.answer) for x in cands)
                 correct += c
-                covered = [a + pass_at_k(len(texts), c, k) for a, k in zip(covered, args.ks)]
+                covered = [
+                    a + pass_at_k(len(texts), c, k) for a, k in zip(covered, args.ks, strict=True)
+                ]
                 top = majority(cands)
                 voted += task.check(p, top.answer if top else None)
         row[f"T{temp}"] = {
             "sample_acc": correct / (len(problems) * args.samples),
-            **{f"coverage@{k}": v / len(problems) for k, v in zip(args.ks, covered)},
+            **{f"coverage@{k}": v / len(problems) for k, v in zip(args.ks, covered, strict=True)},
             f"majority@{args.samples}": voted / len(problems),
         }
     row["seconds"] = round(time.perf_counter() - started, 1)
@@ -131,7 +147,11 @@ def main() -> None:
     spec = TASKS.spec(args.task, params)
     task = TASKS.get(spec.name).factory(spec.params)
     model, tok = load(torch.bfloat16)  # on CPU, faster than float32 here
-    row = {"task": str(spec), "max_new_tokens": args.max_new_tokens, **measure(task, model, tok, args)}
+    row = {
+        "task": str(spec),
+        "max_new_tokens": args.max_new_tokens,
+        **measure(task, model, tok, args),
+    }
     with open(args.out, "a") as f:
         f.write(json.dumps(row) + "\n")
     print(json.dumps(row, indent=1))

@@ -30,7 +30,9 @@ class JsonlParams(Params):
 
     def validate(self) -> None:
         if not self.path.strip():
-            raise ConfigError("parameter 'path' is required: the JSONL file to read, e.g. path=q.jsonl")
+            raise ConfigError(
+                "parameter 'path' is required: the JSONL file to read, e.g. path=q.jsonl"
+            )
 
 
 class JsonlTask(Task):
@@ -70,7 +72,7 @@ def load(path: Path) -> list[Problem]:
         seen[problem.id] = lineno
         problems.append(problem)
     if not problems:
-        raise DataError(f"{path}: no problems found; write one JSON object per line, e.g. {EXAMPLE}")
+        raise DataError(f"{path}: no problems; write one JSON object per line, e.g. {EXAMPLE}")
     return problems
 
 
@@ -81,7 +83,8 @@ def parse_line(line: str, where: str, default_id: str) -> Problem:
     except json.JSONDecodeError as e:
         raise DataError(f"{where}: not valid JSON ({e.msg}); write e.g. {EXAMPLE}") from None
     if not isinstance(obj, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(obj).__name__}; e.g. {EXAMPLE}")
+        kind = type(obj).__name__
+        raise DataError(f"{where}: expected a JSON object, got {kind}; write e.g. {EXAMPLE}")
     messages = _messages(obj, where)
     return Problem(
         messages,
@@ -129,7 +132,9 @@ def _id(value: Any, where: str) -> str:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
-    raise DataError(f"{where}: 'id' must be a non-empty string or an integer, got {json.dumps(value)}")
+    raise DataError(
+        f"{where}: 'id' must be a non-empty string or an integer, got {json.dumps(value)}"
+    )
 
 
 @TASKS.register("jsonl", JsonlParams)

@@ -41,7 +41,7 @@ def dataset_names() -> list[str]:
 
 
 def parse_config(text: str) -> dict[str, Any]:
-    """The dataset kwargs in a JSON object string (lists become tuples, as reasoning-gym expects)."""
+    """Dataset settings from a JSON object (lists become tuples, as reasoning-gym expects)."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:

@@ -1,0 +1,44 @@
+"""The oracle: the task's own gold check, scoring 1.0 for a correct answer and 0.0 otherwise.
+
+It measures coverage (would a perfect verifier have found a right answer among the
+samples?), the ceiling every real verifier is compared against. It costs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from testtime.core.errors import ConfigError
+from testtime.core.registry import Params
+from testtime.core.types import Candidate, Problem
+from testtime.verifiers.base import VERIFIERS, Checker, Scores, Verifier, VerifierDeps
+
+
+@dataclass(frozen=True)
+class OracleParams(Params):
+    """The oracle takes no parameters: the task decides what is correct."""
+
+
+class Oracle(Verifier):
+    """1.0 when the task's check accepts the candidate's answer, else 0.0."""
+
+    name = "oracle"
+
+    def __init__(self, check: Checker) -> None:
+        self.check = check
+
+    async def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
+        return Scores(tuple(1.0 if self.check(problem, c.answer) else 0.0 for c in candidates))
+
+
+@VERIFIERS.register("oracle", OracleParams)
+def oracle(params: Params, deps: VerifierDeps) -> Verifier:
+    """The task's gold check (1 correct, 0 not): a perfect verifier, for coverage."""
+    if deps.check is None:
+        raise ConfigError(
+            "verifier 'oracle' checks answers against the task's gold answers, but no task "
+            "was given; run it with a task that has answers (e.g. --task arithmetic), or "
+            "choose a verifier that needs none (self_certainty, likelihood, judge)"
+        )
+    return Oracle(deps.check)

@@ -1,0 +1,5 @@
+"""`python -m testtime` runs the CLI."""
+
+from testtime.cli import main
+
+main()

@@ -1,0 +1,117 @@
+"""The CLI on the fake model: listings, runs, JSON output, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from testtime.cli import main
+
+
+def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "argv", ["testtime", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = int(e.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    return lambda *args: cli(monkeypatch, capsys, *args)
+
+
+@pytest.mark.parametrize("what", ["strategies", "verifiers", "tasks"])
+def test_listings_show_every_registered_name(run, what: str) -> None:
+    code, out, _ = run(what)
+    assert code == 0
+    expected = {
+        "strategies": ["single", "best_of_n", "self_consistency", "weighted_majority",
+                       "best_of_majority", "first_finish", "adaptive_consistency"],
+        "verifiers": ["oracle", "math", "self_certainty", "judge"],
+        "tasks": ["reasoning_gym", "jsonl", "arithmetic"],
+    }[what]
+    for name in expected:
+        assert name in out
+
+
+def test_strategies_listing_shows_defaults(run) -> None:
+    code, out, _ = run("strategies")
+    assert code == 0 and "temperature=" in out
+
+
+def test_run_prompt_json_has_answer_correct_cost(run) -> None:
+    code, out, _ = run("run", "What is 3 + 4?", "--answer", "7", "--model", "fake",
+                       "-s", "self_consistency", "-p", "n=4", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert {"answer", "correct", "cost"} <= set(data)
+    assert data["cost"]["samples"] == 4
+    assert data["correct"] in (True, False)
+
+
+def test_run_task_json_reports_accuracy(run) -> None:
+    code, out, _ = run("run", "--task", "arithmetic", "-n", "3", "--model", "fake",
+                       "-s", "single", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert len(data["results"]) == 3
+    assert all({"answer", "correct", "cost"} <= set(r) for r in data["results"])
+    assert 0.0 <= data["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["run", "hi", "--model", "fake", "-s", "nope"], "unknown strategy 'nope'"),
+        (["run", "hi", "--model", "fake", "-p", "bogus=1"], "has no parameter 'bogus'"),
+        (["run", "hi", "--model", "fake", "-p", "n=many"], "parameter 'n' must be"),
+        (["run", "hi", "--model", "fake", "-p", "n=0"], "'n'"),
+        (["run", "hi", "--model", "fake", "-s", "single", "-p", "temperature=-1"], "temperature"),
+        (["run", "hi", "--model", "fake", "-s", "single", "-p", "top_p=1.5"], "top_p"),
+        (["run", "", "--model", "fake"], "empty prompt"),
+        (["run", "hi", "--model", "fake", "--budget", "0"], "budget"),
+        (["run", "hi", "--model", "fake", "--budget", "-3 tokens"], "budget"),
+        (["run", "hi", "--model", "fake", "--budget", "lots"], "budget"),
+        (["run", "--task", "nope", "--model", "fake"], "unknown task 'nope'"),
+        (["run", "hi", "--model", "no-such-model"], "no-such-model"),
+        (["run", "hi", "--model", "fake", "-v", "nope"], "unknown verifier 'nope'"),
+        (["run", "hi", "--task", "arithmetic", "--model", "fake"], "not both"),
+        (["experiment", "--model", "fake", "--budgets", "0,4"], "budgets"),
+        (["experiment", "--model", "fake", "--arms", "magic"], "unknown arm"),
+    ],
+)
+def test_bad_input_is_one_clear_line(run, args: list[str], needle: str) -> None:
+    code, out, err = run(*args)
+    assert code == 2
+    assert needle in err
+    assert "Traceback" not in err + out
+
+
+def test_bad_jsonl_names_the_line_and_writes_nothing(run, tmp_path: Path) -> None:
+    path = tmp_path / "probs.jsonl"
+    path.write_text('{"prompt": "1+1?", "answer": "2"}\n{not json}\n')
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, out, err = run("run", "--task", "jsonl", "--task-param", f"path={path}",
+                         "--model", "fake", "--json")
+    assert code == 2
+    assert "line 2" in err
+    assert out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_experiment_on_fake_model_prints_table(run) -> None:
+    code, out, _ = run("experiment", "--model", "fake", "--problems", "4", "--budgets", "1,4",
+                       "--arms", "greedy,self_consistency,coverage", "--json")
+    assert code == 0, out
+    rows = json.loads(out)["rows"]
+    assert [(r["strategy"].split()[0], r["budget"]) for r in rows][:1] == [("greedy", None)]
+    assert len(rows) == 1 + 2 + 2
+    cov = [r for r in rows if "coverage" in r["strategy"]]
+    assert cov[1]["accuracy"] >= cov[0]["accuracy"]

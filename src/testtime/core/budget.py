@@ -55,7 +55,9 @@ class Budget:
                     "'1e12 flops' or '30 seconds'"
                 )
             unit = (m.group(1) or m.group(3) or "samples").lower()
-            unit = "seconds" if unit in ("s", "sec") else next(u for u in UNITS if u[:3] == unit[:3])
+            if unit in ("s", "sec"):
+                unit = "seconds"
+            unit = next(u for u in UNITS if u[:3] == unit[:3])
             try:
                 value = float(m.group(2))
             except ValueError:

@@ -50,7 +50,7 @@ class Problem:
     ) -> Problem:
         """A single-turn problem from a plain prompt (and an optional system message)."""
         msgs = (Message("system", system),) if system else ()
-        return cls(msgs + (Message("user", prompt),), answer=answer, id=id)
+        return cls((*msgs, Message("user", prompt)), answer=answer, id=id)
 
     @property
     def prompt(self) -> str:

@@ -35,7 +35,7 @@ def group(
     weights: Sequence[float] | None = None,
     same: Equivalence = equivalent,
 ) -> list[Group]:
-    """Group candidates by equivalent answers, in first-seen order, summing `weights` (default 1)."""
+    """Group candidates by equivalent answers in first-seen order, summing `weights` (default 1)."""
     answers: list[str] = []
     members: list[list[int]] = []
     totals: list[float] = []

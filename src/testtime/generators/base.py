@@ -35,7 +35,7 @@ class Generator(ABC):
     def count_prompt_tokens(self, request: Request) -> int:
         """Tokens of the formatted prompt plus prefix: what a prefill would process."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027  (optional: most backends hold nothing)
         """Release the model's resources (threads, memory); idempotent."""
 
     async def __aenter__(self) -> Generator:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from testtime.core.cost import Cost
 from testtime.core.registry import Params, Registry
@@ -23,7 +23,7 @@ class Scores:
     """One score per candidate (higher is better) and the cost of computing them."""
 
     values: tuple[float, ...]
-    cost: Cost = Cost()
+    cost: Cost = field(default_factory=Cost)
 
 
 class Verifier(ABC):

@@ -18,8 +18,17 @@ import typer
 from rich.table import Table
 
 from testtime.cli import app
-from testtime.cli.common import DEFAULT_MODEL, DEFAULT_TASK, accuracy, human, load_model, out
-from testtime.cli.common import positive, progress, total_cost
+from testtime.cli.common import (
+    DEFAULT_MODEL,
+    DEFAULT_TASK,
+    accuracy,
+    human,
+    load_model,
+    out,
+    positive,
+    progress,
+    total_cost,
+)
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec, parse_params
 from testtime.core.types import Problem, Result
@@ -45,7 +54,8 @@ ARMS: dict[str, Arm] = {
     "self_consistency": Arm("self-consistency", "self_consistency", "n"),
     "adaptive": Arm("adaptive self-consistency", "adaptive_consistency", "max_samples"),
     "best_of_n": Arm("best-of-N (self-certainty)", "best_of_n", "n", (), "self_certainty"),
-    "weighted": Arm("weighted vote (self-certainty)", "weighted_majority", "n", (), "self_certainty"),
+    "weighted": Arm("weighted vote (self-certainty)", "weighted_majority", "n", (),
+                    "self_certainty"),
     "coverage": Arm("best-of-N (oracle) = coverage", "best_of_n", "n", (), "oracle"),
 }
 DEFAULT_ARMS = "greedy,sampled,self_consistency,adaptive,best_of_n,weighted,coverage"

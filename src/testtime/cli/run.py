@@ -30,6 +30,8 @@ from testtime.strategies.base import STRATEGIES
 from testtime.strategies.run import build_task, build_verifier, solve_many
 from testtime.tasks.base import Task
 
+MODEL_HELP = "packaged model name, a local model directory or .gguf file, or 'fake'"
+BUDGET_HELP = "ceiling, e.g. '16 samples', '4096 tokens', '1e12 flops', '30 seconds'"
 Params = Annotated[list[str], typer.Option("--param", "-p", help="strategy parameter key=value")]
 
 
@@ -43,8 +45,8 @@ def run(
     param: Params = [],  # noqa: B006
     verifier: Annotated[str | None, typer.Option("--verifier", "-v")] = None,
     verifier_param: Annotated[list[str], typer.Option("--verifier-param")] = [],  # noqa: B006
-    model: Annotated[str, typer.Option("--model", "-m", help="packaged name, path, or 'fake'")] = DEFAULT_MODEL,
-    budget: Annotated[str | None, typer.Option("--budget", "-b", help="e.g. '16 samples', '4096 tokens', '1e12 flops'")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)] = DEFAULT_MODEL,
+    budget: Annotated[str | None, typer.Option("--budget", "-b", help=BUDGET_HELP)] = None,
     max_tokens: Annotated[int, typer.Option(help="max new tokens per sample")] = 256,
     answer: Annotated[str | None, typer.Option(help="gold answer for a prompt")] = None,
     seed: Annotated[int, typer.Option()] = 0,

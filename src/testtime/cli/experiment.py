@@ -49,14 +49,13 @@ class Arm:
 
 
 ARMS: dict[str, Arm] = {
-    "greedy": Arm("greedy (single, T=0)", "single", None, (("temperature", 0.0),)),
-    "sampled": Arm("single sample (T=0.8)", "single", None, (("temperature", 0.8),)),
+    "greedy": Arm("greedy", "single", None, (("temperature", 0.0),)),
+    "sampled": Arm("one sample, T=0.8", "single", None, (("temperature", 0.8),)),
     "self_consistency": Arm("self-consistency", "self_consistency", "n"),
-    "adaptive": Arm("adaptive self-consistency", "adaptive_consistency", "max_samples"),
-    "best_of_n": Arm("best-of-N (self-certainty)", "best_of_n", "n", (), "self_certainty"),
-    "weighted": Arm("weighted vote (self-certainty)", "weighted_majority", "n", (),
-                    "self_certainty"),
-    "coverage": Arm("best-of-N (oracle) = coverage", "best_of_n", "n", (), "oracle"),
+    "adaptive": Arm("adaptive consistency", "adaptive_consistency", "max_samples"),
+    "best_of_n": Arm("best-of-N, certainty", "best_of_n", "n", (), "self_certainty"),
+    "weighted": Arm("weighted vote, certainty", "weighted_majority", "n", (), "self_certainty"),
+    "coverage": Arm("oracle best-of-N=coverage", "best_of_n", "n", (), "oracle"),
 }
 DEFAULT_ARMS = "greedy,sampled,self_consistency,adaptive,best_of_n,weighted,coverage"
 
@@ -147,18 +146,18 @@ def _row(arm: Arm, k: int, results: list[Result]) -> dict[str, Any]:
 
 
 def _table(rows: list[dict[str, Any]], title: str, wall: float) -> None:
-    table = Table(title=title, title_justify="left")
-    for col in ("strategy", "budget (samples)", "accuracy", "samples/problem",
-                "tokens/problem", "FLOPs/problem"):
-        table.add_column(col, justify="left" if col == "strategy" else "right")
+    table = Table(title=title, title_justify="left", caption_justify="left",
+                  caption=f"per problem; ± is a 95% normal interval; wall time {wall:.0f} s")
+    table.add_column("strategy")
+    for col in ("k", "accuracy", "samples", "tokens", "FLOPs"):
+        table.add_column(col, justify="right")
     last = None
     for r in rows:
         label = r["strategy"] if r["strategy"] != last else ""
         last = r["strategy"]
         table.add_row(
             label, "-" if r["budget"] is None else str(r["budget"]),
-            f"{r['accuracy']:.1%} ± {r['ci95']:.1%}", f"{r['samples']:.1f}",
+            f"{r['accuracy']:.0%} ±{r['ci95']:.0%}", f"{r['samples']:.1f}",
             f"{r['generated_tokens']:.0f}", human(r["flops"]),
         )
     out.print(table)
-    out.print(f"[dim]wall time {wall:.0f} s; ± is a 95% normal interval over problems[/dim]")

@@ -87,6 +87,7 @@ def test_few_shot_prompts_show_worked_examples_and_cut_the_next_question() -> No
         ({"config": "[1, 2]"}, "JSON object"),
         ({"config": '{"colour": 1}'}, "min_terms"),  # lists the dataset's settings
         ({"config": '{"min_terms": 0}'}, "refused"),
+        ({"config": '{"size": 9}'}, "task parameters"),
         ({"prompt": "no placeholder"}, "{question}"),
         ({"size": 0}, "size"),
         ({"extractor": "magic"}, "extractor"),
@@ -103,7 +104,7 @@ def test_bad_parameters_are_refused_with_what_is_allowed(
 def test_the_default_arithmetic_task_is_the_measured_configuration() -> None:
     t = task("arithmetic", size=4, seed=7)
     same = gym(dataset=ARITHMETIC_DATASET, config=ARITHMETIC_CONFIG, size=4, seed=7)
-    assert t.problems() == same.problems()
+    assert t.problems() == same.problems() and t.name == "arithmetic"
     assert TASKS.defaults("arithmetic")["prompt"] == "last_line"
     with pytest.raises(ConfigError, match="has no parameter 'dataset'"):
         task("arithmetic", dataset="gcd")

@@ -51,6 +51,12 @@ def parse_config(text: str) -> dict[str, Any]:
         ) from None
     if not isinstance(value, dict):
         raise ConfigError(f"config must be a JSON object of dataset settings, got {text!r}")
+    clash = sorted({"size", "seed"} & set(value))
+    if clash:
+        raise ConfigError(
+            f"config sets {' and '.join(clash)}; give them as task parameters instead "
+            "(e.g. size=50 seed=1), so problem ids follow them"
+        )
     return {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
 
 
@@ -92,6 +98,8 @@ class ReasoningGymTask(Task):
         prompt: str = "last_line",
         extractor: str = "auto",
     ) -> None:
+        if dataset not in dataset_names():
+            raise unknown("reasoning-gym dataset", dataset, dataset_names())
         check_prompt(prompt)
         self.name = dataset
         self.dataset = dataset
@@ -200,7 +208,7 @@ class ArithmeticParams(Params):
 @TASKS.register("arithmetic", ArithmeticParams)
 def arithmetic_task(p: ArithmeticParams) -> Task:
     """Short sums of one-digit numbers (reasoning-gym chain_sum), where scaling pays."""
-    return ReasoningGymTask(
+    task = ReasoningGymTask(
         ARITHMETIC_DATASET,
         parse_config(ARITHMETIC_CONFIG),
         size=p.size,
@@ -208,3 +216,5 @@ def arithmetic_task(p: ArithmeticParams) -> Task:
         prompt=p.prompt,
         extractor=p.extractor,
     )
+    task.name = "arithmetic"
+    return task

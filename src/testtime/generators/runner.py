@@ -1,0 +1,81 @@
+"""One batched forward pass of a Hugging Face causal LM over a `SlotCache`.
+
+Rows may sit at different positions and be padded on the left; we give the model explicit
+position ids and our own 4D attention masks (one per attention type, so sliding-window
+layers such as Gemma 3's keep their window), and keep only the last position's logits.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from testtime.generators.kvcache import SlotCache
+
+if TYPE_CHECKING:
+    import torch
+
+
+class Runner:
+    """Runs a transformers causal LM one batched step at a time."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        cfg = model.config
+        self.n_layers: int = int(cfg.num_hidden_layers)
+        self.layer_types: set[str] = set(getattr(cfg, "layer_types", None) or [])
+        self.window: int | None = getattr(cfg, "sliding_window", None)
+        self.sdpa = cfg._attn_implementation == "sdpa"
+        param = next(model.parameters())
+        self.device: torch.device = param.device
+        self.dtype: torch.dtype = param.dtype
+        self.max_positions: int = int(getattr(cfg, "max_position_embeddings", 0) or 1 << 30)
+
+    def new_cache(self) -> SlotCache:
+        return SlotCache(self.n_layers, self.device, self.dtype)
+
+    def forward(self, cache: SlotCache, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Logits (float32, `[B, V]`) after the last query of each row.
+
+        `ids` and `pos` are `[B, Q]`; `pos` is each query's position in its sequence, or -1
+        for left padding. Every row's earlier tokens must already be in `cache`.
+        """
+        import torch
+
+        width = int(pos.max()) + 1
+        cache.reserve(ids.shape[0], width)
+        real = pos >= 0
+        write = torch.where(real, pos, torch.full_like(pos, cache.scratch))
+        cache.prepare(write, width)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=self._masks(pos, real, width),
+            position_ids=pos.clamp(min=0),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        logits: torch.Tensor = out.logits[:, -1].float()
+        return logits
+
+    def _masks(self, pos: torch.Tensor, real: torch.Tensor, width: int) -> Any:
+        import torch
+
+        cols = torch.arange(width, device=pos.device)[None, None, :]
+        q = pos[:, :, None]
+        pad = ~real[:, :, None]
+        # padding queries look at column 0 only, so no softmax row is empty (no NaN)
+        full = ((cols <= q) & ~pad) | (pad & (cols == 0))
+        masks = {"full_attention": full}
+        if "sliding_attention" in self.layer_types and self.window:
+            masks["sliding_attention"] = (full & (q - cols < self.window)) | (pad & (cols == 0))
+        masks = {k: self._format(m[:, None]) for k, m in masks.items()}
+        return masks if self.layer_types - {"full_attention"} else masks["full_attention"]
+
+    def _format(self, mask: torch.Tensor) -> torch.Tensor:
+        """Boolean for SDPA; an additive float mask for eager and other attentions."""
+        import torch
+
+        if self.sdpa:
+            return mask
+        zero = torch.zeros((), dtype=self.dtype, device=mask.device)
+        return torch.where(mask, zero, torch.finfo(self.dtype).min)

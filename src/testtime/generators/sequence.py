@@ -1,0 +1,141 @@
+"""The engine's bookkeeping: one `Job` per request, one `Seq` per sample being decoded.
+
+A sequence accepts one token at a time and decides when it ends: an end-of-sequence token
+("eos", not part of the text), a stop string in the decoded text ("stop", the text is cut
+before it, OpenAI style), or `max_tokens` ("length"). Every token a sequence generated is
+charged, including the EOS and the tokens of sequences that were cancelled.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from testtime.core.cost import Cost
+from testtime.core.types import Completion, FinishReason, Request
+from testtime.generators.base import Generation
+from testtime.generators.sampling import RowParams, TokenInfo
+
+Decode = Callable[[list[int]], str]
+
+
+@dataclass(eq=False)
+class Job:
+    """One request in flight: its prompt tokens, its samples, and where the result goes."""
+
+    request: Request
+    prompt: list[int]
+    future: Future[Generation]
+    max_tokens: int  # request.max_tokens, clipped to the model's context
+    started: float = field(default_factory=time.perf_counter)
+    seqs: list[Seq] = field(default_factory=list)
+    recomputed: int = 0  # prompt tokens this job's prefill computed
+    cached: int = 0  # prompt tokens served from a cache (the n-1 shared copies included)
+
+    @property
+    def abandoned(self) -> bool:
+        return self.future.done()  # the caller cancelled (or a result is already set)
+
+    def done(self) -> bool:
+        return all(s.finish is not None for s in self.seqs)
+
+    def cancel_rest(self) -> None:
+        """First-finish: stop every sequence still running; their tokens stay charged."""
+        for s in self.seqs:
+            if s.finish is None:
+                s.finish = "cancelled"
+
+    def result(self, n_params: int, decode: Decode) -> Generation:
+        comps = tuple(s.completion(len(self.prompt), decode) for s in self.seqs)
+        cost = Cost.of_generation(
+            n_params,
+            prompt_tokens=self.recomputed,
+            cached_prompt_tokens=self.cached,
+            generated_tokens=sum(c.generated_tokens for c in comps),
+            samples=len(comps),
+            seconds=time.perf_counter() - self.started,
+        )
+        return Generation(comps, cost)
+
+
+@dataclass(eq=False)
+class Seq:
+    """One sample: the tokens it generated and how it ended."""
+
+    job: Job
+    rng: random.Random
+    stop: tuple[str, ...]
+    length: int  # tokens of this sequence in the KV cache
+    tokens: list[int] = field(default_factory=list)  # generated, without a final EOS
+    generated: int = 0  # tokens generated, EOS included
+    infos: list[TokenInfo] = field(default_factory=list)
+    finish: FinishReason | None = None
+    cut: int | None = None  # where the first stop string starts in the decoded text
+    checked: int = 0  # decoded characters already searched for stop strings
+
+    def params(self) -> RowParams:
+        r = self.job.request
+        return RowParams(r.temperature, r.top_p, self.rng.random() if r.temperature else 0.0)
+
+    @property
+    def wants_info(self) -> bool:
+        r = self.job.request
+        return r.logprobs or r.top_logprobs > 0
+
+    def accept(
+        self, token: int, info: TokenInfo | None, eos: frozenset[int], decode: Decode
+    ) -> None:
+        """Take the next token and decide whether the sequence has ended."""
+        self.generated += 1
+        if token in eos:
+            self.finish = "eos"
+            return
+        self.tokens.append(token)
+        if info is not None:
+            self.infos.append(info)
+        if self.stop and self._hit_stop(decode):
+            self.finish = "stop"
+        elif self.generated >= self.job.max_tokens:
+            self.finish = "length"
+
+    def _hit_stop(self, decode: Decode) -> bool:
+        text = decode(self.tokens)
+        start = max(0, self.checked - max(len(s) for s in self.stop) + 1)
+        hits = [i for i in (text.find(s, start) for s in self.stop) if i >= 0]
+        self.checked = len(text)
+        if hits:
+            self.cut = min(hits)
+        return bool(hits)
+
+    def completion(self, prompt_tokens: int, decode: Decode) -> Completion:
+        text = decode(self.tokens)
+        if self.cut is not None:
+            text = text[: self.cut]
+        r = self.job.request
+        infos = self.infos if self.wants_info else None
+        return Completion(
+            text=text,
+            prompt_tokens=prompt_tokens,
+            generated_tokens=self.generated,
+            finish_reason=self.finish or "cancelled",
+            logprobs=tuple(i.logprob for i in infos) if infos is not None else None,
+            certainty=tuple(i.certainty for i in infos) if infos is not None else None,
+            top_logprobs=(
+                tuple(_named(i.top, decode) for i in infos)
+                if infos is not None and r.top_logprobs
+                else None
+            ),
+        )
+
+
+def _named(top: dict[int, float], decode: Decode) -> dict[str, float]:
+    """Token ids to decoded text; when two ids decode alike, the likelier one wins."""
+    out: dict[str, float] = {}
+    for tok, lp in top.items():
+        text = decode([tok])
+        if text not in out or lp > out[text]:
+            out[text] = lp
+    return out

@@ -126,7 +126,7 @@ def test_jsonl_reads_prompts_messages_answers_ids_and_metadata(tmp_path: Path) -
         "",
         '{"messages": [{"role": "system", "content": "Be brief."}, {"content": "1/2 = ?"}], '
         '"answer": "\\\\frac{1}{2}"}',
-        '{"prompt": "Name a colour."}',
+        '{"prompt": "Name a colour.\u2028Any one."}',
     )
     t = task("jsonl", path=path)
     a, b, c = t.problems()
@@ -137,7 +137,7 @@ def test_jsonl_reads_prompts_messages_answers_ids_and_metadata(tmp_path: Path) -
         {"level": "easy"},
     )
     assert [m.role for m in b.messages] == ["system", "user"] and b.id == "qs-1"
-    assert (c.answer, c.id) == (None, "qs-2")
+    assert (c.answer, c.id, c.prompt) == (None, "qs-2", "Name a colour.\u2028Any one.")
     assert t.check(b, "0.5") and not t.check(b, "0.25") and not t.check(c, "red")
 
 

@@ -51,13 +51,16 @@ class JsonlTask(Task):
 def load(path: Path) -> list[Problem]:
     """Every problem in the file, or a DataError naming the first bad line."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        # split on "\n" only: splitlines() would also cut at U+2028 inside JSON strings
+        lines = path.read_text(encoding="utf-8-sig").split("\n")
     except FileNotFoundError:
         raise DataError(f"JSONL file {str(path)!r} does not exist; check the path") from None
     except IsADirectoryError:
         raise DataError(f"{str(path)!r} is a directory; give the path of a .jsonl file") from None
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e.reason}); save the file as UTF-8") from None
+    except OSError as e:
+        raise DataError(f"cannot read JSONL file {str(path)!r}: {e.strerror}") from None
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     for lineno, line in enumerate(lines, start=1):

@@ -103,7 +103,8 @@ def test_bad_jsonl_names_the_line_and_writes_nothing(run, tmp_path: Path) -> Non
     code, out, err = run("run", "--task", "jsonl", "--task-param", f"path={path}",
                          "--model", "fake", "--json")
     assert code == 2
-    assert "line 2" in err
+    assert "probs.jsonl:2:" in err or "line 2" in err
+    assert len(err.strip().splitlines()) == 1  # one line, not wrapped
     assert out == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 

@@ -30,7 +30,7 @@ def main() -> None:
     except TesttimeError as e:
         from rich.console import Console
 
-        Console(stderr=True).print(f"[red]error:[/red] {e}", highlight=False, markup=True)
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {e}", highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -68,13 +68,13 @@ def models() -> None:
     table.add_column("name", style="bold")
     table.add_column("installed")
     table.add_column("what")
-    table.add_column("install / location")
+    table.add_column("install with")
     for m in catalogue():
         table.add_row(
-            m.name + (" (default)" if m.default else ""),
-            "[green]yes[/green]" if m.installed else "[red]no[/red]",
-            m.description,
-            m.location if m.installed else m.install,
+            m["name"] + (" (default)" if m["default"] else ""),
+            "[green]yes[/green]" if m["installed"] else "[red]no[/red]",
+            m["description"],
+            m["install"],
         )
     out.print(table)
     out.print("Any local Hugging Face model directory or .gguf file also works: --model PATH")

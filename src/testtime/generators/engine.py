@@ -11,6 +11,7 @@ only in the worker thread; the event loop just awaits futures.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import queue
@@ -26,7 +27,7 @@ from testtime.core.errors import TesttimeError
 from testtime.core.types import Request
 from testtime.generators.base import Generation
 from testtime.generators.runner import Runner
-from testtime.generators.sampling import sample, token_infos
+from testtime.generators.sampling import Sampler
 from testtime.generators.sequence import Decode, Job, Seq
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class Engine:
         max_prefill_tokens: int = 4096,
         threads: int | None = None,
         gather_s: float = 0.002,
+        tune_malloc: bool = True,
     ) -> None:
         self.runner = runner
         self.eos = eos
@@ -59,7 +61,9 @@ class Engine:
         self.max_prefill_tokens = max_prefill_tokens
         self.threads = threads
         self.gather_s = gather_s  # after idling, wait this long so a burst of requests batches
+        self.tune_malloc = tune_malloc
         self.cache = runner.new_cache()
+        self.sampler = Sampler()
         self.active: list[Seq] = []  # active[i] lives in cache row i
         self.waiting: deque[Job] = deque()
         self._inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -104,6 +108,8 @@ class Engine:
 
         if self.threads:
             torch.set_num_threads(self.threads)
+        if self.runner.device.type == "cpu" and self.tune_malloc:
+            keep_freed_memory()
         with torch.inference_mode():
             while self._receive():
                 try:
@@ -199,11 +205,11 @@ class Engine:
 
     def _accept(self, seqs: list[Seq], logits: torch.Tensor) -> None:
         """Sample each sequence's next token, end the sequences that are done, finish jobs."""
-        tokens = sample(logits, [s.params() for s in seqs])
+        tokens = self.sampler(logits, [s.params() for s in seqs])
         want = [i for i, s in enumerate(seqs) if s.wants_info]
         infos = (
-            token_infos(
-                logits[want],
+            self.sampler.infos(
+                logits if len(want) == len(seqs) else logits[want],
                 [tokens[i] for i in want],
                 [seqs[i].job.request.top_logprobs for i in want],
             )
@@ -254,3 +260,18 @@ class Engine:
             return
         with contextlib.suppress(InvalidStateError):  # the caller cancelled meanwhile
             settle(job.future)
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc to reuse freed blocks up to 32 MB instead of returning them to the OS.
+
+    Each decode step allocates activations and vocabulary-sized logits afresh; served by
+    mmap, every step page-faults them in again (measured 5-10% of a Gemma 3 step on CPU).
+    A no-op where glibc is not the allocator.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass

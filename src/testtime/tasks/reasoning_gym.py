@@ -188,9 +188,9 @@ def reasoning_gym_task(p: ReasoningGymParams) -> Task:
 
 
 # The default task, chosen by measuring SmolLM2-135M (scripts/measure_task.py, TASK-notes.md):
-# greedy accuracy is low but not zero, and coverage at 16 samples is far higher.
+# greedy 47.5% on 40 problems; at T=0.8, coverage@16 87.5% and majority@16 62.5%.
 ARITHMETIC_DATASET = "chain_sum"
-ARITHMETIC_CONFIG = '{"min_terms": 2, "max_terms": 3, "min_digits": 1, "max_digits": 1}'
+ARITHMETIC_CONFIG = '{"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}'
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ class ArithmeticParams(Params):
 
 @TASKS.register("arithmetic", ArithmeticParams)
 def arithmetic_task(p: ArithmeticParams) -> Task:
-    """Short sums of one-digit numbers (reasoning-gym chain_sum), where scaling pays."""
+    """a + b or a - b of one-digit numbers (reasoning-gym chain_sum), where scaling pays."""
     task = ReasoningGymTask(
         ARITHMETIC_DATASET,
         parse_config(ARITHMETIC_CONFIG),

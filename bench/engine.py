@@ -33,6 +33,7 @@ import reasoning_gym  # noqa: E402
 import torch  # noqa: E402
 
 from testtime.core.types import Message, Request  # noqa: E402
+from testtime.generators.attention import stock_attention  # noqa: E402
 from testtime.generators.models import load_generator  # noqa: E402
 from testtime.generators.sampling import RowParams, Sampler  # noqa: E402
 from testtime.generators.transformers import TransformersGenerator  # noqa: E402
@@ -85,7 +86,7 @@ def run_generate(
     for group in groups:
         texts = [gen.prompt_text(c) for c in group]
         enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=not gen.chat)
-        with torch.inference_mode():
+        with torch.inference_mode(), stock_attention(model):
             out = model.generate(**enc.to(gen.engine.runner.device), **cfg)
         tokens += useful_tokens(out[:, enc["input_ids"].shape[1] :], set(eos))
     name = (
@@ -94,6 +95,40 @@ def run_generate(
         else (f"generate, one padded batch of {len(chats) * a.n}")
     )
     return report(name, tokens, time.perf_counter() - start)
+
+
+def run_transformers_cb(
+    gen: TransformersGenerator, chats: list[Any], a: argparse.Namespace
+) -> float:
+    """transformers' own continuous batching (`generate_batch`, paged attention)."""
+    from transformers import ContinuousBatchingConfig, GenerationConfig
+
+    eos = sorted(gen.engine.eos)
+    cfg = GenerationConfig(
+        do_sample=True,
+        temperature=a.temperature,
+        top_p=a.top_p,
+        top_k=0,
+        max_new_tokens=a.max_tokens,
+        num_return_sequences=a.n,
+        eos_token_id=eos,
+        pad_token_id=eos[0],
+    )
+    # small pages: the defaults size the cache for a GPU (measured slower here)
+    cb = ContinuousBatchingConfig(
+        page_size=32,
+        num_blocks=4 * len(chats) * a.n,
+        max_batch_tokens=256,
+        use_async_batching=False,
+    )
+    inputs = [list(gen._encode(c, "")) for c in chats]
+    start = time.perf_counter()
+    with torch.inference_mode(), stock_attention(gen.model):
+        out = gen.model.generate_batch(
+            inputs, generation_config=cfg, continuous_batching_config=cb, warmup=False
+        )
+    tokens = sum(len(r.generated_tokens) for r in out.values())
+    return report("transformers generate_batch (paged CB)", tokens, time.perf_counter() - start)
 
 
 def useful_tokens(gen_ids: torch.Tensor, eos: set[int]) -> int:
@@ -179,6 +214,7 @@ def main() -> None:
     p.add_argument("--only", choices=["workload", "engine", "steps", "load"], default=None)
     p.add_argument("--step-models", default="smollm2-135m,gemma3-270m")
     p.add_argument("--steps", type=int, default=24)
+    p.add_argument("--cb", action="store_true", help="also run transformers' generate_batch")
     p.add_argument("--quick", action="store_true", help="4 problems x 4 samples, 32 tokens")
     a = p.parse_args()
     if a.quick:
@@ -208,6 +244,9 @@ def main() -> None:
         engine = run_engine(gen, chats, a)
         one = run_generate(gen, chats, a, per_problem=False)
         per = run_generate(gen, chats, a, per_problem=True)
+        if a.cb:
+            cb = run_transformers_cb(gen, chats, a)
+            print(f"  engine / transformers generate_batch: {engine / cb:.2f}x tokens/s")
         best = max(one, per)
         print(
             f"  engine / better anchor: {engine / best:.2f}x tokens/s "

@@ -15,6 +15,7 @@ import pytest
 
 from testtime.core import errors
 from testtime.core.types import Message, Request
+from testtime.generators.attention import stock_attention
 from testtime.generators.models import load_generator
 from testtime.generators.transformers import TransformersGenerator
 
@@ -56,7 +57,7 @@ async def test_greedy_matches_transformers_generate(gen32: TransformersGenerator
     )
     for text, out in zip(PROMPTS, outs, strict=True):
         ids = torch.tensor([gen32._encode(chat(text), "")])
-        with torch.inference_mode():
+        with torch.inference_mode(), stock_attention(gen32.model):
             ref = gen32.model.generate(
                 ids, do_sample=False, max_new_tokens=24, eos_token_id=sorted(gen32.engine.eos)
             )[0, ids.shape[1] :].tolist()

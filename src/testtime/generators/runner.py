@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from testtime.generators import attention
 from testtime.generators.kvcache import SlotCache
 
 if TYPE_CHECKING:
@@ -27,9 +28,11 @@ class Runner:
         self.n_layers: int = int(cfg.num_hidden_layers)
         self.layer_types: set[str] = set(getattr(cfg, "layer_types", None) or [])
         self.window: int | None = getattr(cfg, "sliding_window", None)
-        self.sdpa = cfg._attn_implementation == "sdpa"
         param = next(model.parameters())
         self.device: torch.device = param.device
+        if self.device.type == "cpu":  # on GPUs the fused kernels are the fast path
+            attention.install(model)
+        self.bool_mask = cfg._attn_implementation in ("sdpa", attention.NAME)
         self.dtype: torch.dtype = param.dtype
         self.max_positions: int = int(getattr(cfg, "max_position_embeddings", 0) or 1 << 30)
 
@@ -80,7 +83,7 @@ class Runner:
         """Boolean for SDPA; an additive float mask for eager and other attentions."""
         import torch
 
-        if self.sdpa:
+        if self.bool_mask:
             return mask
         zero = torch.zeros((), dtype=self.dtype, device=mask.device)
         return torch.where(mask, zero, torch.finfo(self.dtype).min)

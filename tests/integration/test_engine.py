@@ -69,7 +69,8 @@ async def test_greedy_matches_transformers_generate(gen32: TransformersGenerator
 
 
 async def test_n_samples_share_one_prefill(gen: TransformersGenerator) -> None:
-    req = Request(chat(PROMPTS[0]), n=4, max_tokens=8, temperature=1.0, seed=3)
+    req = Request(chat(PROMPTS[0]), n=4, max_tokens=8, seed=3)
+    gen.engine.prefix.clear()  # (chat prompts share a system message: a later one reuses it)
     before = gen.engine.prefills
     out = await gen.generate(req)
     prompt = gen.count_prompt_tokens(req)
@@ -79,6 +80,32 @@ async def test_n_samples_share_one_prefill(gen: TransformersGenerator) -> None:
     assert out.cost.samples == 4
     assert out.cost.generated_tokens == sum(c.generated_tokens for c in out.completions)
     assert out.cost.flops == 2 * gen.n_params * (prompt + out.cost.generated_tokens)
+
+
+async def test_a_repeated_prompt_reuses_its_prefill_bit_for_bit(gen: TransformersGenerator) -> None:
+    req = Request(chat("Spell the word 'cat' backwards."), n=2, max_tokens=12, seed=9)
+    gen.engine.prefix.clear()
+    first = await gen.generate(req)
+    again = await gen.generate(req)
+    prompt = gen.count_prompt_tokens(req)
+    assert first.cost.prompt_tokens == prompt
+    assert again.cost.prompt_tokens == 1  # only the last token, for its logits
+    assert again.cost.cached_prompt_tokens == 2 * prompt - 1
+    assert [c.text for c in again.completions] == [c.text for c in first.completions]
+
+
+async def test_a_longer_prefix_computes_only_what_is_new(gen: TransformersGenerator) -> None:
+    msgs = chat("List the planets in order.")
+    short = Request(msgs, prefix="Mercury,", max_tokens=8, temperature=0.0)
+    long = Request(msgs, prefix="Mercury, Venus, Earth,", max_tokens=8, temperature=0.0)
+    await gen.generate(short)
+    cached = await gen.generate(long)
+    new = gen.count_prompt_tokens(long) - gen.count_prompt_tokens(short)
+    assert 0 < cached.cost.prompt_tokens <= new + 1  # the shared start was not recomputed
+    gen.engine.prefix.clear()  # forget everything: compute it all
+    fresh = await gen.generate(long)
+    assert fresh.cost.prompt_tokens == gen.count_prompt_tokens(long)
+    assert fresh.completions[0].text == cached.completions[0].text
 
 
 async def test_stop_string_cuts_the_text_before_it(gen32: TransformersGenerator) -> None:

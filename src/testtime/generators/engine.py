@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from testtime.core.errors import TesttimeError
 from testtime.core.types import Request
 from testtime.generators.base import Generation
+from testtime.generators.prefix import PrefixCache
 from testtime.generators.runner import Runner
 from testtime.generators.sampling import Sampler
 from testtime.generators.sequence import Decode, Job, Seq
@@ -52,6 +53,7 @@ class Engine:
         threads: int | None = None,
         gather_s: float = 0.002,
         tune_malloc: bool = True,
+        prefix_cache_tokens: int = 8192,
     ) -> None:
         self.runner = runner
         self.eos = eos
@@ -64,6 +66,7 @@ class Engine:
         self.tune_malloc = tune_malloc
         self.cache = runner.new_cache()
         self.sampler = Sampler()
+        self.prefix = PrefixCache(prefix_cache_tokens)  # prompts' K/V for later requests
         self.active: list[Seq] = []  # active[i] lives in cache row i
         self.waiting: deque[Job] = deque()
         self._inbox: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
@@ -154,25 +157,38 @@ class Engine:
             self._prefill(batch)
 
     def _prefill(self, jobs: list[Job]) -> None:
-        """One forward over the distinct prompts; then n KV copies and n first tokens each."""
+        """One forward over the distinct prompts (after any cached start); then n KV copies
+        and n first tokens each."""
         import torch
 
         rows: dict[tuple[int, ...], int] = {}
+        pre = self.runner.new_cache()
+        pre.reserve(len({tuple(j.prompt) for j in jobs}), max(len(j.prompt) for j in jobs))
+        starts: list[int] = []
         for job in jobs:
             key = tuple(job.prompt)
-            job.recomputed = 0 if key in rows else len(job.prompt)
-            job.cached = job.request.n * len(job.prompt) - job.recomputed
-            rows.setdefault(key, len(rows))
-        width = max(len(p) for p in rows)
+            if key in rows:  # the same prompt twice in one admission: computed once
+                job.recomputed, job.cached = 0, job.request.n * len(key)
+                continue
+            rows[key] = len(rows)
+            entry, start = self.prefix.lookup(key)
+            if entry is not None:
+                pre.copy_rows(entry, [0], [rows[key]], start)
+            starts.append(start)
+            job.recomputed = len(key) - start
+            job.cached = job.request.n * len(key) - job.recomputed
+        width = max(len(p) - s for p, s in zip(rows, starts, strict=True))
         ids = torch.zeros((len(rows), width), dtype=torch.long)
         pos = torch.full((len(rows), width), -1, dtype=torch.long)
-        for p, r in rows.items():
-            ids[r, width - len(p) :] = torch.tensor(p)
-            pos[r, width - len(p) :] = torch.arange(len(p))
-        pre = self.runner.new_cache()
+        for (p, r), s in zip(rows.items(), starts, strict=True):
+            ids[r, width - len(p) + s :] = torch.tensor(p[s:])
+            pos[r, width - len(p) + s :] = torch.arange(s, len(p))
         dev = self.runner.device
-        logits = self.runner.forward(pre, ids.to(dev), pos.to(dev))
+        logits = self.runner.forward(pre, ids.to(dev), pos.to(dev), prefill=True)
         self.prefills += 1
+        for p, r in rows.items():
+            self.prefix.put(p, pre, r)
+        width = max(len(p) for p in rows)
         src: list[int] = []
         for job in jobs:
             job.seqs = [self._new_seq(job, i) for i in range(job.request.n)]

@@ -39,16 +39,19 @@ class Runner:
     def new_cache(self) -> SlotCache:
         return SlotCache(self.n_layers, self.device, self.dtype)
 
-    def forward(self, cache: SlotCache, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, cache: SlotCache, ids: torch.Tensor, pos: torch.Tensor, prefill: bool = False
+    ) -> torch.Tensor:
         """Logits (float32, `[B, V]`) after the last query of each row.
 
         `ids` and `pos` are `[B, Q]`; `pos` is each query's position in its sequence, or -1
-        for left padding. Every row's earlier tokens must already be in `cache`.
+        for left padding. Every row's earlier tokens must already be in `cache`. A prefill
+        (prompt tokens, possibly after a cached start) always runs the prefill kernels.
         """
         import torch
 
         batch = ids.shape[0]
-        ids, pos = _batch_invariant(ids, pos)
+        ids, pos = _batch_invariant(ids, pos, prefill)
         width = _round_up(int(pos.max()) + 1)
         cache.reserve(ids.shape[0], width)
         real = pos >= 0
@@ -96,19 +99,22 @@ def _round_up(n: int) -> int:
     return -(-n // ALIGN) * ALIGN
 
 
-def _batch_invariant(ids: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch_invariant(
+    ids: torch.Tensor, pos: torch.Tensor, prefill: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Pad the batch so every kernel takes the same path for a row whatever its neighbours.
 
     A lone token goes through a matrix-vector kernel that rounds differently from the
     batched one (so: two rows); attention rounds a query or key differently in a block's
-    tail (so: query and key widths in multiples of 64, queries left-padded).
+    tail (so: query and key widths in multiples of 64, queries left-padded); and a prefill
+    of one token must not take the decode path its neighbours' K/V were not computed by.
     """
     import torch
 
-    if ids.numel() == 1:
+    if ids.numel() == 1 and not prefill:
         return ids.repeat(2, 1), torch.cat([pos, torch.full_like(pos, -1)])
     q = ids.shape[1]
-    if q > 1 and q % ALIGN:
+    if (q > 1 or prefill) and q % ALIGN:
         pad = _round_up(q) - q
         ids = torch.cat([ids.new_zeros((ids.shape[0], pad)), ids], dim=1)
         pos = torch.cat([pos.new_full((pos.shape[0], pad), -1), pos], dim=1)

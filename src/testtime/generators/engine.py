@@ -48,7 +48,7 @@ class Engine:
         eos: frozenset[int],
         decode: Decode,
         n_params: int,
-        max_batch: int = 64,
+        max_batch: int = 128,
         max_prefill_tokens: int = 4096,
         threads: int | None = None,
         gather_s: float = 0.002,

@@ -45,7 +45,7 @@ class TokenInfo:
 class Sampler:
     """Samples rows of float32 logits `[B, V]`; owns a scratch buffer, so one per thread."""
 
-    def __init__(self, candidates: int = 64, chunk_bytes: int = 4 << 20) -> None:
+    def __init__(self, candidates: int = 64, chunk_bytes: int = 16 << 20) -> None:
         self.candidates = candidates
         self.chunk_bytes = chunk_bytes
         self._scratch: torch.Tensor | None = None

@@ -267,7 +267,7 @@ def main() -> None:
                 sampled = max(sampled, step_rate(gen, 16, a.steps, sampled=True))
             print(
                 f"{name}: batch 16 greedy {greedy:.0f} tok/s, sampled (T=0.8, top_p=0.95) "
-                f"{sampled:.0f} tok/s: sampling costs {(greedy / sampled - 1) * 100:.0f}% more"
+                f"{sampled:.0f} tok/s: sampling overhead {(greedy / sampled - 1) * 100:+.0f}%"
             )
             at32 = max(step_rate(gen, 32, a.steps, sampled=True) for _ in range(2))
             ceiling = flops / (2 * gen.n_params)

@@ -11,11 +11,8 @@ only in the worker thread; the event loop just awaits futures.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
-import os
 import queue
-import random
 import threading
 import time
 from collections import deque
@@ -26,8 +23,9 @@ from typing import TYPE_CHECKING
 from testtime.core.errors import TesttimeError
 from testtime.core.types import Request
 from testtime.generators.base import Generation
+from testtime.generators.prefill import plan, run
 from testtime.generators.prefix import PrefixCache
-from testtime.generators.runner import Runner
+from testtime.generators.runner import Runner, keep_freed_memory
 from testtime.generators.sampling import Sampler
 from testtime.generators.sequence import Decode, Job, Seq
 
@@ -157,55 +155,25 @@ class Engine:
             self._prefill(batch)
 
     def _prefill(self, jobs: list[Job]) -> None:
-        """One forward over the distinct prompts (after any cached start); then n KV copies
-        and n first tokens each."""
+        """Prefill the distinct prompts in one forward; give each job's n samples its row."""
         import torch
 
-        rows: dict[tuple[int, ...], int] = {}
         pre = self.runner.new_cache()
-        pre.reserve(len({tuple(j.prompt) for j in jobs}), max(len(j.prompt) for j in jobs))
-        starts: list[int] = []
-        for job in jobs:
-            key = tuple(job.prompt)
-            if key in rows:  # the same prompt twice in one admission: computed once
-                job.recomputed, job.cached = 0, job.request.n * len(key)
-                continue
-            rows[key] = len(rows)
-            entry, start = self.prefix.lookup(key)
-            if entry is not None:
-                pre.copy_rows(entry, [0], [rows[key]], start)
-            starts.append(start)
-            job.recomputed = len(key) - start
-            job.cached = job.request.n * len(key) - job.recomputed
-        width = max(len(p) - s for p, s in zip(rows, starts, strict=True))
-        ids = torch.zeros((len(rows), width), dtype=torch.long)
-        pos = torch.full((len(rows), width), -1, dtype=torch.long)
-        for (p, r), s in zip(rows.items(), starts, strict=True):
-            ids[r, width - len(p) + s :] = torch.tensor(p[s:])
-            pos[r, width - len(p) + s :] = torch.arange(s, len(p))
-        dev = self.runner.device
-        logits = self.runner.forward(pre, ids.to(dev), pos.to(dev), prefill=True)
+        rows = plan(jobs, pre, self.prefix)
+        logits = run(self.runner, pre, rows)
         self.prefills += 1
-        for p, r in rows.items():
+        for p, (r, _) in rows.items():
             self.prefix.put(p, pre, r)
-        width = max(len(p) for p in rows)
         src: list[int] = []
         for job in jobs:
-            job.seqs = [self._new_seq(job, i) for i in range(job.request.n)]
-            src += [rows[tuple(job.prompt)]] * job.request.n
-        start = len(self.active)
-        self.cache.reserve(start + len(src), width)
-        self.cache.copy_rows(pre, src, list(range(start, start + len(src))), width)
+            job.seqs = [Seq.start(job, i) for i in range(job.request.n)]
+            src += [rows[tuple(job.prompt)][0]] * job.request.n
+        first, width = len(self.active), max(len(p) for p in rows)
+        self.cache.reserve(first + len(src), width)
+        self.cache.copy_rows(pre, src, list(range(first, first + len(src))), width)
         new = [s for job in jobs for s in job.seqs]
         self.active += new
-        self._accept(new, logits[torch.tensor(src, device=dev)])
-
-    def _new_seq(self, job: Job, i: int) -> Seq:
-        r = job.request
-        rng = (
-            random.Random(f"{r.seed}:{i}") if r.seed is not None else random.Random(os.urandom(16))
-        )
-        return Seq(job, rng, r.stop, length=len(job.prompt))
+        self._accept(new, logits[torch.tensor(src, device=self.runner.device)])
 
     def _decode_step(self) -> None:
         import torch
@@ -234,6 +202,8 @@ class Engine:
         )
         info_of = dict(zip(want, infos, strict=True))
         for i, (s, tok) in enumerate(zip(seqs, tokens, strict=True)):
+            if s.finish is not None:  # a sibling finished first and cut it (first-finish)
+                continue
             s.accept(tok, info_of.get(i), self.eos, self.decode)
             if s.finish in ("eos", "stop") and s.job.request.first_finish:
                 s.job.cancel_rest()
@@ -276,18 +246,3 @@ class Engine:
             return
         with contextlib.suppress(InvalidStateError):  # the caller cancelled meanwhile
             settle(job.future)
-
-
-def keep_freed_memory() -> None:
-    """Ask glibc to reuse freed blocks up to 32 MB instead of returning them to the OS.
-
-    Each decode step allocates activations and vocabulary-sized logits afresh; served by
-    mmap, every step page-faults them in again (measured 5-10% of a Gemma 3 step on CPU).
-    A no-op where glibc is not the allocator.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass

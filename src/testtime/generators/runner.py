@@ -10,6 +10,7 @@ a seeded sample reproducible under any load.
 
 from __future__ import annotations
 
+import ctypes
 from typing import TYPE_CHECKING, Any
 
 from testtime.generators import attention
@@ -119,3 +120,18 @@ def _batch_invariant(
         ids = torch.cat([ids.new_zeros((ids.shape[0], pad)), ids], dim=1)
         pos = torch.cat([pos.new_full((pos.shape[0], pad), -1), pos], dim=1)
     return ids, pos
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc to reuse freed blocks up to 32 MB instead of returning them to the OS.
+
+    Each decode step allocates activations and vocabulary-sized logits afresh; served by
+    mmap, every step page-faults them in again (measured 5-10% of a Gemma 3 step on CPU).
+    A no-op where glibc is not the allocator.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):
+        pass

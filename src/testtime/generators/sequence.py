@@ -8,6 +8,7 @@ charged, including the EOS and the tokens of sequences that were cancelled.
 
 from __future__ import annotations
 
+import os
 import random
 import time
 from collections.abc import Callable
@@ -75,6 +76,13 @@ class Seq:
     finish: FinishReason | None = None
     cut: int | None = None  # where the first stop string starts in the decoded text
     checked: int = 0  # decoded characters already searched for stop strings
+
+    @classmethod
+    def start(cls, job: Job, index: int) -> Seq:
+        """Sample `index` of a job, with its own random stream (seeded: seed and index)."""
+        r = job.request
+        seed = f"{r.seed}:{index}" if r.seed is not None else os.urandom(16)
+        return cls(job, random.Random(seed), r.stop, length=len(job.prompt))
 
     def params(self) -> RowParams:
         r = self.job.request

@@ -55,7 +55,7 @@ class TransformersGenerator(Generator):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         dev = pick_device(device)
-        threads = threads or (len(os.sched_getaffinity(0)) if dev.type == "cpu" else None)
+        threads = threads or (_cores() if dev.type == "cpu" else None)
         if threads:
             torch.set_num_threads(threads)
         tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
@@ -159,6 +159,12 @@ def pick_dtype(dtype: str, device: Any) -> Any:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if _cpu_has_bf16() else torch.float32
+
+
+def _cores() -> int:
+    """The cores this process may run on (all of them where affinity is unknown)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
 def _cpu_has_bf16() -> bool:

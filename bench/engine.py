@@ -218,7 +218,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="4 problems x 4 samples, 32 tokens")
     a = p.parse_args()
     if a.quick:
-        a.problems, a.n, a.max_tokens, a.steps = 4, 4, 32, 8
+        a.problems, a.n, a.max_tokens, a.steps = 4, 4, 32, 16
     opts: dict[str, Any] = {"threads": a.threads, "dtype": a.dtype}
     if a.max_batch:
         opts["max_batch"] = a.max_batch

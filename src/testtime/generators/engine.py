@@ -1,8 +1,9 @@
 """The batching engine: every concurrent request's samples decode together, in one thread.
 
 Requests from all running strategies queue up; between decode steps the engine admits
-waiting ones, prefills each distinct prompt ONCE (one batched forward for all of them),
-copies its KV rows into the n samples' slots, and from then on every live sequence advances
+waiting ones, prefills each distinct prompt ONCE (one batched forward for all of them,
+skipping the longest start the prefix cache already holds), copies its KV rows into the
+n samples' slots, and from then on every live sequence advances
 one token per batched forward. A finished sequence leaves the batch at once (its slot is
 refilled by moving the last row into it), so it stops costing compute. The model runs
 only in the worker thread; the event loop just awaits futures.

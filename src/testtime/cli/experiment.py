@@ -1,8 +1,9 @@
 """`testtime experiment`: a small scaling experiment, several strategies at several budgets.
 
-Every (strategy, budget) cell runs on the same problems, all cells concurrently so the
-engine batches across them, and the table reports accuracy with a 95% interval, samples,
-generated tokens and FLOPs per problem.
+Every (strategy, budget) cell runs on the same problems, one cell after another with all
+its problems concurrently (so the engine batches them) and a cold prompt cache, so each
+cell's cost is what that strategy spends on its own. The table reports accuracy with a 95%
+interval, samples, generated tokens and FLOPs per problem.
 """
 
 from __future__ import annotations
@@ -121,13 +122,16 @@ async def _run_all(
             name: build_verifier(name, task=task, generator=generator)
             for name in {arm.verifier for arm, _ in cells if arm.verifier}
         }
+        results = []
         with progress(len(cells) * len(problems), "experiment") as advance:
-            return list(await asyncio.gather(*(
-                solve_many(problems, spec, generator, task=task,
-                           verifier=verifiers.get(arm.verifier or ""),
-                           max_tokens=max_tokens, seed=seed, on_result=advance)
-                for (arm, _), spec in zip(cells, specs, strict=True)
-            )))
+            for (arm, _), spec in zip(cells, specs, strict=True):
+                generator.clear_cache()
+                results.append(await solve_many(
+                    problems, spec, generator, task=task,
+                    verifier=verifiers.get(arm.verifier or ""),
+                    max_tokens=max_tokens, seed=seed, on_result=advance,
+                ))
+        return results
     finally:
         await generator.aclose()
 

@@ -35,6 +35,12 @@ class Generator(ABC):
     def count_prompt_tokens(self, request: Request) -> int:
         """Tokens of the formatted prompt plus prefix: what a prefill would process."""
 
+    def clear_cache(self) -> None:  # noqa: B027 (optional hook)
+        """Forget cached prompt prefixes, so the next costs are measured from a cold cache.
+
+        Call it only while no request of this generator is running.
+        """
+
     async def aclose(self) -> None:  # noqa: B027  (optional: most backends hold nothing)
         """Release the model's resources (threads, memory); idempotent."""
 

@@ -53,7 +53,9 @@ class TransformersGenerator(Generator):
         quiet_threads()
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # our CLI shows its own status while loading
         dev = pick_device(device)
         threads = threads or (_cores() if dev.type == "cpu" else None)
         if threads:
@@ -75,6 +77,9 @@ class TransformersGenerator(Generator):
 
     def count_prompt_tokens(self, request: Request) -> int:
         return len(self._encode(request.messages, request.prefix))
+
+    def clear_cache(self) -> None:
+        self.engine.prefix.clear()
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.engine.close)

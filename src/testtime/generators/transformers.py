@@ -55,7 +55,7 @@ class TransformersGenerator(Generator):
         from transformers import AutoModelForCausalLM, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()  # our CLI shows its own status while loading
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # CLI has its own
         dev = pick_device(device)
         threads = threads or (_cores() if dev.type == "cpu" else None)
         if threads:

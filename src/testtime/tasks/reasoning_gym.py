@@ -187,7 +187,7 @@ def reasoning_gym_task(p: ReasoningGymParams) -> Task:
     )
 
 
-# The default task, chosen by measuring SmolLM2-135M (scripts/measure_task.py; docs/default-task.md):
+# The default task, chosen by measuring SmolLM2-135M (docs/default-task.md):
 # greedy 47.5% on 40 problems; at T=0.8, coverage@16 87.5% and majority@16 62.5%.
 ARITHMETIC_DATASET = "chain_sum"
 ARITHMETIC_CONFIG = '{"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}'

@@ -9,9 +9,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from testtime.core.cost import Cost
-from testtime.core.registry import Params, Registry
+from testtime.core.registry import Registry
 from testtime.core.types import Candidate, Problem
 from testtime.generators.base import Generator
 
@@ -49,5 +50,6 @@ class VerifierDeps:
     generator: Generator | None = None
 
 
-VerifierFactory = Callable[[Params, VerifierDeps], Verifier]
+# a factory takes its own Params subclass, already validated by `VERIFIERS.spec`
+VerifierFactory = Callable[[Any, VerifierDeps], Verifier]
 VERIFIERS: Registry[VerifierFactory] = Registry("verifier")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from testtime.core.answers import equivalent
-from testtime.core.cost import Cost
+from testtime.core.cost import Cost, flops
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
 from testtime.core.types import Candidate, Problem
@@ -63,7 +63,7 @@ class FakeVerifier(Verifier):
         return Scores(values, Cost.of_verification(self.n_params, tokens, calls=len(candidates)))
 
     def flops_per_candidate(self, problem: Problem) -> float:
-        return 2.0 * self.n_params * self.tokens_per_candidate
+        return flops(self.n_params, self.tokens_per_candidate)
 
     def _one(self, problem: Problem, c: Candidate) -> float:
         if callable(self.scores):
@@ -102,10 +102,8 @@ class FakeVerifierParams(Params):
 
 
 @VERIFIERS.register("fake", FakeVerifierParams)
-def fake(params: Params, deps: VerifierDeps) -> Verifier:
+def fake(params: FakeVerifierParams, deps: VerifierDeps) -> Verifier:
     """Scripted scores: 1 for a correct answer, 0 otherwise, plus optional seeded noise."""
-    if not isinstance(params, FakeVerifierParams):
-        raise ConfigError(f"verifier 'fake' takes FakeVerifierParams, got {type(params).__name__}")
     if deps.check is None:
         raise ConfigError(
             "verifier 'fake' scores by the task's gold answers; run it with a task that has "

@@ -108,10 +108,8 @@ def p_yes(top: Mapping[str, float]) -> float:
 
 
 @VERIFIERS.register("judge", JudgeParams)
-def judge(params: Params, deps: VerifierDeps) -> Verifier:
+def judge(params: JudgeParams, deps: VerifierDeps) -> Verifier:
     """Asks a model "is this solution correct?" and scores by P(Yes); costs its tokens."""
-    if not isinstance(params, JudgeParams):
-        raise ConfigError(f"verifier 'judge' takes JudgeParams, got {type(params).__name__}")
     if deps.generator is None:
         raise ConfigError(
             "verifier 'judge' needs a model to ask; give it a generator (the policy model "

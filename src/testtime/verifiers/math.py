@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from testtime.core.answers import Extractor, equivalent, extract
-from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
 from testtime.core.types import Candidate, Problem
 from testtime.verifiers.base import VERIFIERS, Scores, Verifier, VerifierDeps
@@ -42,8 +41,6 @@ class MathVerifier(Verifier):
 
 
 @VERIFIERS.register("math", MathParams)
-def math_verifier(params: Params, deps: VerifierDeps) -> Verifier:
+def math_verifier(params: MathParams, deps: VerifierDeps) -> Verifier:
     """math-verify equivalence of the extracted answer with the gold answer."""
-    if not isinstance(params, MathParams):
-        raise ConfigError(f"verifier 'math' takes MathParams, got {type(params).__name__}")
     return MathVerifier(params.extractor)

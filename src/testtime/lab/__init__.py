@@ -1,0 +1,1 @@
+"""The lab: experiments that store every sample, replay every budget, fit and report."""

@@ -1,0 +1,191 @@
+"""Reports of an `Analysis`: a rich table for the terminal, PNG plots and one HTML page.
+
+`table()` needs only rich; `write_report()` also needs matplotlib (the `lab` extra).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import html
+import math
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+
+from testtime.lab import plots
+from testtime.lab.curves import AXES, Analysis, CoverageFit, Curve
+from testtime.lab.plots import COVERAGE_LABEL
+
+HEADERS = ("strategy", "k", "accuracy [95% CI]", "samples", "tokens", "FLOPs", "estimator", "")
+PARETO_MARK = "*"
+PARETO_KEY = f"{PARETO_MARK} on the Pareto frontier of accuracy against FLOPs"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFiles:
+    """What `write_report` wrote: the page and the figures beside it."""
+
+    html: Path
+    pngs: tuple[Path, ...]
+
+
+def human(x: float) -> str:
+    """1234567 -> '1.23M'."""
+    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"
+
+
+def _rows(analysis: Analysis, budgets: Sequence[int] | None) -> list[tuple[str, ...]]:
+    """The table's cells, one row per (curve, budget); a curve's label only on its first row."""
+    frontier = set(analysis.pareto.get("flops", ()))
+    wanted = None if budgets is None else set(budgets)
+    curves: list[tuple[str, Curve]] = [(c.label, c) for c in analysis.curves]
+    if analysis.coverage:
+        curves.append((COVERAGE_LABEL, analysis.coverage))
+    rows: list[tuple[str, ...]] = []
+    for label, curve in curves:
+        points = [p for p in curve.points if wanted is None or p.budget in wanted]
+        for i, p in enumerate(points):
+            on_frontier = curve is not analysis.coverage and (label, p.budget) in frontier
+            rows.append(
+                (
+                    "" if i else label,
+                    str(p.budget),
+                    f"{p.accuracy:.0%} [{100 * p.lo:.0f}–{100 * p.hi:.0f}]",
+                    f"{p.samples:.3g}",
+                    human(p.tokens),
+                    human(p.flops),
+                    curve.estimator,
+                    PARETO_MARK if on_frontier else "",
+                )
+            )
+    return rows
+
+
+def _extrapolate(fit: CoverageFit, k: int) -> str:
+    try:
+        c = fit.predict(k)
+    except OverflowError:
+        c = math.inf
+    return f"{c:.1%}" if c <= 1 else "n/a (a > 0 grows past 100%)"
+
+
+def summary(analysis: Analysis) -> list[str]:
+    """The lines under the table: coverage law, saturation, verifier ceilings, notes."""
+    lines = []
+    if fit := analysis.fit:
+        lines.append(
+            f"coverage law: log c = a·k^b, a={fit.a:.4g}, b={fit.b:.4g}, R²={fit.r2:.3f}, "
+            f"extrapolated c(100)={_extrapolate(fit, 100)}, c(1000)={_extrapolate(fit, 1000)}"
+        )
+    elif analysis.coverage:
+        lines.append("coverage law: not fitted")
+    if analysis.saturation:
+        parts = [
+            f"{label} at k={k}" if k is not None else f"{label} not yet"
+            for label, k in analysis.saturation.items()
+        ]
+        lines.append("saturation: " + ", ".join(parts))
+    for c in analysis.ceilings:
+        lines.append(
+            f"verifier ceiling {c.verifier} (score ≥ {c.threshold:g}): {c.value:.1%} "
+            f"(true positives {c.true_positive_rate:.1%}, false positives "
+            f"{c.false_positive_rate:.1%})"
+        )
+    lines.extend(analysis.notes)
+    return lines
+
+
+def _pareto_key(analysis: Analysis) -> str:
+    return PARETO_KEY if analysis.pareto.get("flops") else ""
+
+
+def table(analysis: Analysis, axis_budgets: Sequence[int] | None = None) -> Table:
+    """The analysis as a rich table; `axis_budgets` limits the rows to those budgets."""
+    caption = "\n".join(line for line in (_pareto_key(analysis), *summary(analysis)) if line)
+    t = Table(
+        title=Text(f"{analysis.title} ({analysis.problems} problems, run {analysis.run_id})"),
+        caption=Text(caption),
+        caption_justify="left",
+    )
+    for i, h in enumerate(HEADERS):
+        t.add_column(h, justify="left" if i in (0, 6) else "right")
+    rows = _rows(analysis, axis_budgets)
+    for i, row in enumerate(rows):
+        last = i + 1 == len(rows) or bool(rows[i + 1][0])  # end of a curve's group
+        t.add_row(*(Text(cell) for cell in row), end_section=last)
+    return t
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so a reader or a crash never sees a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}
+table{border-collapse:collapse;font-size:.9em}th,td{padding:.2em .7em;text-align:right}
+th:first-child,td:first-child{text-align:left}tr.first td{border-top:1px solid #ccc}
+img{max-width:100%}.meta{color:#666}"""
+
+
+def _html(analysis: Analysis, pngs: dict[str, bytes], budgets: Sequence[int] | None) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in HEADERS)
+    body = "".join(
+        f"<tr{' class=first' if row[0] else ''}>"
+        + "".join(f"<td>{e(c)}</td>" for c in row)
+        + "</tr>"
+        for row in _rows(analysis, budgets)
+    )
+    lines = "".join(f"<li>{e(line)}</li>" for line in summary(analysis))
+    figures = "".join(
+        f'<p><a href="{e(name)}"><img alt="{e(name)}" '
+        f'src="data:image/png;base64,{base64.b64encode(data).decode()}"></a></p>'
+        for name, data in pngs.items()
+    )
+    if not pngs:
+        figures = "<p><em>Nothing to plot yet: this analysis has no points.</em></p>"
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{e(analysis.title)}</title><style>{_CSS}</style></head><body>"
+        f"<h1>{e(analysis.title)}</h1>"
+        f'<p class="meta">run {e(analysis.run_id)}, {analysis.problems} problems</p>'
+        f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+        f"<p class=meta>{e(_pareto_key(analysis))}</p><ul>{lines}</ul>{figures}</body></html>\n"
+    )
+
+
+def write_report(
+    analysis: Analysis, out_dir: Path, axis_budgets: Sequence[int] | None = None
+) -> ReportFiles:
+    """Write the four PNGs and a self-contained index.html into `out_dir`, each atomically."""
+    plots.require()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pngs: dict[str, bytes] = {}
+    if any(c.points for c in analysis.curves) or analysis.coverage:
+        pngs = {f"accuracy_{axis}.png": plots.accuracy_png(analysis, axis) for axis in AXES}
+        pngs["coverage.png"] = plots.coverage_png(analysis)
+    for name, data in pngs.items():
+        _atomic_write(out_dir / name, data)
+    page = out_dir / "index.html"  # last, so it never links figures not yet written
+    _atomic_write(page, _html(analysis, pngs, axis_budgets).encode())
+    return ReportFiles(html=page, pngs=tuple(out_dir / name for name in pngs))

@@ -20,11 +20,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from testtime.cli import experiment, listing, run  # noqa: E402,F401  (register commands)
+from testtime.cli import lab, listing, run  # noqa: E402,F401  (register commands)
 
 
 def main() -> None:
     """Entry point of the console script."""
+    sys.argv[1:] = lab.ray_flag(sys.argv[1:])
     try:
         app()
     except TesttimeError as e:

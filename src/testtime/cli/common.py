@@ -24,11 +24,7 @@ DEFAULT_TASK = "arithmetic"
 
 def load_model(name: str, device: str | None = None, dtype: str | None = None) -> Generator:
     """The generator for a packaged model name, a local path, or 'fake'."""
-    if name == "fake":
-        from testtime.generators.fake import FakeGenerator
-
-        return FakeGenerator()
-    from testtime.generators.models import load_generator
+    from testtime.generators.models import open_generator
 
     opts: dict[str, Any] = {}
     if device:
@@ -36,7 +32,7 @@ def load_model(name: str, device: str | None = None, dtype: str | None = None) -
     if dtype:
         opts["dtype"] = dtype
     with err.status(f"loading model {name} ...", spinner="dots"):
-        return load_generator(name, **opts)
+        return open_generator(name, **opts)
 
 
 @contextmanager

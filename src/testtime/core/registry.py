@@ -112,6 +112,14 @@ class Spec:
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "params": dataclasses.asdict(self.params)}
 
+    def changed(self) -> dict[str, Any]:
+        """The parameters that differ from their defaults."""
+        return {
+            f.name: getattr(self.params, f.name)
+            for f in dataclasses.fields(self.params)
+            if f.default is dataclasses.MISSING or getattr(self.params, f.name) != f.default
+        }
+
     def __str__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(self.params).items())
         return f"{self.name}({args})"

@@ -64,7 +64,9 @@ class Request:
     """What a strategy asks a generator for: n continuations of a chat.
 
     `prefix` is a partial assistant text to continue (the steps so far of a search).
-    With `first_finish`, the generator stops the other n-1 sequences as soon as one ends
+    A seeded request's samples are samples `first_index`, `first_index + 1`, ... of one
+    reproducible stream, so a pool of K samples can be drawn in pieces (and resumed) and
+    still equal one request for all K. With `first_finish`, the generator stops the other n-1 sequences as soon as one ends
     with stop/eos and returns them with finish reason "cancelled" (first-finish search).
     """
 
@@ -79,12 +81,15 @@ class Request:
     logprobs: bool = False
     top_logprobs: int = 0  # also return the k most likely tokens at each position
     first_finish: bool = False  # return when the first of the n finishes; cut the rest
+    first_index: int = 0  # these n are samples first_index.. of the seeded stream
 
     def __post_init__(self) -> None:
         if not self.messages:
             raise ConfigError("a request needs at least one message")
         if self.n <= 0:
             raise ConfigError(f"n must be a positive number of samples, got {self.n}")
+        if self.first_index < 0:
+            raise ConfigError(f"first_index must be >= 0, got {self.first_index}")
         if self.max_tokens <= 0:
             raise ConfigError(f"max_tokens must be positive, got {self.max_tokens}")
         if not (self.temperature >= 0 and math.isfinite(self.temperature)):

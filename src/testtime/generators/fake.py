@@ -173,7 +173,10 @@ class FakeGenerator(Generator):
             return [texts[(start + i) % len(texts)] for i in range(req.n)]
         seed = self._rng.getrandbits(32) if req.seed is None else req.seed
         rng = random.Random(f"{seed}\x00{key}")
-        return rng.choices(texts, _nucleus(weights, req.temperature, req.top_p), k=req.n)
+        drawn = rng.choices(
+            texts, _nucleus(weights, req.temperature, req.top_p), k=req.first_index + req.n
+        )
+        return drawn[req.first_index :]  # sample i of the stream, however it is requested
 
 
 def _last_user(request: Request) -> str:
@@ -313,7 +316,10 @@ def _arithmetic(prompt: str) -> tuple[str, Fraction] | None:
 
 
 _OPS: dict[type[ast.operator], Callable[[Fraction, Fraction], Fraction]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
 }
 
 

@@ -160,6 +160,41 @@ def load_generator(name_or_path: str = DEFAULT_MODEL, **opts: Any) -> Generator:
     return TransformersGenerator.from_dir(path, name=name, **opts)
 
 
+def open_generator(name_or_path: str = DEFAULT_MODEL, **opts: Any) -> Generator:
+    """Like `load_generator`, and 'fake' gives the scripted FakeGenerator (no model needed)."""
+    if name_or_path == "fake":
+        from testtime.generators.fake import FakeGenerator
+
+        return FakeGenerator()
+    return load_generator(name_or_path, **opts)
+
+
+def fingerprint(name_or_path: str) -> str:
+    """sha256 of the model's weights file(s) as the user named them (the packaged GGUF for
+    a packaged name), so a stored run records exactly which model produced it."""
+    if name_or_path == "fake":
+        return "fake"
+    if name_or_path in PACKAGED:
+        files = [PACKAGED[name_or_path].gguf()]
+    else:
+        path = Path(name_or_path).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix in _WEIGHTS or p.name == "config.json")
+        else:
+            resolve(name_or_path)  # the same error as loading would give
+            files = [path]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.name.encode())
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+_WEIGHTS = {".gguf", ".safetensors", ".bin"}
+
+
 # -- GGUF -> transformers directory, once --------------------------------------------------
 def check_gguf(path: Path, install: str | None) -> None:
     """Fail fast, without torch, on a file that cannot be a GGUF model."""

@@ -79,9 +79,10 @@ class Seq:
 
     @classmethod
     def start(cls, job: Job, index: int) -> Seq:
-        """Sample `index` of a job, with its own random stream (seeded: seed and index)."""
+        """Sample `index` of a job, with its own random stream (seeded: seed and index, so
+        sample i of a stream is the same whether it is drawn alone or among n)."""
         r = job.request
-        seed = f"{r.seed}:{index}" if r.seed is not None else os.urandom(16)
+        seed = f"{r.seed}:{r.first_index + index}" if r.seed is not None else os.urandom(16)
         return cls(job, random.Random(seed), r.stop, length=len(job.prompt))
 
     def params(self) -> RowParams:

@@ -128,8 +128,7 @@ class Context:
 
     def _next_seed(self) -> int:
         self._calls += 1
-        key = f"{self.seed}:{self.problem.id}:{self._calls}".encode()
-        return int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "little")
+        return call_seed(self.seed, self.problem.id, self._calls)
 
     def _add(self, candidate: Candidate) -> Candidate:
         candidate = replace(candidate, id=len(self.candidates))
@@ -189,6 +188,14 @@ class Context:
             budget_exhausted=self.exhausted,
             trace=trace,
         )
+
+
+def call_seed(seed: int, problem_id: str, call: int) -> int:
+    """The seed of a strategy's `call`-th request on a problem (1-based): the lab draws its
+    stored pools with call 1's seed, so a pool's first k samples are what a one-request
+    strategy at budget k would have drawn."""
+    key = f"{seed}:{problem_id}:{call}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "little")
 
 
 StrategyFn = Callable[[Context, Any], Awaitable[Result]]

@@ -1,0 +1,151 @@
+"""Stored pools, read back as arrays, and the selection rules that replay them.
+
+A pool is the K samples of one problem drawn at one (temperature, top_p) with one seed.
+Replaying strategy S at budget k means: the expected accuracy of S on a uniformly random
+k-subset of the pool (in random order). Majority vote, best-of-k and pass@k have exact
+closed forms (lab.estimators); weighted vote and best-of-majority are estimated by Monte
+Carlo over random subsets, selecting with core's own voting code so the rule is the one
+the strategies use.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from testtime.core.types import Candidate
+from testtime.core.voting import frequent_groups, group, leader
+from testtime.lab import estimators
+
+
+@dataclass
+class Pool:
+    """One problem's stored samples, in sample order."""
+
+    answers: list[str | None] = field(default_factory=list)
+    correct: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    flops: list[float] = field(default_factory=list)
+    verifier_flops: list[float] = field(default_factory=list)
+    scores: list[dict[str, float]] = field(default_factory=list)
+    prompt_tokens: int = 0
+    _canon: list[str | None] | None = None
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        """Append one stored sample row (see Store.samples for the column order)."""
+        answer, correct, tokens, flops, scores, v_flops, prompt = row[6:13]
+        self.answers.append(answer)
+        self.correct.append(float(correct or 0))
+        self.tokens.append(int(tokens))
+        self.flops.append(float(flops))
+        self.scores.append(json.loads(scores))
+        self.verifier_flops.append(float(v_flops))
+        self.prompt_tokens = int(prompt)
+
+    @property
+    def size(self) -> int:
+        return len(self.answers)
+
+    def canonical(self) -> list[str | None]:
+        """Each answer replaced by its group's first answer, grouping the whole pool once
+        with core's equivalence, so replays can compare answers with plain `==`."""
+        if self._canon is None:
+            cands = [Candidate("", a, id=i) for i, a in enumerate(self.answers)]
+            rep: list[str | None] = [None] * self.size
+            for g in group(cands):
+                for i in g.members:
+                    rep[i] = g.answer
+            self._canon = rep
+        return self._canon
+
+    def score(self, verifier: str) -> list[float]:
+        return [s[verifier] for s in self.scores]
+
+
+def _same(a: str, b: str) -> bool:
+    return a == b
+
+
+def majority(pool: Pool, k: int) -> float:
+    """Exact majority@k: plurality vote over a random k-subset (ties split evenly)."""
+    canon = pool.canonical()
+    counts: dict[str, list[float]] = {}
+    for answer, ok in zip(canon, pool.correct, strict=True):
+        if answer is not None:
+            counts.setdefault(answer, []).append(ok)
+    groups = [(len(v), sum(v) / len(v)) for v in counts.values()]
+    unanswered = sum(a is None for a in canon)
+    return estimators.majority_at_k(groups, unanswered, k)
+
+
+def best(pool: Pool, k: int, verifier: str) -> float:
+    """Exact best-of-k: the top-scored sample of a random k-subset (ties at random)."""
+    return estimators.best_of_k(pool.score(verifier), pool.correct, k)
+
+
+def coverage(pool: Pool, k: int) -> float:
+    """pass@k, Chen et al. 2021's unbiased estimator."""
+    return estimators.pass_at_k(pool.size, round(sum(pool.correct)), k)
+
+
+def weighted(pool: Pool, k: int, verifier: str, draws: int, seed: int) -> float:
+    """Weighted majority@k by Monte Carlo: each sample votes with its verifier score; the
+    winning answer's top-scored sample is submitted (as `weighted_majority` does)."""
+    canon, scores = pool.canonical(), pool.score(verifier)
+
+    def select(idx: np.ndarray) -> float:
+        cands = [Candidate("", canon[i], id=int(i)) for i in idx]
+        top = leader(group(cands, [scores[i] for i in idx], _same))
+        if top is None:
+            return 0.0
+        chosen = max((int(idx[m]) for m in top.members), key=scores.__getitem__)
+        return pool.correct[chosen]
+
+    return estimators.monte_carlo_at_k(select, pool.size, k, draws, seed)
+
+
+def best_of_majority(
+    pool: Pool, k: int, verifier: str, alpha: float, draws: int, seed: int
+) -> float:
+    """Best-of-majority@k (Di et al. 2025) by Monte Carlo: keep answers with frequency
+    >= alpha in the subset, submit the top-scored kept sample."""
+    canon, scores = pool.canonical(), pool.score(verifier)
+
+    def select(idx: np.ndarray) -> float:
+        cands = [Candidate("", canon[i], id=int(i)) for i in idx]
+        kept = frequent_groups(cands, alpha, _same)
+        if not kept:
+            top = leader(group(cands, None, _same))
+            kept = [top] if top else []
+        members = [int(idx[m]) for m in sorted(m for g in kept for m in g.members)]
+        if not members:
+            return 0.0
+        return pool.correct[max(members, key=scores.__getitem__)]  # ties: first in order
+
+    return estimators.monte_carlo_at_k(select, pool.size, k, draws, seed)
+
+
+Rule = Callable[[Pool, int], float]
+
+
+def rule(kind: str, arm: dict[str, Any], draws: int, seed: int) -> tuple[Rule, str]:
+    """The replay rule for an arm's stored record, and its estimator ('exact'/'monte-carlo')."""
+    verifier = arm.get("verifier_key") or ""
+    if kind == "single":
+        return (lambda pool, k: float(np.mean(pool.correct))), "exact"
+    if kind == "majority":
+        return majority, "exact"
+    if kind == "best":
+        return (lambda pool, k: best(pool, k, verifier)), "exact"
+    if kind == "weighted":
+        return (lambda pool, k: weighted(pool, k, verifier, draws, seed)), "monte-carlo"
+    if kind == "best_of_majority":
+        alpha = float(arm["strategy"]["params"]["alpha"])
+        return (
+            lambda pool, k: best_of_majority(pool, k, verifier, alpha, draws, seed)
+        ), "monte-carlo"
+    raise ValueError(f"no replay rule {kind!r}")

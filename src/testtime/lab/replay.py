@@ -1,0 +1,219 @@
+"""Generate once, replay many: a run's curves, fits and frontiers, from the store alone.
+
+Replayed arms get a point at every k up to the pool size (exact estimators) or at powers
+of two and their budgets (Monte Carlo); per-budget arms get their measured points. Each
+point's accuracy is the mean over problems (seeds averaged within a problem) with a
+percentile-bootstrap interval over problems; its cost is the expected cost per problem
+at that k: the prompt prefilled once, k samples, and k verifier passes when scored.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from testtime.lab import estimators, fit
+from testtime.lab.curves import AXES, Analysis, Ceiling, Curve, Point
+from testtime.lab.pools import Pool, coverage, rule
+from testtime.lab.spec import ArmSpec, RunSpec, spec_from_dict, verifier_key
+from testtime.lab.store import Store
+from testtime.lab.work import pool_key
+
+CI_LEVEL = 0.95
+RESAMPLES = 2000
+DRAWS = 500  # Monte Carlo subsets per (problem, k)
+
+PoolKey = tuple[str, str, str]  # model, task, pool
+Pools = dict[PoolKey, dict[str, list[Pool]]]  # -> problem -> one pool per seed
+
+
+def analyse(store: Store, run_id: str, *, draws: int = DRAWS, seed: int = 0) -> Analysis:
+    """The analysis of a stored run (complete or not: whatever is stored is used)."""
+    record = store.run(run_id)
+    spec = spec_from_dict(record["spec"])
+    n_params = _n_params(record)
+    pools = _pools(store, run_id)
+    curves: list[Curve] = []
+    several = len(spec.models) > 1 or len(spec.tasks) > 1
+    for model, task in sorted({(m, t) for m, t, _ in pools} | _result_pairs(store, run_id)):
+        prefix = f"{model}/{task}/" if several else ""
+        for arm in spec.arms:
+            key = (model, task, pool_key(arm.sampling))
+            if arm.replay is not None and key in pools:
+                curves.append(
+                    _replayed(arm, pools[key], n_params.get(model, 0), prefix, draws, seed)
+                )
+        curves += _measured(store, run_id, spec, model, task, prefix)
+    main = _main_pool(pools)
+    cover = _coverage(main, n_params.get(main[0][0], 0) if main else 0) if main else None
+    law = None
+    if cover is not None:
+        law = fit.fit_coverage([p.budget for p in cover.points], [p.accuracy for p in cover.points])
+    return Analysis(
+        run_id=run_id,
+        title=f"{spec.name}: {', '.join(spec.models)} on {', '.join(t.name for t in spec.tasks)}",
+        problems=max((len(v) for v in pools.values()), default=_result_problems(store, run_id)),
+        curves=tuple(c for c in curves if c.points),
+        coverage=cover,
+        fit=law,
+        saturation={
+            c.label: fit.saturation([p.budget for p in c.points], [p.accuracy for p in c.points])
+            for c in ([*curves, cover] if cover else curves)
+            if len(c.points) > 1
+        },
+        ceilings=_ceilings(main[1]) if main else (),
+        pareto={
+            axis: tuple(
+                fit.pareto(
+                    [(c.label, p.budget, p.x(axis), p.accuracy) for c in curves for p in c.points]
+                )
+            )
+            for axis in AXES
+        },
+        notes=(
+            "majority@k, best-of-k and pass@k: exact expectations over all k-subsets of each "
+            "problem's stored pool (Chen et al. 2021 for pass@k; ties split evenly)",
+            f"weighted vote and best-of-majority: Monte Carlo over {draws} random k-subsets "
+            "per problem and k",
+            f"intervals: {CI_LEVEL:.0%} percentile bootstrap over problems "
+            f"({RESAMPLES} resamples); seeds are averaged within a problem",
+            "cost per problem at k: prompt once + k samples (+ k verifier passes if scored)",
+        ),
+    )
+
+
+def _pools(store: Store, run_id: str) -> Pools:
+    found: dict[tuple[str, str, str, str, int], Pool] = {}
+    for row in store.samples(run_id):
+        found.setdefault(row[:5], Pool()).add(row)
+    out: Pools = defaultdict(lambda: defaultdict(list))
+    for (model, task, pool, _seed, problem), p in found.items():
+        out[(model, task, pool)][problem].append(p)
+    return out
+
+
+def _points(
+    pools: dict[str, list[Pool]],
+    ks: Sequence[int],
+    value: Callable[[Pool, int], float],
+    cost: Callable[[Pool, int], tuple[float, float, float]],
+) -> tuple[Point, ...]:
+    """Mean over problems at each k (seeds averaged first), with bootstrap bands."""
+    problems = sorted(pools)
+    acc = np.array([[np.mean([value(p, k) for p in pools[q]]) for k in ks] for q in problems])
+    costs = np.array([[np.mean([cost(p, k) for p in pools[q]], axis=0) for k in ks]
+                      for q in problems])  # fmt: skip
+    lo, hi = estimators.bootstrap_ci_many(acc, CI_LEVEL, RESAMPLES)
+    mean, c = acc.mean(axis=0), costs.mean(axis=0)
+    return tuple(
+        Point(k, float(mean[j]), float(lo[j]), float(hi[j]), *map(float, c[j]))
+        for j, k in enumerate(ks)
+    )
+
+
+def _replay_ks(pools: dict[str, list[Pool]], arm: ArmSpec, estimator: str) -> list[int]:
+    size = min(p.size for ps in pools.values() for p in ps)
+    if arm.replay == "single":
+        return [1]
+    if estimator == "exact":
+        return list(range(1, size + 1))
+    powers = {2**i for i in range(size.bit_length()) if 2**i <= size}
+    return sorted(powers | {b for b in arm.budgets if b <= size} | {size})
+
+
+def _replayed(
+    arm: ArmSpec, pools: dict[str, list[Pool]], n_params: int, prefix: str, draws: int, seed: int
+) -> Curve:
+    record = {**arm.to_dict(), "verifier_key": verifier_key(arm.verifier) if arm.verifier else ""}
+    value, estimator = rule(arm.replay or "", record, draws, seed)
+    scored = arm.verifier is not None
+
+    def cost(pool: Pool, k: int) -> tuple[float, float, float]:
+        per = np.mean(pool.flops) + (np.mean(pool.verifier_flops) if scored else 0.0)
+        return k, k * float(np.mean(pool.tokens)), 2.0 * n_params * pool.prompt_tokens + k * per
+
+    ks = _replay_ks(pools, arm, estimator)
+    kind = "exact" if estimator == "exact" else "monte-carlo"
+    return Curve(prefix + arm.label, _points(pools, ks, value, cost), kind, True)
+
+
+def _coverage(main: tuple[PoolKey, dict[str, list[Pool]]], n_params: int) -> Curve | None:
+    pools = main[1]
+    size = min(p.size for ps in pools.values() for p in ps)
+    if size < 2:
+        return None
+
+    def cost(pool: Pool, k: int) -> tuple[float, float, float]:
+        gen = 2.0 * n_params * pool.prompt_tokens + k * float(np.mean(pool.flops))
+        return k, k * float(np.mean(pool.tokens)), gen
+
+    points = _points(pools, list(range(1, size + 1)), coverage, cost)
+    return Curve(f"coverage ({main[0][2]})", points, "exact", True)
+
+
+def _main_pool(pools: Pools) -> tuple[PoolKey, dict[str, list[Pool]]] | None:
+    """The largest pool (of the first model and task): the one coverage is measured on."""
+    if not pools:
+        return None
+    key = max(pools, key=lambda k: (min(p.size for ps in pools[k].values() for p in ps), k))
+    return key, pools[key]
+
+
+def _ceilings(pools: dict[str, list[Pool]]) -> tuple[Ceiling, ...]:
+    """Stroebl et al.'s ceiling for each verifier whose scores are probabilities."""
+    flat = [p for ps in pools.values() for p in ps]
+    names = sorted({name for p in flat for s in p.scores for name in s})
+    out = []
+    for name in names:
+        scores = [p.score(name) for p in flat]
+        if all(0.0 <= v <= 1.0 for s in scores for v in s):
+            correct = [[c >= 0.5 for c in p.correct] for p in flat]
+            out.append(fit.verifier_ceiling(correct, scores, name))
+    return tuple(out)
+
+
+def _measured(
+    store: Store, run_id: str, spec: RunSpec, model: str, task: str, prefix: str
+) -> list[Curve]:
+    """Curves of the arms that ran at each budget, from their stored results."""
+    rows: dict[str, dict[int, dict[str, list[tuple[float, dict[str, Any]]]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
+    for m, t, arm, budget, _seed, problem, correct, cost in store.results(run_id):
+        if (m, t) == (model, task):
+            rows[arm][budget][problem].append((float(correct or 0), json.loads(cost)))
+    curves = []
+    for arm in spec.arms:
+        if arm.replay is not None or arm.label not in rows:
+            continue
+        points = []
+        for budget in sorted(rows[arm.label]):
+            by_problem = rows[arm.label][budget]
+            acc = np.array([[np.mean([a for a, _ in v])] for v in by_problem.values()])
+            lo, hi = estimators.bootstrap_ci_many(acc, CI_LEVEL, RESAMPLES)
+            costs = [c for v in by_problem.values() for _, c in v]
+            per = len(costs)
+            points.append(Point(
+                budget, float(acc.mean()), float(lo[0]), float(hi[0]),
+                sum(c["samples"] for c in costs) / per,
+                sum(c["generated_tokens"] for c in costs) / per,
+                sum(c["flops"] for c in costs) / per,
+            ))  # fmt: skip
+        curves.append(Curve(prefix + arm.label, tuple(points), "run", False))
+    return curves
+
+
+def _result_pairs(store: Store, run_id: str) -> set[tuple[str, str]]:
+    return {(r[0], r[1]) for r in store.results(run_id)}
+
+
+def _result_problems(store: Store, run_id: str) -> int:
+    return len({r[5] for r in store.results(run_id)})
+
+
+def _n_params(record: dict[str, Any]) -> dict[str, int]:
+    return {m: int(v) for m, v in record["environment"].get("n_params", {}).items()}

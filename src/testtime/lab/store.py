@@ -1,0 +1,271 @@
+"""The experiment store: one SQLite file holding every run, problem, sample and result.
+
+WAL, synchronous=NORMAL (durable across a process crash), one transaction per finished
+unit of work, and primary keys that name the work (run / model / task / pool or arm /
+budget / seed / problem / sample index) with INSERT OR IGNORE, so a run killed at any
+moment and started again stores nothing twice and loses nothing it had stored.
+Migrations are numbered; a store written by a newer testtime is refused, never altered.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from testtime.core.errors import ConfigError, DataError
+from testtime.lab.rows import ProblemRow, ResultRow, SampleRow, Unit
+
+SCHEMA_VERSION = 1
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY, name TEXT NOT NULL, created REAL NOT NULL, status TEXT NOT NULL,
+        source TEXT NOT NULL,      -- the spec as the user gave it (YAML text or flags)
+        spec TEXT NOT NULL,        -- the resolved spec, every parameter (JSON)
+        environment TEXT NOT NULL, -- package version, model file hashes, params (JSON)
+        seconds REAL NOT NULL DEFAULT 0, error TEXT);
+    CREATE TABLE problems (
+        run TEXT NOT NULL REFERENCES runs(id), task TEXT NOT NULL, problem TEXT NOT NULL,
+        position INTEGER NOT NULL, prompt TEXT NOT NULL, answer TEXT,
+        PRIMARY KEY (run, task, problem));
+    CREATE TABLE samples (
+        run TEXT NOT NULL REFERENCES runs(id), model TEXT NOT NULL, task TEXT NOT NULL,
+        pool TEXT NOT NULL, seed INTEGER NOT NULL, problem TEXT NOT NULL, idx INTEGER NOT NULL,
+        text TEXT NOT NULL, answer TEXT, correct INTEGER, finish TEXT,
+        prompt_tokens INTEGER NOT NULL, generated_tokens INTEGER NOT NULL,
+        flops REAL NOT NULL, seconds REAL NOT NULL, scores TEXT NOT NULL,
+        verifier_flops REAL NOT NULL, verifier_tokens INTEGER NOT NULL,
+        PRIMARY KEY (run, model, task, pool, seed, problem, idx));
+    CREATE TABLE results (
+        run TEXT NOT NULL REFERENCES runs(id), model TEXT NOT NULL, task TEXT NOT NULL,
+        arm TEXT NOT NULL, budget INTEGER NOT NULL, seed INTEGER NOT NULL, problem TEXT NOT NULL,
+        answer TEXT, correct INTEGER, chosen INTEGER, exhausted INTEGER NOT NULL,
+        cost TEXT NOT NULL, trace TEXT, candidates TEXT NOT NULL,
+        PRIMARY KEY (run, model, task, arm, budget, seed, problem));
+    """,
+}
+
+
+class Store:
+    """A connection to one store file. Use as a context manager or call close()."""
+
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        if readonly and not self.path.is_file():
+            raise DataError(f"no experiment store at {self.path}; run `testtime lab run` first")
+        if not readonly:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
+        try:
+            self.db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+            self.db.execute("PRAGMA busy_timeout = 30000")
+            if not readonly:
+                self.db.execute("PRAGMA journal_mode = WAL")
+                self.db.execute("PRAGMA synchronous = NORMAL")
+                self.db.execute("PRAGMA foreign_keys = ON")
+            self._migrate(readonly)
+        except sqlite3.DatabaseError as e:
+            raise DataError(
+                f"{self.path} is not a usable experiment store ({e}); point --store at "
+                f"another file, or move this one away to start afresh"
+            ) from None
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- schema ---------------------------------------------------------------------
+    def _migrate(self, readonly: bool) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise DataError(
+                f"{self.path} was written by a newer testtime (store version {version}, this "
+                f"one reads up to {SCHEMA_VERSION}); upgrade testtime to read it"
+            )
+        if version == SCHEMA_VERSION:
+            return
+        if version == 0 and self.db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise DataError(f"{self.path} is an SQLite file but not an experiment store")
+        if readonly:
+            raise DataError(f"{self.path} needs upgrading; open it once with `testtime lab run`")
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            with self.transaction():
+                for statement in MIGRATIONS[step].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {step}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic write: everything inside lands, or nothing does."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- runs -----------------------------------------------------------------------
+    def create_run(
+        self, run_id: str, name: str, source: str, spec: dict[str, Any], env: dict[str, Any]
+    ) -> bool:
+        """Record a run (status 'started'); False when it already exists (a resume)."""
+        with self.transaction():
+            cur = self.db.execute(
+                "INSERT OR IGNORE INTO runs (id, name, created, status, source, spec, environment)"
+                " VALUES (?, ?, ?, 'started', ?, ?, ?)",
+                (
+                    run_id,
+                    name,
+                    time.time(),
+                    source,
+                    json.dumps(spec, sort_keys=True),
+                    json.dumps(env, sort_keys=True),
+                ),
+            )
+            return cur.rowcount == 1
+
+    def set_status(
+        self, run_id: str, status: str, seconds: float = 0.0, error: str | None = None
+    ) -> None:
+        with self.transaction():
+            self.db.execute(
+                "UPDATE runs SET status = ?, seconds = seconds + ?, error = ? WHERE id = ?",
+                (status, seconds, error, run_id),
+            )
+
+    def set_n_params(self, run_id: str, model: str, n_params: int) -> None:
+        """Record a model's parameter count (known once it is loaded) for FLOPs replays."""
+        with self.transaction():
+            self.db.execute(
+                "UPDATE runs SET environment = json_set(environment, ?, ?) WHERE id = ?",
+                (f'$.n_params."{model}"', n_params, run_id),
+            )
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        row = self.db.execute(
+            "SELECT id, name, created, status, source, spec, environment, seconds, error"
+            " FROM runs WHERE id = ?",
+            (run_id,),
+        ).fetchone()
+        if row is None:
+            known = [r[0] for r in self.db.execute("SELECT id FROM runs ORDER BY created")]
+            listing = ", ".join(known[-10:]) or "(none yet)"
+            raise DataError(
+                f"no run {run_id!r} in {self.path}; runs: {listing} (see `testtime lab ls`)"
+            )
+        keys = (
+            "id",
+            "name",
+            "created",
+            "status",
+            "source",
+            "spec",
+            "environment",
+            "seconds",
+            "error",
+        )
+        out = dict(zip(keys, row, strict=True))
+        out["spec"], out["environment"] = json.loads(out["spec"]), json.loads(out["environment"])
+        return out
+
+    def runs(self) -> list[dict[str, Any]]:
+        """Every run with its status and totals, oldest first."""
+        rows = self.db.execute(
+            "SELECT r.id, r.status, r.created, r.seconds,"
+            " (SELECT count(*) FROM samples s WHERE s.run = r.id),"
+            " (SELECT count(*) FROM results x WHERE x.run = r.id),"
+            " (SELECT coalesce(sum(flops + verifier_flops), 0) FROM samples s WHERE s.run = r.id),"
+            " (SELECT coalesce(sum(json_extract(cost, '$.flops')), 0) FROM results x"
+            "  WHERE x.run = r.id)"
+            " FROM runs r ORDER BY r.created"
+        ).fetchall()
+        keys = ("id", "status", "created", "seconds", "samples", "results")
+        return [{**dict(zip(keys, r[:6], strict=True)), "flops": r[6] + r[7]} for r in rows]
+
+    # -- problems -------------------------------------------------------------------
+    def put_problems(self, run_id: str, rows: Sequence[ProblemRow]) -> None:
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO problems VALUES (?, ?, ?, ?, ?, ?)",
+                [(run_id, r.task, r.problem, r.position, r.prompt, r.answer) for r in rows],
+            )
+
+    def problems(self, run_id: str, task: str) -> list[ProblemRow]:
+        rows = self.db.execute(
+            "SELECT task, problem, position, prompt, answer FROM problems"
+            " WHERE run = ? AND task = ? ORDER BY position",
+            (run_id, task),
+        ).fetchall()
+        return [ProblemRow(*r) for r in rows]
+
+    # -- work -----------------------------------------------------------------------
+    def done(self, run_id: str) -> tuple[set[tuple[Any, ...]], set[tuple[Any, ...]]]:
+        """Stored sample keys (model, task, pool, seed, problem, idx) and result keys
+        (model, task, arm, budget, seed, problem) of a run: what a resume skips."""
+        samples = set(
+            self.db.execute(
+                "SELECT model, task, pool, seed, problem, idx FROM samples WHERE run = ?", (run_id,)
+            )
+        )
+        results = set(
+            self.db.execute(
+                "SELECT model, task, arm, budget, seed, problem FROM results WHERE run = ?",
+                (run_id,),
+            )
+        )
+        return samples, results
+
+    def put(
+        self, run_id: str, unit: Unit, samples: Sequence[SampleRow], result: ResultRow | None
+    ) -> None:
+        """Store one finished unit of work in one transaction."""
+        with self.transaction():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO samples VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, *s.key(unit), *s.values()) for s in samples],
+            )
+            if result is not None:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO results VALUES"
+                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, *result.key(unit), *result.values()),
+                )
+
+    def samples(self, run_id: str) -> list[tuple[Any, ...]]:
+        """(model, task, pool, seed, problem, idx, answer, correct, generated_tokens, flops,
+        scores, verifier_flops, prompt_tokens), in key order."""
+        return self.db.execute(
+            "SELECT model, task, pool, seed, problem, idx, answer, correct, generated_tokens,"
+            " flops, scores, verifier_flops, prompt_tokens FROM samples WHERE run = ?"
+            " ORDER BY model, task, pool, seed, problem, idx",
+            (run_id,),
+        ).fetchall()
+
+    def results(self, run_id: str) -> list[tuple[Any, ...]]:
+        """(model, task, arm, budget, seed, problem, correct, cost), in key order."""
+        return self.db.execute(
+            "SELECT model, task, arm, budget, seed, problem, correct, cost FROM results"
+            " WHERE run = ? ORDER BY model, task, arm, budget, seed, problem",
+            (run_id,),
+        ).fetchall()
+
+
+def open_store(path: Path | str, *, readonly: bool = False) -> Store:
+    """Open (creating when writable) the store at `path`."""
+    try:
+        return Store(path, readonly=readonly)
+    except sqlite3.Error as e:  # e.g. a directory, no permission
+        raise ConfigError(f"cannot open the experiment store {path}: {e}") from None

@@ -1,0 +1,186 @@
+"""Doing one unit of work: what a worker (this process, or a Ray actor) holds and runs.
+
+A `Bench` holds one generator, the run's tasks, problems and verifiers, built once; `run`
+turns a `Unit` into the rows it stores. Pool slices are drawn as the strategies would draw
+them (same messages, sampling, max_tokens and seed stream), so replaying a pool is running.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from typing import Any
+
+from testtime.core.budget import Budget
+from testtime.core.errors import DataError
+from testtime.core.registry import Spec
+from testtime.core.types import Candidate, Problem, Request, Result
+from testtime.generators.base import Generator
+from testtime.lab.arms import BUDGET_PARAM
+from testtime.lab.rows import ProblemRow, ResultRow, SampleRow, Unit
+from testtime.lab.spec import ArmSpec, RunSpec, verifier_key
+from testtime.strategies.base import STRATEGIES, call_seed
+from testtime.strategies.run import build_task, build_verifier, solve
+from testtime.tasks.base import Task
+from testtime.verifiers.base import Verifier
+
+
+def task_key(spec: Spec) -> str:
+    """The name a task's rows are stored under."""
+    return verifier_key(spec)
+
+
+def pool_key(sampling: tuple[float, float]) -> str:
+    """The name of the pool drawn at (temperature, top_p)."""
+    return f"T{sampling[0]:g}-p{sampling[1]:g}"
+
+
+def load_problems(spec: RunSpec) -> dict[str, tuple[Task, list[Problem]]]:
+    """Each task of the run with its first `problems` problems (ids must be unique)."""
+    out: dict[str, tuple[Task, list[Problem]]] = {}
+    for t in spec.tasks:
+        task = build_task(t.name, _params(t))
+        problems = (
+            list(task.problems())[: spec.problems] if spec.problems else list(task.problems())
+        )
+        ids = [p.id for p in problems]
+        if len(set(ids)) != len(ids):
+            raise DataError(f"task {t.name!r} has repeated problem ids; each must be unique")
+        if not problems:
+            raise DataError(f"task {t.name!r} has no problems")
+        out[task_key(t)] = (task, problems)
+    return out
+
+
+def problem_rows(tasks: dict[str, tuple[Task, list[Problem]]]) -> list[ProblemRow]:
+    return [
+        ProblemRow(key, p.id, i, json.dumps([[m.role, m.content] for m in p.messages]), p.answer)
+        for key, (_, problems) in tasks.items()
+        for i, p in enumerate(problems)
+    ]
+
+
+class Bench:
+    """One worker's tools for a run: its generator, tasks, problems and verifiers."""
+
+    def __init__(self, spec: RunSpec, generator: Generator) -> None:
+        self.spec = spec
+        self.generator = generator
+        self.tasks = load_problems(spec)
+        self.arms = {a.label: a for a in spec.arms}
+        self.pools = {pool_key(s): s for s in spec.pools()}
+        self._verifiers: dict[tuple[str, str], Verifier] = {}
+
+    async def run(self, unit: Unit) -> tuple[list[SampleRow], ResultRow | None]:
+        task, problem = self._problem(unit)
+        if unit.pool is not None:
+            return await self._pool_slice(unit, task, problem), None
+        return [], await self._arm(unit, task, problem)
+
+    def _problem(self, unit: Unit) -> tuple[Task, Problem]:
+        task, problems = self.tasks[unit.task]
+        return task, next(p for p in problems if p.id == unit.problem)
+
+    def verifier(self, unit: Unit, spec: Spec) -> Verifier:
+        key = (unit.task, verifier_key(spec))
+        if key not in self._verifiers:
+            task = self.tasks[unit.task][0]
+            self._verifiers[key] = build_verifier(
+                spec.name, _params(spec), task=task, generator=self.generator
+            )
+        return self._verifiers[key]
+
+    async def _pool_slice(self, unit: Unit, task: Task, problem: Problem) -> list[SampleRow]:
+        sampling = self.pools[unit.pool or ""]
+        verifiers = [self.verifier(unit, v) for v in self.spec.pool_verifiers(sampling)]
+        request = Request(
+            problem.messages,
+            n=unit.count,
+            first_index=unit.first,
+            max_tokens=self.spec.max_tokens,
+            temperature=sampling[0],
+            top_p=sampling[1],
+            seed=call_seed(unit.seed, problem.id, 1),  # a one-request strategy's first call
+            logprobs=any(v.needs_logprobs for v in verifiers),
+        )
+        started = time.perf_counter()
+        gen = await self.generator.generate(request)
+        cands = [
+            Candidate(c.text, task.extract(c.text), completion=c, id=unit.first + i)
+            for i, c in enumerate(gen.completions)
+        ]
+        scores: list[dict[str, float]] = [{} for _ in cands]
+        v_flops = v_tokens = 0.0
+        for spec, v in zip(self.spec.pool_verifiers(sampling), verifiers, strict=True):
+            got = await v.score(problem, cands)
+            for s, value in zip(scores, got.values, strict=True):
+                s[verifier_key(spec)] = value
+            v_flops += got.cost.flops / len(cands)
+            v_tokens += got.cost.verifier_tokens / len(cands)
+        seconds = (time.perf_counter() - started) / len(cands)
+        n_params = self.generator.n_params
+        return [
+            SampleRow(
+                idx=c.id or 0,
+                text=c.text,
+                answer=c.answer,
+                correct=task.check(problem, c.answer) if problem.answer is not None else None,
+                finish=c.completion.finish_reason if c.completion else None,
+                prompt_tokens=c.completion.prompt_tokens if c.completion else 0,
+                generated_tokens=c.completion.generated_tokens if c.completion else 0,
+                flops=2.0 * n_params * (c.completion.generated_tokens if c.completion else 0),
+                seconds=seconds,
+                scores=s,
+                verifier_flops=v_flops,
+                verifier_tokens=round(v_tokens),
+            )
+            for c, s in zip(cands, scores, strict=True)
+        ]
+
+    async def _arm(self, unit: Unit, task: Task, problem: Problem) -> ResultRow:
+        arm = self.arms[unit.arm or ""]
+        strategy = at_budget(arm, unit.budget)
+        verifier = self.verifier(unit, arm.verifier) if arm.verifier else None
+        result = await solve(
+            problem, strategy, self.generator, task=task, verifier=verifier,
+            budget=Budget(samples=unit.budget), max_tokens=self.spec.max_tokens, seed=unit.seed,
+        )  # fmt: skip
+        return result_row(result, task, problem)
+
+
+def at_budget(arm: ArmSpec, budget: int) -> Spec:
+    """The arm's strategy with its budget parameter (n, max_samples, ...) set to `budget`."""
+    param = BUDGET_PARAM.get(arm.strategy.name)
+    if param is None:
+        return arm.strategy  # the Budget ceiling alone limits it
+    return STRATEGIES.spec(arm.strategy.name, {**_params(arm.strategy), param: budget})
+
+
+def result_row(result: Result, task: Task, problem: Problem) -> ResultRow:
+    graded = problem.answer is not None
+    return ResultRow(
+        answer=result.answer,
+        correct=result.correct,
+        chosen=result.chosen,
+        exhausted=result.budget_exhausted,
+        cost=result.cost.to_dict(),
+        trace=result.trace,
+        candidates=[
+            {
+                "text": c.text,
+                "answer": c.answer,
+                "correct": task.check(problem, c.answer) if graded else None,
+                "scores": c.scores,
+                "parent": c.parent,
+                "prompt_tokens": c.completion.prompt_tokens if c.completion else 0,
+                "generated_tokens": c.completion.generated_tokens if c.completion else 0,
+                "finish": c.completion.finish_reason if c.completion else None,
+            }
+            for c in result.candidates
+        ],
+    )
+
+
+def _params(spec: Spec) -> dict[str, Any]:
+    return dataclasses.asdict(spec.params)

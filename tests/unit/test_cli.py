@@ -85,8 +85,6 @@ def test_run_task_json_reports_accuracy(run) -> None:
         (["run", "hi", "--model", "no-such-model"], "no-such-model"),
         (["run", "hi", "--model", "fake", "-v", "nope"], "unknown verifier 'nope'"),
         (["run", "hi", "--task", "arithmetic", "--model", "fake"], "not both"),
-        (["experiment", "--model", "fake", "--budgets", "0,4"], "budgets"),
-        (["experiment", "--model", "fake", "--arms", "magic"], "unknown arm"),
     ],
 )
 def test_bad_input_is_one_clear_line(run, args: list[str], needle: str) -> None:
@@ -107,14 +105,3 @@ def test_bad_jsonl_names_the_line_and_writes_nothing(run, tmp_path: Path) -> Non
     assert len(err.strip().splitlines()) == 1  # one line, not wrapped
     assert out == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == before
-
-
-def test_experiment_on_fake_model_prints_table(run) -> None:
-    code, out, _ = run("experiment", "--model", "fake", "--problems", "4", "--budgets", "1,4",
-                       "--arms", "greedy,self_consistency,coverage", "--json")
-    assert code == 0, out
-    rows = json.loads(out)["rows"]
-    assert [(r["strategy"].split()[0], r["budget"]) for r in rows][:1] == [("greedy", None)]
-    assert len(rows) == 1 + 2 + 2
-    cov = [r for r in rows if "coverage" in r["strategy"]]
-    assert cov[1]["accuracy"] >= cov[0]["accuracy"]

@@ -153,9 +153,11 @@ def _run_and_report(
     from testtime.lab import runner
     from testtime.lab.store import open_store
 
+    with err.status("checking models and problems ...", spinner="dots"):
+        env = runner.environment(spec)  # a missing model fails here, before the store opens
+        runner.load_problems(spec)
     with open_store(store_path) as db:
-        with err.status("checking models and problems ...", spinner="dots"):
-            plan = runner.prepare(db, spec, source, run_id)
+        plan = runner.prepare(db, spec, source, run_id, env)
         done = len(plan.units) - len(plan.pending)
         verb = "resuming" if plan.resumed else "starting"
         err.print(f"{verb} run {plan.run_id}: {len(plan.units)} units, {done} already stored")

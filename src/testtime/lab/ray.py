@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import socket
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -59,6 +60,7 @@ def connect(address: str, workers: int) -> bool:
         if address == "local":
             ray.init(num_cpus=max(2, workers), include_dashboard=False, log_to_driver=False)
         else:
+            _probe(address)
             ray.init(address=address, log_to_driver=False)
     except (ConnectionError, TimeoutError, ValueError, RuntimeError) as e:
         raise ConfigError(
@@ -66,6 +68,18 @@ def connect(address: str, workers: int) -> bool:
             f"start one with `ray start --head`, or use --ray local"
         ) from None
     return True
+
+
+def _probe(address: str) -> None:
+    """Fail fast on a host:port nobody listens on (Ray itself retries for minutes)."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # 'auto' and friends: Ray's own lookup
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise ConnectionError(f"nothing listens there: {e.strerror or e}") from None
 
 
 async def run_ray(

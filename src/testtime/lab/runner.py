@@ -51,7 +51,13 @@ def environment(spec: RunSpec) -> dict[str, Any]:
     }
 
 
-def prepare(store: Store, spec: RunSpec, source: str, run_id: str | None = None) -> Plan:
+def prepare(
+    store: Store,
+    spec: RunSpec,
+    source: str,
+    run_id: str | None = None,
+    env: dict[str, Any] | None = None,
+) -> Plan:
     """Record the run (or find it, to resume) and list the units still to do.
 
     Refuses a resume when the task's problems changed since the run began (their ids,
@@ -60,7 +66,8 @@ def prepare(store: Store, spec: RunSpec, source: str, run_id: str | None = None)
     run_id = run_id or spec.run_id
     tasks = load_problems(spec)
     rows = problem_rows(tasks)
-    created = store.create_run(run_id, spec.name, source, spec.to_dict(), environment(spec))
+    env = env if env is not None else environment(spec)
+    created = store.create_run(run_id, spec.name, source, spec.to_dict(), env)
     if created:
         store.put_problems(run_id, rows)
     else:

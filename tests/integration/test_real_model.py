@@ -58,8 +58,9 @@ async def test_strategy_runs_on_the_real_model(generator, strategy, params, veri
 async def test_budget_in_tokens_is_never_exceeded(generator) -> None:
     task = build_task("arithmetic", {"size": 2})
     spec = STRATEGIES.spec("self_consistency", {"n": 16})
-    results = await solve_many(list(task.problems()), spec, generator, task=task,
-                               budget=Budget(tokens=200), max_tokens=64)
+    results = await solve_many(
+        list(task.problems()), spec, generator, task=task, budget=Budget(tokens=200), max_tokens=64
+    )
     for r in results:
         assert r.cost.generated_tokens <= 200
         assert r.budget_exhausted
@@ -67,9 +68,25 @@ async def test_budget_in_tokens_is_never_exceeded(generator) -> None:
 
 def test_cli_json_on_the_real_model() -> None:
     res = subprocess.run(
-        [sys.executable, "-m", "testtime", "run", "What is 2 + 3? Give only the number.",
-         "--answer", "5", "-s", "self_consistency", "-p", "n=3", "--max-tokens", "32", "--json"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "testtime",
+            "run",
+            "What is 2 + 3? Give only the number.",
+            "--answer",
+            "5",
+            "-s",
+            "self_consistency",
+            "-p",
+            "n=3",
+            "--max-tokens",
+            "32",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)

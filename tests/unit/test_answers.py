@@ -124,7 +124,7 @@ def test_normalize_strips_noise() -> None:
     assert normalize("  Hello   World. ") == "hello world"
 
 
-@given(st.integers(-10**6, 10**6))
+@given(st.integers(-(10**6), 10**6))
 def test_integers_survive_formatting(n: int) -> None:
     written = f"{n:,}"
     assert extract(f"Answer: {written}") == str(n)

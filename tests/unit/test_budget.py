@@ -94,8 +94,15 @@ def test_verifier_flops_are_part_of_the_worst_case() -> None:
     prompt=st.integers(0, 500),
 )
 def test_granted_samples_never_overspend(
-    samples: int | None, tokens: int | None, flops: float | None, spent_samples: int,
-    spent_tokens: int, spent_flops: float, n: int, max_tokens: int, prompt: int,
+    samples: int | None,
+    tokens: int | None,
+    flops: float | None,
+    spent_samples: int,
+    spent_tokens: int,
+    spent_flops: float,
+    n: int,
+    max_tokens: int,
+    prompt: int,
 ) -> None:
     budget = Budget(samples=samples, tokens=tokens, flops=flops)
     spent = Cost(samples=spent_samples, generated_tokens=spent_tokens, flops=spent_flops)

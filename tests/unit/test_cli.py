@@ -34,8 +34,15 @@ def test_listings_show_every_registered_name(run, what: str) -> None:
     code, out, _ = run(what)
     assert code == 0
     expected = {
-        "strategies": ["single", "best_of_n", "self_consistency", "weighted_majority",
-                       "best_of_majority", "first_finish", "adaptive_consistency"],
+        "strategies": [
+            "single",
+            "best_of_n",
+            "self_consistency",
+            "weighted_majority",
+            "best_of_majority",
+            "first_finish",
+            "adaptive_consistency",
+        ],
         "verifiers": ["oracle", "math", "self_certainty", "judge"],
         "tasks": ["reasoning_gym", "jsonl", "arithmetic"],
     }[what]
@@ -49,8 +56,19 @@ def test_strategies_listing_shows_defaults(run) -> None:
 
 
 def test_run_prompt_json_has_answer_correct_cost(run) -> None:
-    code, out, _ = run("run", "What is 3 + 4?", "--answer", "7", "--model", "fake",
-                       "-s", "self_consistency", "-p", "n=4", "--json")
+    code, out, _ = run(
+        "run",
+        "What is 3 + 4?",
+        "--answer",
+        "7",
+        "--model",
+        "fake",
+        "-s",
+        "self_consistency",
+        "-p",
+        "n=4",
+        "--json",
+    )
     assert code == 0, out
     data = json.loads(out)
     assert {"answer", "correct", "cost"} <= set(data)
@@ -59,8 +77,9 @@ def test_run_prompt_json_has_answer_correct_cost(run) -> None:
 
 
 def test_run_task_json_reports_accuracy(run) -> None:
-    code, out, _ = run("run", "--task", "arithmetic", "-n", "3", "--model", "fake",
-                       "-s", "single", "--json")
+    code, out, _ = run(
+        "run", "--task", "arithmetic", "-n", "3", "--model", "fake", "-s", "single", "--json"
+    )
     assert code == 0, out
     data = json.loads(out)
     assert len(data["results"]) == 3
@@ -98,8 +117,9 @@ def test_bad_jsonl_names_the_line_and_writes_nothing(run, tmp_path: Path) -> Non
     path = tmp_path / "probs.jsonl"
     path.write_text('{"prompt": "1+1?", "answer": "2"}\n{not json}\n')
     before = sorted(p.name for p in tmp_path.iterdir())
-    code, out, err = run("run", "--task", "jsonl", "--task-param", f"path={path}",
-                         "--model", "fake", "--json")
+    code, out, err = run(
+        "run", "--task", "jsonl", "--task-param", f"path={path}", "--model", "fake", "--json"
+    )
     assert code == 2
     assert "probs.jsonl:2:" in err or "line 2" in err
     assert len(err.strip().splitlines()) == 1  # one line, not wrapped

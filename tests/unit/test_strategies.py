@@ -64,7 +64,13 @@ async def run(
         verifier = gold()
     spec = STRATEGIES.spec(name, params)
     return await solve(
-        P, spec, gen, task=Arithmetic(), verifier=verifier, budget=budget, seed=seed,
+        P,
+        spec,
+        gen,
+        task=Arithmetic(),
+        verifier=verifier,
+        budget=budget,
+        seed=seed,
         max_tokens=max_tokens,
     )
 

@@ -44,7 +44,6 @@ DEFAULT_SPEC: dict[str, Any] = {
         "adaptive_consistency",
     ],
 }
-TABLE_BUDGETS = None  # every budget of the spec (replayed curves also hold every k)
 
 
 @lab.callback(invoke_without_command=True)
@@ -152,10 +151,11 @@ def _run_and_report(
 ) -> None:
     from testtime.lab import runner
     from testtime.lab.store import open_store
+    from testtime.lab.work import load_problems
 
     with err.status("checking models and problems ...", spinner="dots"):
         env = runner.environment(spec)  # a missing model fails here, before the store opens
-        runner.load_problems(spec)
+        load_problems(spec)
     with open_store(store_path) as db:
         plan = runner.prepare(db, spec, source, run_id, env)
         done = len(plan.units) - len(plan.pending)
@@ -181,10 +181,12 @@ def _report(db: Any, run_id: str, folder: Path) -> None:
     from testtime.lab.replay import analyse
     from testtime.lab.report import table, write_report
 
+    spec = db.run(run_id)["spec"]
+    budgets = sorted({b for arm in spec["arms"] for b in arm["budgets"]} | {spec["pool"]})
     with err.status("replaying the stored samples ...", spinner="dots"):
         analysis = analyse(db, run_id)
-        files = write_report(analysis, folder)
-    out.print(table(analysis, TABLE_BUDGETS))
+        files = write_report(analysis, folder, budgets)
+    out.print(table(analysis, budgets))
     out.print(f"report: {files.html}")
 
 

@@ -17,10 +17,13 @@ def _params(reg: Registry[Any], name: str) -> str:
     entry = reg.get(name)
     hints = typing.get_type_hints(entry.params)
     defaults = reg.defaults(name)
-    return "\n".join(
-        f"{f.name}={defaults[f.name]!r}  [dim]{_describe(hints[f.name])}[/dim]"
-        for f in dataclasses.fields(entry.params)
-    ) or "[dim](none)[/dim]"
+    return (
+        "\n".join(
+            f"{f.name}={defaults[f.name]!r}  [dim]{_describe(hints[f.name])}[/dim]"
+            for f in dataclasses.fields(entry.params)
+        )
+        or "[dim](none)[/dim]"
+    )
 
 
 def _list(reg: Registry[Any], title: str) -> None:

@@ -67,8 +67,19 @@ def run(
         the_task = build_task(task or "arithmetic", parse_params(task_param))
         problems = list(the_task.problems())[:limit]
     results = asyncio.run(
-        _run(problems, spec, model, the_task, verifier, parse_params(verifier_param),
-             the_budget, max_tokens, seed, device, not as_json)
+        _run(
+            problems,
+            spec,
+            model,
+            the_task,
+            verifier,
+            parse_params(verifier_param),
+            the_budget,
+            max_tokens,
+            seed,
+            device,
+            not as_json,
+        )
     )
     if as_json:
         _print_json(results, single=prompt is not None)
@@ -102,8 +113,15 @@ async def _run(
         )
         with progress(len(problems), spec.name, show_progress) as advance:
             return await solve_many(
-                problems, spec, generator, task=task, verifier=verifier, budget=budget,
-                max_tokens=max_tokens, seed=seed, on_result=advance,
+                problems,
+                spec,
+                generator,
+                task=task,
+                verifier=verifier,
+                budget=budget,
+                max_tokens=max_tokens,
+                seed=seed,
+                on_result=advance,
             )
     finally:
         await generator.aclose()
@@ -114,11 +132,15 @@ def _print_json(results: list[Result], single: bool) -> None:
         out.print_json(json.dumps(results[0].to_dict()))
         return
     acc = accuracy(results)
-    out.print_json(json.dumps({
-        "accuracy": acc,
-        "cost": total_cost(results).to_dict(),
-        "results": [r.to_dict() for r in results],
-    }))
+    out.print_json(
+        json.dumps(
+            {
+                "accuracy": acc,
+                "cost": total_cost(results).to_dict(),
+                "results": [r.to_dict() for r in results],
+            }
+        )
+    )
 
 
 def _print_table(results: list[Result], spec_str: str) -> None:
@@ -131,8 +153,13 @@ def _print_table(results: list[Result], spec_str: str) -> None:
     for r in results:
         mark = {True: "[green]yes[/green]", False: "[red]no[/red]", None: "-"}[r.correct]
         flag = " [yellow](budget)[/yellow]" if r.budget_exhausted else ""
-        table.add_row(r.problem_id, f"{r.answer}{flag}", mark, str(r.cost.samples),
-                      str(r.cost.generated_tokens))
+        table.add_row(
+            r.problem_id,
+            f"{r.answer}{flag}",
+            mark,
+            str(r.cost.samples),
+            str(r.cost.generated_tokens),
+        )
     out.print(table)
     if len(results) == 1 and results[0].text:
         out.print("[bold]chosen completion:[/bold]")

@@ -21,9 +21,7 @@ EXTRACTORS: tuple[str, ...] = ("auto", "boxed", "tags", "number", "last_line", "
 _NUMBER = re.compile(r"[-+−]?\s?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?|[-+−]?\.\d+")
 _TAG = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.DOTALL | re.IGNORECASE)
 _MATHY = re.compile(r"[-+−*/^=\\{}<>]|\b[a-zA-Z]\b")  # operators or a lone variable
-_ANSWER_LINE = re.compile(
-    r"(?:final answer|answer|result)\s*(?:is)?\s*[:=]\s*(.+)", re.IGNORECASE
-)
+_ANSWER_LINE = re.compile(r"(?:final answer|answer|result)\s*(?:is)?\s*[:=]\s*(.+)", re.IGNORECASE)
 
 
 def boxed(text: str) -> str | None:

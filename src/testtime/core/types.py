@@ -66,8 +66,9 @@ class Request:
     `prefix` is a partial assistant text to continue (the steps so far of a search).
     A seeded request's samples are samples `first_index`, `first_index + 1`, ... of one
     reproducible stream, so a pool of K samples can be drawn in pieces (and resumed) and
-    still equal one request for all K. With `first_finish`, the generator stops the other n-1 sequences as soon as one ends
-    with stop/eos and returns them with finish reason "cancelled" (first-finish search).
+    still equal one request for all K. With `first_finish`, the generator stops the other
+    n-1 sequences as soon as one ends with stop/eos and returns them with finish reason
+    "cancelled" (first-finish search).
     """
 
     messages: tuple[Message, ...]

@@ -179,7 +179,9 @@ def fingerprint(name_or_path: str) -> str:
     else:
         path = Path(name_or_path).expanduser()
         if path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.suffix in _WEIGHTS or p.name == "config.json")
+            files = sorted(
+                p for p in path.iterdir() if p.suffix in _WEIGHTS or p.name == "config.json"
+            )
         else:
             resolve(name_or_path)  # the same error as loading would give
             files = [path]

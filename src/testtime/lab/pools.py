@@ -11,7 +11,7 @@ the strategies use.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,7 +70,7 @@ def _same(a: str, b: str) -> bool:
     return a == b
 
 
-def majority(pool: Pool, k: int) -> float:
+def majority(pool: Pool, ks: Sequence[int]) -> list[float]:
     """Exact majority@k: plurality vote over a random k-subset (ties split evenly)."""
     canon = pool.canonical()
     counts: dict[str, list[float]] = {}
@@ -79,17 +79,29 @@ def majority(pool: Pool, k: int) -> float:
             counts.setdefault(answer, []).append(ok)
     groups = [(len(v), sum(v) / len(v)) for v in counts.values()]
     unanswered = sum(a is None for a in canon)
-    return estimators.majority_at_k(groups, unanswered, k)
+    if pool.size > estimators.MAX_EXACT_POOL:
+        return [_monte_carlo_majority(pool, k) for k in ks]
+    return estimators.majority_curve(groups, unanswered, ks)
 
 
-def best(pool: Pool, k: int, verifier: str) -> float:
+def _monte_carlo_majority(pool: Pool, k: int) -> float:
+    canon = pool.canonical()
+
+    def select(idx: np.ndarray) -> float:
+        top = leader(group([Candidate("", canon[i], id=int(i)) for i in idx], None, _same))
+        return pool.correct[int(idx[top.members[0]])] if top else 0.0
+
+    return estimators.monte_carlo_at_k(select, pool.size, k)
+
+
+def best(pool: Pool, ks: Sequence[int], verifier: str) -> list[float]:
     """Exact best-of-k: the top-scored sample of a random k-subset (ties at random)."""
-    return estimators.best_of_k(pool.score(verifier), pool.correct, k)
+    return estimators.best_of_k_curve(pool.score(verifier), pool.correct, ks)
 
 
-def coverage(pool: Pool, k: int) -> float:
+def coverage(pool: Pool, ks: Sequence[int]) -> list[float]:
     """pass@k, Chen et al. 2021's unbiased estimator."""
-    return estimators.pass_at_k(pool.size, round(sum(pool.correct)), k)
+    return [estimators.pass_at_k(pool.size, round(sum(pool.correct)), k) for k in ks]
 
 
 def weighted(pool: Pool, k: int, verifier: str, draws: int, seed: int) -> float:
@@ -129,23 +141,25 @@ def best_of_majority(
     return estimators.monte_carlo_at_k(select, pool.size, k, draws, seed)
 
 
-Rule = Callable[[Pool, int], float]
+Rule = Callable[[Pool, Sequence[int]], list[float]]
 
 
 def rule(kind: str, arm: dict[str, Any], draws: int, seed: int) -> tuple[Rule, str]:
     """The replay rule for an arm's stored record, and its estimator ('exact'/'monte-carlo')."""
     verifier = arm.get("verifier_key") or ""
     if kind == "single":
-        return (lambda pool, k: float(np.mean(pool.correct))), "exact"
+        return (lambda pool, ks: [float(np.mean(pool.correct)) for _ in ks]), "exact"
     if kind == "majority":
         return majority, "exact"
     if kind == "best":
-        return (lambda pool, k: best(pool, k, verifier)), "exact"
+        return (lambda pool, ks: best(pool, ks, verifier)), "exact"
     if kind == "weighted":
-        return (lambda pool, k: weighted(pool, k, verifier, draws, seed)), "monte-carlo"
+        return (
+            lambda pool, ks: [weighted(pool, k, verifier, draws, seed) for k in ks]
+        ), "monte-carlo"
     if kind == "best_of_majority":
         alpha = float(arm["strategy"]["params"]["alpha"])
         return (
-            lambda pool, k: best_of_majority(pool, k, verifier, alpha, draws, seed)
+            lambda pool, ks: [best_of_majority(pool, k, verifier, alpha, draws, seed) for k in ks]
         ), "monte-carlo"
     raise ValueError(f"no replay rule {kind!r}")

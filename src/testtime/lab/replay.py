@@ -51,8 +51,10 @@ def analyse(store: Store, run_id: str, *, draws: int = DRAWS, seed: int = 0) -> 
     main = _main_pool(pools)
     cover = _coverage(main, n_params.get(main[0][0], 0) if main else 0) if main else None
     law = None
-    if cover is not None:
-        law = fit.fit_coverage([p.budget for p in cover.points], [p.accuracy for p in cover.points])
+    if cover is not None:  # on log-spaced k, as Brown et al. fit it
+        spaced = set(fit.log_spaced(len(cover.points)))
+        used = [p for p in cover.points if p.budget in spaced]
+        law = fit.fit_coverage([p.budget for p in used], [p.accuracy for p in used])
     return Analysis(
         run_id=run_id,
         title=f"{spec.name}: {', '.join(spec.models)} on {', '.join(t.name for t in spec.tasks)}",
@@ -87,7 +89,7 @@ def analyse(store: Store, run_id: str, *, draws: int = DRAWS, seed: int = 0) -> 
 
 
 def _pools(store: Store, run_id: str) -> Pools:
-    found: dict[tuple[str, str, str, str, int], Pool] = {}
+    found: dict[tuple[str, str, str, int, str], Pool] = {}
     for row in store.samples(run_id):
         found.setdefault(row[:5], Pool()).add(row)
     out: Pools = defaultdict(lambda: defaultdict(list))
@@ -99,12 +101,12 @@ def _pools(store: Store, run_id: str) -> Pools:
 def _points(
     pools: dict[str, list[Pool]],
     ks: Sequence[int],
-    value: Callable[[Pool, int], float],
+    value: Callable[[Pool, Sequence[int]], list[float]],
     cost: Callable[[Pool, int], tuple[float, float, float]],
 ) -> tuple[Point, ...]:
     """Mean over problems at each k (seeds averaged first), with bootstrap bands."""
     problems = sorted(pools)
-    acc = np.array([[np.mean([value(p, k) for p in pools[q]]) for k in ks] for q in problems])
+    acc = np.array([np.mean([value(p, ks) for p in pools[q]], axis=0) for q in problems])
     costs = np.array([[np.mean([cost(p, k) for p in pools[q]], axis=0) for k in ks]
                       for q in problems])  # fmt: skip
     lo, hi = estimators.bootstrap_ci_many(acc, CI_LEVEL, RESAMPLES)
@@ -134,11 +136,14 @@ def _replayed(
 
     def cost(pool: Pool, k: int) -> tuple[float, float, float]:
         per = np.mean(pool.flops) + (np.mean(pool.verifier_flops) if scored else 0.0)
-        return k, k * float(np.mean(pool.tokens)), 2.0 * n_params * pool.prompt_tokens + k * per
+        prompt = 2.0 * n_params * pool.prompt_tokens
+        return float(k), k * float(np.mean(pool.tokens)), prompt + k * float(per)
 
     ks = _replay_ks(pools, arm, estimator)
-    kind = "exact" if estimator == "exact" else "monte-carlo"
-    return Curve(prefix + arm.label, _points(pools, ks, value, cost), kind, True)
+    points = _points(pools, ks, value, cost)
+    if estimator == "exact":
+        return Curve(prefix + arm.label, points, "exact", True)
+    return Curve(prefix + arm.label, points, "monte-carlo", True)
 
 
 def _coverage(main: tuple[PoolKey, dict[str, list[Pool]]], n_params: int) -> Curve | None:

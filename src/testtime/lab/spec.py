@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 from testtime.core.errors import ConfigError
@@ -137,22 +138,28 @@ def parse_spec(data: Any) -> RunSpec:
     if unknown:
         errors.append(f"unknown key(s) {unknown}; allowed: {', '.join(KEYS)}")
     name = get(lambda: _name(data.get("name", "run")), "run")
-    models = get(
+    models: tuple[str, ...] = get(
         lambda: _strings(_one_or_many(data, "model", "models", "smollm2-135m"), "model"), ()
     )
-    tasks = get(
+    tasks: tuple[Spec, ...] = get(
         lambda: tuple(_task(t) for t in _one_or_many(data, "task", "tasks", "arithmetic")), ()
     )
     problems = get(lambda: _optional_positive(data.get("problems"), "problems"), None)
-    seeds = get(lambda: _ints(data.get("seeds", [0]), "seeds", minimum=0), (0,))
-    budgets = get(lambda: _ints(data.get("budgets", [1, 2, 4, 8, 16]), "budgets", minimum=1), ())
+    seeds: tuple[int, ...] = get(lambda: _ints(data.get("seeds", [0]), "seeds", minimum=0), (0,))
+    budgets: tuple[int, ...] = get(
+        lambda: _ints(data.get("budgets", [1, 2, 4, 8, 16]), "budgets", minimum=1), ()
+    )
     max_tokens = get(lambda: _positive(data.get("max_tokens", 128), "max_tokens"), 128)
     concurrency = get(lambda: _positive(data.get("concurrency", 64), "concurrency"), 64)
     raw_arms = data.get("strategies")
     if not isinstance(raw_arms, list) or not raw_arms:
         errors.append("'strategies' must be a non-empty list of strategy names or mappings")
         raw_arms = []
-    arms = [a for a in (get(lambda r=r: _arm(r, budgets), None) for r in raw_arms) if a]
+    arms: list[ArmSpec] = []
+    for raw in raw_arms:
+        arm: ArmSpec | None = get(partial(_arm, raw, budgets), None)
+        if arm is not None:
+            arms.append(arm)
     labels = [a.label for a in arms]
     if len(set(labels)) != len(labels):
         dup = sorted({x for x in labels if labels.count(x) > 1})

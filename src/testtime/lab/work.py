@@ -165,7 +165,7 @@ def result_row(result: Result, task: Task, problem: Problem) -> ResultRow:
         chosen=result.chosen,
         exhausted=result.budget_exhausted,
         cost=result.cost.to_dict(),
-        trace=result.trace,
+        trace=dict(result.trace) if result.trace is not None else None,
         candidates=[
             {
                 "text": c.text,

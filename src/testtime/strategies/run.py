@@ -63,8 +63,14 @@ async def solve_many(
     async def one(p: Problem) -> Result:
         async with gate:
             r = await solve(
-                p, strategy, generator, task=task, verifier=verifier, budget=budget,
-                max_tokens=max_tokens, seed=seed,
+                p,
+                strategy,
+                generator,
+                task=task,
+                verifier=verifier,
+                budget=budget,
+                max_tokens=max_tokens,
+                seed=seed,
             )
         if on_result is not None:
             on_result(r)

@@ -80,7 +80,7 @@ def test_replayed_accuracy_is_the_strategy_averaged_over_every_ordered_subset(
     with open_store(stored, readonly=True) as db:
         pools = next(iter(_pools(db, SPEC.run_id).values()))
     record = {**arm.to_dict(), "verifier_key": verifier_key(arm.verifier) if arm.verifier else ""}
-    value, estimator = rule(arm.replay or "", record, draws=10_000, seed=0)
+    value, _ = rule(arm.replay or "", record, draws=10_000, seed=0)
     verifier = (
         build_verifier(arm.verifier.name, NOISY["params"], task=task) if arm.verifier else None
     )

@@ -1,11 +1,12 @@
 """Expected accuracy of a selection rule on a uniformly random k-subset of one problem's
-stored pool of n samples: the estimators behind "generate once, replay many".
+stored pool of n samples: the estimators behind "generate once, replay every budget".
 
-pass@k is Chen et al. 2021's unbiased estimator; majority@k and best-of-k are exact
-expectations over all C(n, k) subsets, computed by counting rather than enumerating
-(ties are broken uniformly at random, which is what first-seen tie-breaking does when
-the subset comes in random order). Rules with no closed form are estimated by Monte
-Carlo over random subsets. Bootstrap intervals resample problems.
+pass@k is Chen et al. 2021's unbiased estimator. majority@k and best-of-k are exact
+expectations over all C(n, k) subsets, computed by counting rather than enumerating; a tie
+is broken uniformly at random, which is what first-seen tie-breaking does when the subset
+comes in random order (the sampling order is random). Rules without a closed form
+(weighted vote, best-of-majority) use Monte Carlo over random subsets. Bootstrap intervals
+resample problems. Every function here is for one problem; the lab averages over problems.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 
 import numpy as np
 
-MAX_EXACT_POOL = 1000  # beyond this the majority counts overflow float64; use Monte Carlo
+# Exact majority@k is polynomial and exact at any size; beyond this many samples its big
+# integers make it slow enough (seconds per problem) that callers may prefer Monte Carlo.
+MAX_EXACT_POOL = 4096
 
 
 def _check(n: int, k: int) -> None:
@@ -25,87 +29,135 @@ def _check(n: int, k: int) -> None:
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
-    """P(at least one of k samples drawn without replacement is correct), c of n correct."""
-    _check(n, k)
+    """P(some one of k samples drawn without replacement is correct), c of n correct:
+    1 - C(n-c, k)/C(n, k) in Chen et al. 2021's stable product form."""
     if not 0 <= c <= n:
-        raise ValueError(f"c must be in 0..n ({n}), got {c}")
+        raise ValueError(f"c must be in 0..n (pool of {n}), got {c}")
+    _check(n, k)
     if n - c < k:
         return 1.0
-    return 1.0 - float(np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+@lru_cache(maxsize=4096)
+def _wins(profile: tuple[tuple[int, int], ...], unanswered: int, target: int) -> tuple[int, ...]:
+    """wins[k] / (L * C(n, k)), L = lcm(1..groups): the chance that one given group of
+    `target` samples wins the plurality vote of a random k-subset (a t-way tie: 1/t).
+
+    `profile` holds (count, how many groups have it). Polynomials in x (samples taken) are
+    packed into one big integer, one w-bit slot per power of x (Kronecker substitution),
+    so a product of polynomials is one integer product. For each count j the target can
+    have, the other groups each stay below j (a truncated binomial in x) or tie at j
+    (C(c, j) x^j y); the tie variable y is packed as a second slot dimension and folded
+    with weight L/(t+1). Groups too small to reach j, and unanswered samples, contribute a
+    full binomial (1+x)^s, shared by all j between two consecutive distinct counts.
+    """
+    n = unanswered + sum(c * m for c, m in profile)
+    groups = sum(m for _, m in profile)
+    lcm = math.lcm(*range(1, groups + 1))
+    w = 8 * ((n + lcm.bit_length() + 2 + 7) // 8)  # every coefficient is < L * 2^n
+    one_x = (1 << w) + 1  # the packed polynomial 1 + x
+    slot = (1 << w) - 1
+    full = {c: pow(one_x, c) for c, _ in profile}  # (1+x)^c
+    total, lo = 0, 0
+    for hi in sorted(full):  # levels j in (lo, hi] share the groups that can reach j
+        if hi > target:
+            break
+        others = [(c, m - (c == target)) for c, m in profile if c >= hi]
+        factors = sum(m for _, m in others)
+        small = unanswered + sum(c * m for c, m in profile if c < hi)
+        span = 0
+        for j in range(lo + 1, hi + 1):
+            width = ((j - 1) * factors + 1) * w  # one row: x^r, r = samples below j
+            ties = 1
+            for c, m in others:
+                below = full[c] & ((1 << (j * w)) - 1)
+                at = (full[c] >> (j * w)) & slot
+                ties *= pow(below + (at << width), m)
+            row_mask, folded = (1 << width) - 1, 0
+            for t in range(factors + 1):  # row t: t other groups tied with the target
+                row = (ties >> (t * width)) & row_mask
+                folded += (row * (lcm // (t + 1))) << (j * t * w)
+            span += (math.comb(target, j) * folded) << (j * w)
+        total += span * pow(one_x, small)
+        lo = hi
+    data = total.to_bytes((n + 1) * w // 8, "little")
+    size = w // 8
+    return tuple(int.from_bytes(data[k * size : (k + 1) * size], "little") for k in range(n + 1))
 
 
 def majority_curve(
     groups: Sequence[tuple[int, float]], unanswered: int, ks: Sequence[int]
 ) -> list[float]:
-    """Exact majority@k for every k in `ks`: plurality vote over a random k-subset.
+    """Exact majority@k (self-consistency) for every k in `ks`.
 
-    `groups` are the answer groups as (count, credit): credit is the group's correctness
-    in [0, 1]. Unanswered samples fill subset slots but never vote; a t-way tie for the
-    lead gives each tied group 1/t of a win. For each group g and each count j it could
-    have in the subset, a polynomial product over the other groups counts the subsets in
-    which they all stay below j, with s of them tied at j (weighted 1/(s+1)).
+    `groups` are the answer groups as (count, credit), credit being the group's
+    correctness in [0, 1]; `unanswered` samples take subset slots but never vote. A t-way
+    tie for the lead gives each tied group credit/t (first-seen under a random order); a
+    subset with no answer scores 0. Exact integer counts, divided by C(n, k) at the end.
     """
-    counts = [c for c, _ in groups]
-    n = sum(counts) + unanswered
+    if unanswered < 0 or any(c < 0 for c, _ in groups):
+        raise ValueError("group sizes and the unanswered count must be >= 0")
+    if any(not 0.0 <= w <= 1.0 for _, w in groups):
+        raise ValueError("group credits must be in [0, 1]")
+    n = sum(c for c, _ in groups) + unanswered
     for k in ks:
         _check(n, k)
-    if n > MAX_EXACT_POOL:
-        raise ValueError(f"pool of {n} is too large for exact majority@k; use monte_carlo_at_k")
-    top = max(ks)
-    m = max(1, len(groups))
-    ties = 1.0 / np.arange(1, m + 1)
-    unans = np.array([math.comb(unanswered, y) for y in range(top + 1)], dtype=float)
-    total = np.zeros(top + 1)
-    for g, (size, credit) in enumerate(groups):
-        if credit == 0:
-            continue
-        for j in range(1, min(size, top) + 1):
-            ways = np.zeros((top + 1, m))  # [slots filled, groups tied at j]
-            ways[:, 0] = unans
-            for h, other in enumerate(counts):
-                if h == g:
-                    continue
-                nxt = np.zeros_like(ways)
-                for x in range(min(j - 1, other) + 1):
-                    nxt[x:] += math.comb(other, x) * ways[: top + 1 - x]
-                if other >= j:
-                    nxt[j:, 1:] += math.comb(other, j) * ways[: top + 1 - j, :-1]
-                ways = nxt
-            total[j:] += credit * math.comb(size, j) * (ways @ ties)[: top + 1 - j]
-    return [float(total[k] / math.comb(n, k)) for k in ks]
+    sizes: dict[int, int] = {}
+    credit: dict[int, float] = {}
+    for c, w in groups:
+        if c > 0:
+            sizes[c] = sizes.get(c, 0) + 1
+            credit[c] = credit.get(c, 0.0) + float(w)
+    profile = tuple(sorted(sizes.items()))
+    groups_n = sum(sizes.values())
+    scale = [math.lcm(*range(1, groups_n + 1)) * math.comb(n, k) for k in ks]
+    terms: list[list[float]] = [[] for _ in ks]
+    for c, w in credit.items():
+        if w > 0:
+            wins = _wins(profile, unanswered, c)
+            for i, k in enumerate(ks):
+                terms[i].append(w * (wins[k] / scale[i]))
+    return [min(1.0, math.fsum(t)) for t in terms]
 
 
 def majority_at_k(groups: Sequence[tuple[int, float]], unanswered: int, k: int) -> float:
-    """Exact majority@k for one k (see majority_curve)."""
+    """Exact majority@k for one k (see majority_curve; the counts are cached per pool)."""
     return majority_curve(groups, unanswered, [k])[0]
 
 
 def best_of_k_curve(
     scores: Sequence[float], correct: Sequence[float], ks: Sequence[int]
 ) -> list[float]:
-    """Exact best-of-k for every k: the correctness of a random k-subset's top-scored sample.
+    """Exact best-of-N accuracy for every k: the correctness of a random k-subset's
+    top-scored sample, ties broken uniformly at random.
 
-    With h samples scored strictly higher than a block of m tied samples, the subset's
-    best lies in that block with probability [C(n-h, k) - C(n-h-m, k)] / C(n, k); within
-    it each tied sample is equally likely, so the block contributes its mean correctness.
+    With h samples scored strictly higher than a block of m tied ones, the subset's best
+    lies in the block with probability [C(n-h, k) - C(n-h-m, k)] / C(n, k), and is then
+    any of the block's samples alike: the block adds its mean correctness times that.
+    C(n-h, k)/C(n, k) = prod_{i<h} (n-k-i)/(n-i) is computed as a stable product.
     """
     n = len(scores)
     if len(correct) != n:
         raise ValueError(f"{n} scores but {len(correct)} correctness values")
+    if any(math.isnan(s) for s in scores):
+        raise ValueError("scores must not be NaN")
     for k in ks:
         _check(n, k)
     blocks: dict[float, list[float]] = {}
     for s, c in zip(scores, correct, strict=True):
         blocks.setdefault(float(s), []).append(float(c))
+    levels = [blocks[s] for s in sorted(blocks, reverse=True)]
+    sizes = np.array([len(b) for b in levels])
+    means = np.array([math.fsum(b) / len(b) for b in levels])
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    i = np.arange(n)
     out = []
     for k in ks:
-        value, above = 0.0, 0
-        for s in sorted(blocks, reverse=True):
-            block = blocks[s]
-            ways = math.comb(n - above, k) - math.comb(n - above - len(block), k)
-            value += ways / math.comb(n, k) * (sum(block) / len(block))
-            above += len(block)
-        out.append(value)
+        # none[h] = P(a k-subset avoids the h top-ranked samples) = C(n-h, k) / C(n, k)
+        none = np.concatenate(([1.0], np.cumprod(np.maximum(n - k - i, 0) / (n - i))))
+        hit = none[starts] - none[starts + sizes]
+        out.append(float(np.dot(hit, means)))
     return out
 
 
@@ -117,43 +169,57 @@ def best_of_k(scores: Sequence[float], correct: Sequence[float], k: int) -> floa
 def monte_carlo_at_k(
     select: Callable[[np.ndarray], float], n: int, k: int, draws: int = 2000, seed: int = 0
 ) -> float:
-    """Mean of `select(idx)` over random k-subsets `idx` (distinct indices, random order).
+    """Mean of `select(idx)` over random k-subsets: `idx` holds k distinct indices in
+    uniformly random order (so first-seen tie-breaking is random). Deterministic by seed.
 
-    When C(n, k) <= draws every subset is taken once instead (each in a seeded random
-    order), so small pools are exact over subsets.
+    Exact where enumeration fits in `draws`: every ordered k-subset once when there are at
+    most `draws` of them, otherwise every k-subset once (each in a seeded random order)
+    when C(n, k) <= draws; otherwise `draws` random subsets.
     """
     _check(n, k)
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
     rng = np.random.default_rng(seed)
-    if math.comb(n, k) <= draws:
+    if math.perm(n, k) <= draws:
+        subsets = [np.array(p) for p in itertools.permutations(range(n), k)]
+    elif math.comb(n, k) <= draws:
         subsets = [rng.permutation(np.array(c)) for c in itertools.combinations(range(n), k)]
     else:
         subsets = [rng.permutation(n)[:k] for _ in range(draws)]
-    return float(np.mean([select(idx) for idx in subsets]))
+    return math.fsum(float(select(idx)) for idx in subsets) / len(subsets)
 
 
 def bootstrap_ci_many(
     matrix: np.ndarray, level: float = 0.95, resamples: int = 2000, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile-bootstrap interval of the mean over problems (rows), for each column.
-
-    Problems are resampled once for all columns, so the bands of one curve are consistent.
-    """
+    """Percentile-bootstrap interval of the mean over problems (rows), for each column
+    (budget). Problems are resampled once for all columns, so a curve's band is one set
+    of resampled problem sets; a column whose values are all equal gets (v, v)."""
     values = np.asarray(matrix, dtype=float)
     if values.ndim == 1:
         values = values[:, None]
+    if values.ndim != 2 or values.shape[0] == 0:
+        raise ValueError("bootstrap needs a (problems x budgets) matrix with >= 1 problem")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
     rows = values.shape[0]
-    if rows <= 1:
-        mean = values.mean(axis=0)
-        return mean, mean
-    idx = np.random.default_rng(seed).integers(0, rows, size=(resamples, rows))
-    means = values[idx].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    return np.percentile(means, tail, axis=0), np.percentile(means, 100 - tail, axis=0)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, (1 << 22) // rows)  # bound memory: resample counts, chunk by chunk
+    means = []
+    for start in range(0, resamples, chunk):
+        r = min(chunk, resamples - start)
+        idx = rng.integers(0, rows, size=(r, rows)) + rows * np.arange(r)[:, None]
+        counts = np.bincount(idx.ravel(), minlength=r * rows).reshape(r, rows)
+        means.append(counts @ values / rows)
+    tail = (1.0 - level) / 2.0
+    lo, hi = np.quantile(np.concatenate(means), [tail, 1.0 - tail], axis=0)
+    flat = np.all(values == values[0], axis=0)
+    return np.where(flat, values[0], lo), np.where(flat, values[0], hi)
 
 
 def bootstrap_ci(
-    values: Sequence[float] | np.ndarray, level: float = 0.95, resamples: int = 2000, seed: int = 0
+    values: np.ndarray | Sequence[float], level: float = 0.95, resamples: int = 2000, seed: int = 0
 ) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the mean of per-problem values."""
+    """Percentile-bootstrap interval of the mean of per-problem values (one per problem)."""
     lo, hi = bootstrap_ci_many(np.asarray(values, dtype=float)[:, None], level, resamples, seed)
     return float(lo[0]), float(hi[0])

@@ -47,7 +47,7 @@ def analyse(store: Store, run_id: str, *, draws: int = DRAWS, seed: int = 0) -> 
                 curves.append(
                     _replayed(arm, pools[key], n_params.get(model, 0), prefix, draws, seed)
                 )
-        curves += _measured(store, run_id, spec, model, task, prefix)
+        curves += _measured(store, run_id, spec, model, task, prefix, n_params.get(model, 0))
     main = _main_pool(pools)
     cover = _coverage(main, n_params.get(main[0][0], 0) if main else 0) if main else None
     law = None
@@ -182,15 +182,22 @@ def _ceilings(pools: dict[str, list[Pool]]) -> tuple[Ceiling, ...]:
 
 
 def _measured(
-    store: Store, run_id: str, spec: RunSpec, model: str, task: str, prefix: str
+    store: Store, run_id: str, spec: RunSpec, model: str, task: str, prefix: str, n_params: int
 ) -> list[Curve]:
-    """Curves of the arms that ran at each budget, from their stored results."""
+    """Curves of the arms that ran at each budget, from their stored results.
+
+    FLOPs are put on the replayed arms' footing: the policy's recomputed prompt FLOPs in
+    the ledger (which depend on what else shared the prefix cache during the run) are
+    replaced by one prefill of the prompt, as if the strategy had run alone.
+    """
     rows: dict[str, dict[int, dict[str, list[tuple[float, dict[str, Any]]]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list))
     )
-    for m, t, arm, budget, _seed, problem, correct, cost in store.results(run_id):
+    for m, t, arm, budget, _seed, problem, correct, cost, prompt in store.results(run_id):
         if (m, t) == (model, task):
-            rows[arm][budget][problem].append((float(correct or 0), json.loads(cost)))
+            c = json.loads(cost)
+            c["flops"] += 2.0 * n_params * (prompt - c["prompt_tokens"])
+            rows[arm][budget][problem].append((float(correct or 0), c))
     curves = []
     for arm in spec.arms:
         if arm.replay is not None or arm.label not in rows:

@@ -255,9 +255,11 @@ class Store:
         ).fetchall()
 
     def results(self, run_id: str) -> list[tuple[Any, ...]]:
-        """(model, task, arm, budget, seed, problem, correct, cost), in key order."""
+        """(model, task, arm, budget, seed, problem, correct, cost, prompt tokens of the
+        first candidate), in key order."""
         return self.db.execute(
-            "SELECT model, task, arm, budget, seed, problem, correct, cost FROM results"
+            "SELECT model, task, arm, budget, seed, problem, correct, cost,"
+            " coalesce(json_extract(candidates, '$[0].prompt_tokens'), 0) FROM results"
             " WHERE run = ? ORDER BY model, task, arm, budget, seed, problem",
             (run_id,),
         ).fetchall()

@@ -122,7 +122,8 @@ def ls_cmd(store: Store = DEFAULT_STORE) -> None:
         runs = db.runs()
     table = Table(title=f"runs in {store}", title_justify="left")
     for col in ("run", "status", "started", "samples", "results", "FLOPs", "seconds"):
-        table.add_column(col, justify="left" if col in ("run", "status", "started") else "right")
+        left = col in ("run", "status", "started")
+        table.add_column(col, justify="left" if left else "right", no_wrap=left)
     for r in runs:
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
         table.add_row(r["id"], r["status"], started, str(r["samples"]), str(r["results"]),

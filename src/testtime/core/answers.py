@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from testtime.core.errors import ConfigError
 
@@ -169,18 +169,42 @@ def equivalent(a: str, b: str) -> bool:
     return _math_verify(a, b)
 
 
+PROSE_UNKNOWNS = 4
+
+
 def _math_verify(a: str, b: str) -> bool:
-    """math-verify on two short answers, wrapped in $...$ so LaTeX parses."""
+    """math-verify on two short answers, wrapped in $...$ so LaTeX parses.
+
+    Each distinct answer is parsed once. An expression in four or more unknowns is not
+    compared symbolically (only as text, above): it is prose parsed as a product of letters,
+    where sympy spends seconds (up to math-verify's timeout) to say no.
+    """
     try:
-        from math_verify import parse, verify
+        from math_verify import verify
     except ImportError:  # pragma: no cover - math-verify is a core dependency
         return False
+    ga, gb = _parsed(a), _parsed(b)
+    if not ga or not gb or max(_unknowns(ga), _unknowns(gb)) >= PROSE_UNKNOWNS:
+        return False
     try:
-        ga = parse(f"${a}$") or parse(a)
-        gb = parse(f"${b}$") or parse(b)
-        return bool(ga and gb and (verify(ga, gb) or verify(gb, ga)))
+        return bool(verify(list(ga), list(gb)) or verify(list(gb), list(ga)))
     except Exception:  # math-verify raises on exotic input; unequal is the safe answer
         return False
+
+
+@functools.lru_cache(maxsize=65536)
+def _parsed(text: str) -> tuple[Any, ...]:
+    from math_verify import parse
+
+    try:
+        return tuple(parse(f"${text}$") or parse(text))
+    except Exception:
+        return ()
+
+
+def _unknowns(parsed: tuple[Any, ...]) -> int:
+    """Distinct free symbols of the first parsed expression (0 for numbers and strings)."""
+    return len(getattr(parsed[0], "free_symbols", ())) if parsed else 0
 
 
 Equivalence = Callable[[str, str], bool]

@@ -39,51 +39,76 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
 
 
+def _pack(coefficients: Sequence[int], size: int) -> int:
+    """A polynomial as one integer, `size` bytes per coefficient (Kronecker substitution)."""
+    return int.from_bytes(b"".join(c.to_bytes(size, "little") for c in coefficients), "little")
+
+
+def _unpack(value: int, slots: int, size: int) -> list[int]:
+    data = value.to_bytes(slots * size, "little")
+    return [int.from_bytes(data[i * size : (i + 1) * size], "little") for i in range(slots)]
+
+
+def _level(others: list[tuple[int, int]], j: int, binom: dict[int, list[int]]) -> list[list[int]]:
+    """rows[t][r]: the ways the `others` groups (count, how many) can all stay at or below
+    j samples in a subset, t of them exactly at j and r samples among those below j."""
+    factors = sum(m for _, m in others)
+    bound = 1  # every coefficient is at most the sum of all of them
+    for c, m in others:
+        bound *= sum(binom[c][: j + 1]) ** m
+    size = bound.bit_length() // 8 + 1
+    cols = (j - 1) * factors + 1
+    shift = 8 * size * cols  # a tie moves the product one row up
+    ties = 1
+    for c, m in others:
+        below, at = _pack(binom[c][:j], size), binom[c][j]
+        for _ in range(m):  # one group at a time: a big times a small product is cheapest
+            ties = ties * below + ((ties * at) << shift)
+    flat = _unpack(ties, (factors + 1) * cols, size)
+    return [flat[t * cols : (t + 1) * cols] for t in range(factors + 1)]
+
+
 @lru_cache(maxsize=4096)
 def _wins(profile: tuple[tuple[int, int], ...], unanswered: int, target: int) -> tuple[int, ...]:
     """wins[k] / (L * C(n, k)), L = lcm(1..groups): the chance that one given group of
     `target` samples wins the plurality vote of a random k-subset (a t-way tie: 1/t).
 
-    `profile` holds (count, how many groups have it). Polynomials in x (samples taken) are
-    packed into one big integer, one w-bit slot per power of x (Kronecker substitution),
-    so a product of polynomials is one integer product. For each count j the target can
-    have, the other groups each stay below j (a truncated binomial in x) or tie at j
-    (C(c, j) x^j y); the tie variable y is packed as a second slot dimension and folded
-    with weight L/(t+1). Groups too small to reach j, and unanswered samples, contribute a
-    full binomial (1+x)^s, shared by all j between two consecutive distinct counts.
+    `profile` holds (count, number of groups with that count). For each count j the
+    target can have in the subset, the other groups stay below j or tie at j (`_level`);
+    a tie with t others weighs L/(t+1). Groups that cannot reach j and the unanswered
+    samples add a full binomial (1+x)^s, applied once per run of j between two distinct
+    counts, Horner-style. Polynomials are multiplied as packed integers.
     """
     n = unanswered + sum(c * m for c, m in profile)
-    groups = sum(m for _, m in profile)
-    lcm = math.lcm(*range(1, groups + 1))
-    w = 8 * ((n + lcm.bit_length() + 2 + 7) // 8)  # every coefficient is < L * 2^n
-    one_x = (1 << w) + 1  # the packed polynomial 1 + x
-    slot = (1 << w) - 1
-    full = {c: pow(one_x, c) for c, _ in profile}  # (1+x)^c
-    total, lo = 0, 0
-    for hi in sorted(full):  # levels j in (lo, hi] share the groups that can reach j
+    lcm = math.lcm(*range(1, sum(m for _, m in profile) + 1))
+    size = (n + lcm.bit_length()) // 8 + 1  # every final coefficient is < L * 2^n
+    binom = {c: [math.comb(c, i) for i in range(c + 1)] for c, _ in profile}
+    spans: list[tuple[int, int]] = []  # (packed span, samples in groups that cannot reach j)
+    lo = 0
+    for hi in sorted(binom):  # the levels j in (lo, hi] share the groups that can reach j
         if hi > target:
             break
-        others = [(c, m - (c == target)) for c, m in profile if c >= hi]
-        factors = sum(m for _, m in others)
-        small = unanswered + sum(c * m for c, m in profile if c < hi)
-        span = 0
+        others = [(c, m - (c == target)) for c, m in profile if c >= hi and m > (c == target)]
+        span = [0] * (n + 1)
         for j in range(lo + 1, hi + 1):
-            width = ((j - 1) * factors + 1) * w  # one row: x^r, r = samples below j
-            ties = 1
-            for c, m in others:
-                below = full[c] & ((1 << (j * w)) - 1)
-                at = (full[c] >> (j * w)) & slot
-                ties *= pow(below + (at << width), m)
-            row_mask, folded = (1 << width) - 1, 0
-            for t in range(factors + 1):  # row t: t other groups tied with the target
-                row = (ties >> (t * width)) & row_mask
-                folded += (row * (lcm // (t + 1))) << (j * t * w)
-            span += (math.comb(target, j) * folded) << (j * w)
-        total += span * pow(one_x, small)
+            g = math.comb(target, j)
+            if not others:
+                span[j] += g * lcm
+                continue
+            for t, row in enumerate(_level(others, j, binom)):
+                weight = g * (lcm // (t + 1))
+                for r, ways in enumerate(row):
+                    if ways:
+                        span[j * (t + 1) + r] += ways * weight
+        small = unanswered + sum(c * m for c, m in profile if c < hi)
+        spans.append((_pack(span, size), small))
         lo = hi
-    data = total.to_bytes((n + 1) * w // 8, "little")
-    size = w // 8
-    return tuple(int.from_bytes(data[k * size : (k + 1) * size], "little") for k in range(n + 1))
+    one_x = (1 << (8 * size)) + 1  # the packed polynomial 1 + x
+    total, above = 0, spans[-1][1]
+    for packed, small in reversed(spans):
+        total = total * pow(one_x, above - small) + packed
+        above = small
+    return tuple(_unpack(total * pow(one_x, above), n + 1, size))
 
 
 def majority_curve(
@@ -180,7 +205,7 @@ def monte_carlo_at_k(
     if draws < 1:
         raise ValueError(f"draws must be >= 1, got {draws}")
     rng = np.random.default_rng(seed)
-    if math.perm(n, k) <= draws:
+    if math.comb(n, k) <= draws and math.perm(n, k) <= draws:
         subsets = [np.array(p) for p in itertools.permutations(range(n), k)]
     elif math.comb(n, k) <= draws:
         subsets = [rng.permutation(np.array(c)) for c in itertools.combinations(range(n), k)]
@@ -200,8 +225,8 @@ def bootstrap_ci_many(
         values = values[:, None]
     if values.ndim != 2 or values.shape[0] == 0:
         raise ValueError("bootstrap needs a (problems x budgets) matrix with >= 1 problem")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level}")
+    if not 0.0 < level < 1.0 or resamples < 1:
+        raise ValueError(f"need 0 < level < 1 and resamples >= 1, got {level}, {resamples}")
     rows = values.shape[0]
     rng = np.random.default_rng(seed)
     chunk = max(1, (1 << 22) // rows)  # bound memory: resample counts, chunk by chunk

@@ -1,9 +1,11 @@
-"""Fits and analyses of replayed curves: the coverage law, saturation, the imperfect-
-verifier ceiling and the accuracy-vs-cost Pareto frontier."""
+"""Fits and analyses of replayed curves: Brown et al.'s coverage law, where doubling the
+budget stops paying, Stroebl et al.'s imperfect-verifier ceiling, and the
+accuracy-vs-cost Pareto frontier."""
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,56 +13,89 @@ import numpy as np
 from testtime.core.errors import ConfigError
 from testtime.lab.curves import Ceiling, CoverageFit
 
+_EPS = 1e-12
+
 
 def log_spaced(kmax: int, points: int = 40) -> list[int]:
-    """Up to `points` distinct whole k from 1 to kmax, evenly spaced in log k."""
-    if kmax < 1:
-        return []
-    return sorted({round(x) for x in np.geomspace(1, kmax, points)})
+    """Distinct whole k from 1 to kmax, roughly evenly spaced in log k (Brown et al. 2024
+    fit their law on 40 log-spaced k); fewer than `points` where small k collide."""
+    if kmax < 1 or points < 1:
+        raise ValueError(f"need kmax >= 1 and points >= 1, got {kmax} and {points}")
+    if points == 1:
+        return [kmax]
+    return sorted({1, kmax} | {round(float(x)) for x in np.geomspace(1, kmax, points)})
 
 
 def fit_coverage(ks: Sequence[int], coverage: Sequence[float]) -> CoverageFit | None:
-    """Brown et al. 2024's exponentiated power law, log c(k) = a * k**b (a, b < 0).
+    """Brown et al. 2024's exponentiated power law log c(k) = a * k**b (a, b < 0; Eq. 2-3).
 
-    Fitted with scipy's curve_fit on c(k) = exp(a k^b), as the paper does (on log-spaced
-    k), starting from the straight line log(-log c) = log(-a) + b log k. None when fewer
-    than three points lie strictly between 0 and 1 (nothing to fit).
+    Fitted with scipy's curve_fit on c(k) = exp(a * k**b) over all the given points,
+    started from the straight line log(-log c) = log(-a) + b log k fitted by least
+    squares to the points with 0 < c < 1. None when fewer than three such points exist
+    (coverage all 0 or all 1: nothing to fit). r2 is measured on the coverage values. If
+    curve_fit does not converge, the straight-line estimate is returned.
     """
     k = np.asarray(ks, dtype=float)
     c = np.asarray(coverage, dtype=float)
+    if k.shape != c.shape or k.ndim != 1:
+        raise ValueError(f"{k.size} k values but {c.size} coverage values")
+    if np.any(k < 1) or not np.all(np.isfinite(c)):
+        raise ValueError("k must be >= 1 and coverage finite")
     inner = (c > 0) & (c < 1)
-    if inner.sum() < 3:
+    if int(inner.sum()) < 3:
         return None
     try:
-        from scipy.optimize import curve_fit
+        from scipy.optimize import OptimizeWarning, curve_fit
     except ImportError:
-        raise ConfigError("fitting needs scipy: pip install 'testtime[lab]'") from None
-    slope, intercept = np.polyfit(np.log(k[inner]), np.log(-np.log(c[inner])), 1)
-    start = (-math.exp(intercept), min(slope, -1e-6))
+        raise ConfigError(
+            "fitting the coverage law needs scipy: pip install 'testtime[lab]'"
+        ) from None
+    clamped = np.clip(c[inner], _EPS, 1 - _EPS)
+    slope, intercept = np.polyfit(np.log(k[inner]), np.log(-np.log(clamped)), 1)
+    start = (-math.exp(float(intercept)), float(slope))
 
     def law(x: np.ndarray, a: float, b: float) -> np.ndarray:
         return np.exp(a * x**b)
 
     try:
-        (a, b), _ = curve_fit(law, k, c, p0=start, bounds=([-np.inf, -10.0], [0.0, 0.0]))
-    except (RuntimeError, ValueError):
+        with warnings.catch_warnings(), np.errstate(over="ignore", under="ignore"):
+            warnings.simplefilter("ignore", OptimizeWarning)
+            params, _ = curve_fit(law, k, c, p0=start, maxfev=10_000)
+        a, b = float(params[0]), float(params[1])
+    except RuntimeError:
         a, b = start
     residual = float(np.sum((c - law(k, a, b)) ** 2))
     spread = float(np.sum((c - c.mean()) ** 2))
-    r2 = 1.0 - residual / spread if spread > 0 else 1.0
-    return CoverageFit(float(a), float(b), r2, tuple(int(x) for x in ks))
+    r2 = 1.0 - residual / spread if spread > 0 else float(residual == 0)
+    return CoverageFit(a, b, r2, tuple(int(x) for x in ks))
 
 
 def saturation(ks: Sequence[int], values: Sequence[float], tolerance: float = 0.01) -> int | None:
-    """The smallest measured k past which doubling the budget stops paying: every measured
-    value at k' >= 2k exceeds the value at k by less than `tolerance` (absolute).
-    None when no such k exists among those that have a k' >= 2k to compare against."""
+    """Where doubling the budget stops paying.
+
+    A measured k is flat when every measured value at k' >= 2k exceeds the value at k by
+    less than `tolerance` (absolute; a drop counts as flat). Only the k that have some
+    measured k' >= 2k are judged. The saturation point is the smallest judged k such that
+    it and every larger judged k are flat; None when the largest judged k is not flat
+    (the curve still gains >= tolerance per doubling at the end) or no k can be judged.
+    Requiring the whole tail to be flat keeps one noisy high point from ending the climb.
+    """
+    if len(ks) != len(values):
+        raise ValueError(f"{len(ks)} k values but {len(values)} values")
     pairs = sorted(zip(ks, values, strict=True))
+    if len({k for k, _ in pairs}) != len(pairs):
+        raise ValueError("k values must be distinct")
+    found: int | None = None
     for k, v in pairs:
         later = [w for k2, w in pairs if k2 >= 2 * k]
-        if later and all(w - v < tolerance for w in later):
-            return k
-    return None
+        if not later:
+            break
+        flat = max(later) - v < tolerance
+        if not flat:
+            found = None
+        elif found is None:
+            found = k
+    return found
 
 
 def verifier_ceiling(
@@ -69,34 +104,46 @@ def verifier_ceiling(
     verifier: str,
     threshold: float = 0.5,
 ) -> Ceiling:
-    """Stroebl et al. 2024 (Inference Scaling fLaws): with false positives, best-of-k as
-    k grows is bounded by p_c / (p_c + p_fp) per problem, where p_c is the share of samples
-    correct and accepted (score >= threshold) and p_fp incorrect and accepted; a problem
-    with nothing accepted contributes 0. Also the pooled true and false positive rates."""
-    values, tp, fp, pos, neg = [], 0, 0, 0, 0
+    """Stroebl et al. 2024 ("Inference Scaling fLaws"): with false positives, best-of-k
+    accuracy as k grows is bounded by p_c / (p_c + p_fp) per problem, where p_c is the
+    share of samples correct and accepted (score >= threshold) and p_fp the share
+    incorrect and accepted; a problem with nothing accepted contributes 0. The value is
+    the mean over problems; the pooled rates are P(accepted | correct) and
+    P(accepted | incorrect) over all samples (0.0 where nothing conditions them)."""
+    if len(correct) != len(scores):
+        raise ValueError(f"{len(correct)} problems of correctness but {len(scores)} of scores")
+    if not correct:
+        raise ValueError("the verifier ceiling needs at least one problem")
+    values: list[float] = []
+    tp = fp = pos = neg = 0
     for ok, sc in zip(correct, scores, strict=True):
+        if len(ok) != len(sc):
+            raise ValueError(f"a problem has {len(ok)} correctness values but {len(sc)} scores")
         accepted = [s >= threshold for s in sc]
-        good = sum(a and c for a, c in zip(accepted, ok, strict=True))
-        bad = sum(a and not c for a, c in zip(accepted, ok, strict=True))
+        good = sum(1 for a, c in zip(accepted, ok, strict=True) if a and c)
+        bad = sum(1 for a, c in zip(accepted, ok, strict=True) if a and not c)
         values.append(good / (good + bad) if good + bad else 0.0)
         tp, fp = tp + good, fp + bad
-        pos, neg = pos + sum(ok), neg + sum(not c for c in ok)
+        pos += sum(1 for c in ok if c)
+        neg += sum(1 for c in ok if not c)
     return Ceiling(
         verifier=verifier,
         threshold=threshold,
-        value=float(np.mean(values)) if values else 0.0,
+        value=math.fsum(values) / len(values),
         false_positive_rate=fp / neg if neg else 0.0,
         true_positive_rate=tp / pos if pos else 0.0,
     )
 
 
 def pareto(points: Sequence[tuple[str, int, float, float]]) -> list[tuple[str, int]]:
-    """(label, budget) of the points (label, budget, cost, accuracy) that no other point
-    beats on both cost and accuracy (<= cost and >= accuracy, one strictly), by cost."""
-    front = [
-        p for p in points
-        if not any(
-            q[2] <= p[2] and q[3] >= p[3] and (q[2] < p[2] or q[3] > p[3]) for q in points
-        )
-    ]  # fmt: skip
-    return [(label, budget) for label, budget, _, _ in sorted(front, key=lambda p: (p[2], -p[3]))]
+    """(label, budget) of the points (label, budget, cost, accuracy) on the accuracy-vs-
+    cost Pareto frontier: no other point has cost <= and accuracy >= with one strictly.
+    Sorted by cost; exact duplicates of a frontier point are all kept, in input order."""
+    ranked = sorted(points, key=lambda p: (p[2], -p[3]))  # stable: input order on ties
+    front: list[tuple[str, int]] = []
+    best: tuple[float, float] | None = None  # (cost, accuracy) of the last frontier point
+    for label, budget, cost, accuracy in ranked:
+        if best is None or accuracy > best[1] or (cost, accuracy) == best:
+            front.append((label, budget))
+            best = (cost, accuracy)
+    return front

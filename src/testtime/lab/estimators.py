@@ -69,9 +69,10 @@ def _level(others: list[tuple[int, int]], j: int, binom: dict[int, list[int]]) -
 
 
 @lru_cache(maxsize=4096)
-def _wins(profile: tuple[tuple[int, int], ...], unanswered: int, target: int) -> tuple[int, ...]:
-    """wins[k] / (L * C(n, k)), L = lcm(1..groups): the chance that one given group of
-    `target` samples wins the plurality vote of a random k-subset (a t-way tie: 1/t).
+def _wins(profile: tuple[tuple[int, int], ...], unanswered: int, target: int) -> tuple[float, ...]:
+    """For k = 0..n, the chance that one given group of `target` samples wins the
+    plurality vote of a random k-subset (a t-way tie counts 1/t): exact integer counts,
+    scaled by L = lcm(1..groups), divided by L * C(n, k) once at the end.
 
     `profile` holds (count, number of groups with that count). For each count j the
     target can have in the subset, the other groups stay below j or tie at j (`_level`);
@@ -108,7 +109,8 @@ def _wins(profile: tuple[tuple[int, int], ...], unanswered: int, target: int) ->
     for packed, small in reversed(spans):
         total = total * pow(one_x, above - small) + packed
         above = small
-    return tuple(_unpack(total * pow(one_x, above), n + 1, size))
+    wins = _unpack(total * pow(one_x, above), n + 1, size)
+    return tuple(w / (lcm * math.comb(n, k)) for k, w in enumerate(wins))
 
 
 def majority_curve(
@@ -135,15 +137,8 @@ def majority_curve(
             sizes[c] = sizes.get(c, 0) + 1
             credit[c] = credit.get(c, 0.0) + float(w)
     profile = tuple(sorted(sizes.items()))
-    groups_n = sum(sizes.values())
-    scale = [math.lcm(*range(1, groups_n + 1)) * math.comb(n, k) for k in ks]
-    terms: list[list[float]] = [[] for _ in ks]
-    for c, w in credit.items():
-        if w > 0:
-            wins = _wins(profile, unanswered, c)
-            for i, k in enumerate(ks):
-                terms[i].append(w * (wins[k] / scale[i]))
-    return [min(1.0, math.fsum(t)) for t in terms]
+    chances = [(w, _wins(profile, unanswered, c)) for c, w in credit.items() if w > 0]
+    return [min(1.0, math.fsum(w * p[k] for w, p in chances)) for k in ks]
 
 
 def majority_at_k(groups: Sequence[tuple[int, float]], unanswered: int, k: int) -> float:

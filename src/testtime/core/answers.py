@@ -157,6 +157,9 @@ def format_number(x: float) -> str:
     return repr(round(x, 9))
 
 
+_DIGIT = re.compile(r"\d")
+
+
 @functools.lru_cache(maxsize=65536)
 def equivalent(a: str, b: str) -> bool:
     """Whether two extracted answers mean the same thing (symmetric, cached)."""
@@ -166,6 +169,8 @@ def equivalent(a: str, b: str) -> bool:
     xa, xb = as_number(na), as_number(nb)
     if xa is not None and xb is not None:
         return abs(xa - xb) <= 1e-9 * max(1.0, abs(xa), abs(xb))
+    if (xa is not None and not _DIGIT.search(nb)) or (xb is not None and not _DIGIT.search(na)):
+        return False  # a number never equals text without a digit ("Zero", prose): skip parsing
     return _math_verify(a, b)
 
 

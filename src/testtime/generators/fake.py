@@ -8,10 +8,8 @@ tests and examples, and the CLI's `--model fake` (which answers arithmetic promp
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import math
-import operator
 import random
 import re
 from collections import Counter
@@ -20,6 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from testtime.core.answers import format_number
+from testtime.core.arith import evaluate
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
 from testtime.core.types import Completion, FinishReason, Request
@@ -309,34 +308,7 @@ def _arithmetic(prompt: str) -> tuple[str, Fraction] | None:
     """The longest arithmetic expression in the prompt (with an operator) and its exact value."""
     runs = (m.strip().rstrip(".").strip() for m in _RUN.findall(_TIMES.sub(" * ", prompt)))
     for expression in sorted(runs, key=len, reverse=True):
-        value = _evaluate(expression.replace("÷", "/"))
+        value = evaluate(expression)
         if value is not None:
             return expression, value
     return None
-
-
-_OPS: dict[type[ast.operator], Callable[[Fraction, Fraction], Fraction]] = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.Div: operator.truediv,
-}
-
-
-def _evaluate(expression: str) -> Fraction | None:
-    """The exact value of a binary + - * / expression over numbers (parsed, never eval'd)."""
-
-    def value(node: ast.expr) -> Fraction:
-        if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-            return Fraction(node.value)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
-            return -value(node.operand) if isinstance(node.op, ast.USub) else value(node.operand)
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            return _OPS[type(node.op)](value(node.left), value(node.right))
-        raise ValueError("not arithmetic")
-
-    try:
-        tree = ast.parse(expression, mode="eval").body
-        return value(tree) if isinstance(tree, ast.BinOp) else None  # "7" alone is no sum
-    except (SyntaxError, ValueError, ZeroDivisionError, RecursionError):
-        return None

@@ -1,7 +1,9 @@
 """The verifier interface: score candidates, and say what scoring cost.
 
-Outcome verifiers score finished candidates. A verifier built on a model reports the
-tokens and FLOPs it spent, which the strategy's ledger charges as verifier cost.
+Outcome verifiers score finished candidates; process verifiers score every step of a
+(possibly unfinished) candidate, and serve as outcome verifiers through an aggregate of
+their step scores. A verifier built on a model reports the tokens and FLOPs it spent,
+which the strategy's ledger charges as verifier cost.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from testtime.core.cost import Cost
 from testtime.core.registry import Registry
+from testtime.core.steps import Aggregate, StepSplitter, aggregate
 from testtime.core.types import Candidate, Problem
 from testtime.generators.base import Generator
 
@@ -40,6 +43,35 @@ class Verifier(ABC):
     def flops_per_candidate(self, problem: Problem) -> float:
         """Worst-case FLOPs to score one candidate (0 for verifiers that run no model)."""
         return 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StepScores:
+    """Per candidate, one score per step (higher is better), and what scoring cost."""
+
+    values: tuple[tuple[float, ...], ...]
+    cost: Cost = field(default_factory=Cost)
+
+
+class ProcessVerifier(Verifier):
+    """Scores each step of a candidate (a PRM). Its outcome score is the aggregate of its
+    step scores (`how`: last, min, product or mean)."""
+
+    def __init__(self, splitter: StepSplitter | None = None, how: Aggregate = "last") -> None:
+        self.splitter = splitter or StepSplitter()
+        self.how = how
+
+    @abstractmethod
+    async def score_steps(self, problem: Problem, candidates: Sequence[Candidate]) -> StepScores:
+        """Each candidate's step scores, in order."""
+
+    async def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
+        got = await self.score_steps(problem, candidates)
+        return Scores(tuple(aggregate(v, self.how) for v in got.values), got.cost)
+
+    def steps(self, candidate: Candidate) -> tuple[str, ...]:
+        """The candidate's steps as a search recorded them, else its text cut into steps."""
+        return candidate.steps or self.splitter.split(candidate.text)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,123 @@
+"""Core's resampling (one copy for every particle and tree method), steps, and the exact
+arithmetic step checker."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections import Counter
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from testtime.core import resampling as rs
+from testtime.core.arith import equations, evaluate
+from testtime.core.errors import ConfigError
+from testtime.core.steps import StepSplitter, aggregate
+from testtime.core.types import Candidate, Problem
+from testtime.strategies.run import build_verifier
+
+log_weights = st.lists(st.floats(-50, 50), min_size=1, max_size=12)
+
+
+@given(log_weights)
+def test_normalize_gives_probabilities(lw) -> None:
+    w = rs.normalize(lw)
+    assert math.isclose(sum(w), 1.0, abs_tol=1e-9) and all(x >= 0 for x in w)
+    assert lw[max(range(len(w)), key=w.__getitem__)] >= max(lw) - 1e-9  # the heaviest stays
+    assert 1.0 - 1e-9 <= rs.ess(w) <= len(w) + 1e-9
+
+
+@given(log_weights, st.integers(1, 40), st.integers(0, 2**16))
+def test_systematic_counts_are_within_one_of_expected(lw, n, seed) -> None:
+    w = rs.normalize(lw)
+    got = Counter(rs.systematic(w, n, random.Random(seed)))
+    assert sum(got.values()) == n
+    for i, p in enumerate(w):
+        assert math.floor(n * p) - 1e-9 <= got[i] <= math.ceil(n * p) + 1e-9 or n * p < 1e-9
+
+
+@given(log_weights, st.integers(0, 40))
+def test_allocate_sums_to_n_and_tracks_the_weights(lw, n) -> None:
+    w = rs.normalize(lw)
+    counts = rs.allocate(w, n)
+    assert sum(counts) == n
+    assert all(abs(c - n * p) < 1 for c, p in zip(counts, w, strict=True))
+
+
+def test_multinomial_expected_counts_and_seeding() -> None:
+    w = [0.5, 0.3, 0.2, 0.0]
+    draws = Counter(rs.multinomial(w, 20_000, random.Random(1)))
+    assert draws[3] == 0
+    for i, p in enumerate(w[:3]):
+        assert abs(draws[i] / 20_000 - p) < 0.015
+    assert rs.multinomial(w, 8, random.Random(5)) == rs.multinomial(w, 8, random.Random(5))
+
+
+def test_softmax_ess_and_bad_weights() -> None:
+    assert rs.softmax([1.0, 1.0, 0.0], temperature=0) == [0.5, 0.5, 0.0]
+    hot, cold = rs.softmax([0.0, 1.0], 10.0), rs.softmax([0.0, 1.0], 0.1)
+    assert hot[1] < cold[1]
+    assert rs.ess([0.25] * 4) == pytest.approx(4.0) and rs.ess([1.0, 0.0]) == pytest.approx(1.0)
+    assert rs.normalize([-math.inf, -math.inf]) == [0.5, 0.5]
+    for bad in ([], [0.7, 0.7], [-0.1, 1.1]):
+        with pytest.raises(ConfigError):
+            rs.systematic(bad, 2, random.Random(0))
+
+
+def test_steps_split_and_aggregate() -> None:
+    text = "First 3 + 4 = 7.\n\nThen 7 * 2 = 14.\n  \nAnswer: 14"
+    assert StepSplitter().split(text) == ("First 3 + 4 = 7.", "Then 7 * 2 = 14.", "Answer: 14")
+    marked = "Plan.\nStep 1: a\nStep 2: b"
+    assert StepSplitter("markers").split(marked) == ("Plan.", "Step 1: a", "Step 2: b")
+    assert StepSplitter("stop", "<s>").split("a<s>b<s>") == ("a", "b")
+    assert not StepSplitter("regex", r"\n---\n").matches("no separator here")
+    with pytest.raises(ConfigError, match="not a valid regex"):
+        StepSplitter("regex", "(")
+    with pytest.raises(ConfigError, match="needs a pattern"):
+        StepSplitter("stop")
+    scores = [0.9, 0.4, 0.8]
+    assert aggregate(scores, "last") == 0.8 and aggregate(scores, "min") == 0.4
+    assert aggregate(scores, "product") == pytest.approx(0.288)
+    assert aggregate(scores, "mean") == pytest.approx(0.7) and aggregate([], "last") == 0.0
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("12 * 3 = 36", [True]),
+        ("So 4 + 5 = 9, and 9 x 2 = 19.", [True, False]),
+        ("3 + 4 = 7 + 1 = 8", [True, True]),
+        ("1,000 + 1 = 1,001", [True]),
+        ("0.1 + 0.2 = 0.3", [True]),
+        ("-3 - 4 = -7", [True]),
+        ("x = 5 and x + 1 = 6", []),
+    ],
+)
+def test_equations_are_found_and_checked_exactly(text: str, want: list[bool]) -> None:
+    assert [e.holds for e in equations(text)] == want
+
+
+def test_evaluate_is_exact_and_safe() -> None:
+    assert evaluate("1/3 + 1/6") == evaluate("0.5", single=True)
+    assert evaluate("7") is None and evaluate("__import__('os')") is None
+    assert evaluate("1 / 0") is None
+
+
+def test_step_check_scores_each_step_until_the_first_false_equation() -> None:
+    verifier = build_verifier("step_check")
+    problem = Problem.from_prompt("What is (3 + 4) * 2?", answer="14")
+    cands = [
+        Candidate("3 + 4 = 7\n\n7 * 2 = 14\n\nAnswer: 14"),
+        Candidate("3 + 4 = 8\n\n8 * 2 = 16\n\nAnswer: 16"),
+        Candidate("Hmm.\n\n3 + 4 = 7\n\n7 x 2 = 15", steps=("3 + 4 = 7", "7 x 2 = 15")),
+    ]
+    steps = asyncio.run(verifier.score_steps(problem, cands))
+    assert steps.values == ((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0.0))
+    assert asyncio.run(verifier.score(problem, cands)).values == (1.0, 0.0, 0.0)
+    lenient = build_verifier("step_check", {"aggregate": "mean"})
+    assert asyncio.run(lenient.score(problem, cands[2:])).values == (0.5,)
+    with pytest.raises(ConfigError, match="'split' must be one of"):
+        build_verifier("step_check", {"split": "words"})

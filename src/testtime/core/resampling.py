@@ -81,6 +81,13 @@ def allocate(weights: Sequence[float], n: int) -> list[int]:
     return counts
 
 
+def top_k(scores: Sequence[float], k: int) -> list[int]:
+    """Indices of the k highest scores, best first; ties keep the earlier index."""
+    if k < 0:
+        raise ConfigError(f"cannot keep a negative number ({k})")
+    return sorted(range(len(scores)), key=lambda i: (-scores[i], i))[:k]
+
+
 def _check(weights: Sequence[float], n: int) -> None:
     if n < 0:
         raise ConfigError(f"cannot draw a negative number of particles ({n})")

@@ -24,7 +24,7 @@ from testtime.core.registry import Params, Registry, Spec
 from testtime.core.types import Candidate, Problem, Request, Result
 from testtime.core.voting import Equivalence
 from testtime.generators.base import Generator
-from testtime.verifiers.base import Verifier
+from testtime.verifiers.base import ProcessVerifier, Verifier
 
 
 class Context:
@@ -57,6 +57,7 @@ class Context:
         self.candidates: list[Candidate] = []
         self._calls = 0
         self._unscored = 0  # candidates whose verifier FLOPs are reserved but not yet spent
+        self._pending: dict[object, Cost] = {}  # worst cases of requests still generating
 
     # -- generation ---------------------------------------------------------------------
     async def sample(
@@ -92,14 +93,19 @@ class Context:
                 logprobs=logprobs or bool(self.verifier and self.verifier.needs_logprobs),
                 first_finish=first_finish,
             )
-            k = self._fit(request)
+            k, worst = self._fit(request)
             if k < request.n:
                 self.exhausted = True  # the budget refused some (or all) of this request
             if k == 0:
                 break
             request = replace(request, n=k)
             started = time.perf_counter()
-            gen = await self.generator.generate(request)
+            ticket = object()
+            self._pending[ticket] = worst
+            try:
+                gen = await self.generator.generate(request)
+            finally:
+                del self._pending[ticket]
             self.cost += replace(gen.cost, seconds=time.perf_counter() - started)
             for comp in gen.completions:
                 text = prefix + comp.text
@@ -111,20 +117,26 @@ class Context:
                 break
         return out
 
-    def _fit(self, request: Request) -> int:
+    def _fit(self, request: Request) -> tuple[int, Cost]:
+        """How many of the request's samples fit, and the worst-case cost reserved for them
+        while they generate (so concurrent requests of one strategy cannot overspend)."""
         verifier_flops = (
             self.verifier.flops_per_candidate(self.problem) if self.verifier is not None else 0.0
         )
         prompt = self.generator.count_prompt_tokens(request) if self.budget.flops else 0
         reserved = Cost(flops=verifier_flops * self._unscored)  # scoring still owed
-        return self.budget.samples_that_fit(
-            self.cost + reserved,
-            request.n,
-            request.max_tokens,
-            prompt,
-            self.generator.n_params,
-            verifier_flops,
+        for pending in self._pending.values():
+            reserved += pending
+        n_params = self.generator.n_params
+        k = self.budget.samples_that_fit(
+            self.cost + reserved, request.n, request.max_tokens, prompt, n_params, verifier_flops
         )
+        worst = Cost(
+            samples=k,
+            generated_tokens=k * request.max_tokens,
+            flops=2.0 * n_params * (prompt + k * request.max_tokens) + k * verifier_flops,
+        )
+        return k, worst
 
     def _next_seed(self) -> int:
         self._calls += 1
@@ -162,6 +174,17 @@ class Context:
                 f"strategy {self.spec.name!r} needs a verifier; pass one (e.g. --verifier oracle)"
             )
         return self.verifier
+
+    def need_process_verifier(self) -> ProcessVerifier:
+        """The attached process verifier (a PRM); a ConfigError when there is none."""
+        verifier = self.need_verifier()
+        if not isinstance(verifier, ProcessVerifier):
+            raise ConfigError(
+                f"strategy {self.spec.name!r} searches step by step and needs a process "
+                f"verifier, which scores every step; {verifier.name!r} scores only whole "
+                f"answers. Use e.g. --verifier step_check"
+            )
+        return verifier
 
     def verifier_score(self, c: Candidate) -> float:
         """The attached verifier's score of a scored candidate."""

@@ -1,0 +1,89 @@
+"""Step-level search on the fake generator with the exact step checker: beam search keeps
+exactly the top beams, finds what sampling misses, respects budgets, refuses bad setups."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from testtime.core.budget import Budget
+from testtime.core.errors import ConfigError
+from testtime.core.resampling import top_k
+from testtime.core.types import Problem, Result
+from testtime.generators.fake import FakeGenerator
+from testtime.strategies.base import STRATEGIES
+from testtime.strategies.run import build_verifier, solve
+from testtime.verifiers.fake import FakeVerifier
+
+P = Problem.from_prompt("What is (3 + 4) * 2?", answer="14", id="p")
+SCRIPT = {
+    "3 + 4 = 7\n\n7 * 2 = 14\n\nAnswer: 14": 0.25,
+    "3 + 4 = 8\n\n8 * 2 = 16\n\nAnswer: 16": 0.5,
+    "3 + 4 = 7\n\n7 * 2 = 15\n\nAnswer: 15": 0.25,
+}
+
+
+def beam(budget: Budget | None = None, seed: int = 0, verifier=None, **params) -> Result:  # type: ignore[no-untyped-def]
+    gen = FakeGenerator({P.messages[-1].content: SCRIPT}, n_params=1000)
+    spec = STRATEGIES.spec("beam_search", {"n": 8, "width": 2, **params})
+    v = verifier or build_verifier("step_check")
+    return asyncio.run(solve(P, spec, gen, verifier=v, budget=budget, seed=seed))
+
+
+def test_beam_search_finds_the_chain_that_stays_right() -> None:
+    r = beam()
+    assert r.answer == "14"
+    first = [c for c in r.candidates if c.parent is None]
+    assert len(first) == 8 and any(c.steps == ("3 + 4 = 8",) for c in first)
+    chosen = r.candidates[r.chosen]
+    assert chosen.steps == ("3 + 4 = 7", "7 * 2 = 14", "Answer: 14")
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_each_round_keeps_exactly_the_top_beams(seed: int) -> None:
+    r = beam(seed=seed, n=8, width=4)
+    assert r.trace is not None
+    for rnd in r.trace["rounds"]:
+        live = [i for i in rnd["scored"] if i not in rnd["finished"]]
+        scores = [r.candidates[i].scores["step_check"] for i in live]
+        assert rnd["kept"] == [live[j] for j in top_k(scores, 8 // 4)]
+        for i in rnd["kept"]:  # every survivor's children name it as their parent
+            assert all(c.parent == i for c in r.candidates if c.parent == i)
+    json.dumps(r.to_dict())  # the trace is plain data
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    budget=st.one_of(
+        st.builds(Budget, samples=st.integers(1, 30)),
+        st.builds(Budget, tokens=st.integers(1, 200)),
+        st.builds(Budget, flops=st.floats(1e4, 5e5)),
+    ),
+    seed=st.integers(0, 3),
+)
+def test_beam_search_never_exceeds_its_budget(budget: Budget, seed: int) -> None:
+    r = beam(budget=budget, seed=seed)
+    assert r.cost.samples == len(r.candidates) <= (budget.samples or 10**9)
+    assert r.cost.generated_tokens <= (budget.tokens or 10**9)
+    assert r.cost.flops <= (budget.flops or float("inf"))
+
+
+def test_beam_search_needs_a_process_verifier_and_sane_parameters() -> None:
+    gen = FakeGenerator({P.messages[-1].content: SCRIPT})
+    spec = STRATEGIES.spec("beam_search")
+    with pytest.raises(ConfigError, match="needs a verifier"):
+        asyncio.run(solve(P, spec, gen))
+    with pytest.raises(ConfigError, match="needs a process verifier"):
+        asyncio.run(solve(P, spec, gen, verifier=FakeVerifier({"14": 1.0})))
+    for bad, message in (
+        ({"width": 0}, "'width' must be > 0"),
+        ({"n": -1}, "'n' must be > 0"),
+        ({"n": 2, "width": 4}, "at most 'n'"),
+        ({"split": "regex", "pattern": "x"}, "stop string"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            STRATEGIES.spec("beam_search", bad)

@@ -39,3 +39,20 @@ def test_beam_search_runs_step_by_step_and_reuses_the_prompt(generator) -> None:
             assert c.text.startswith(parent.text) and c.steps[:-1] == parent.steps
     cost = sum((r.cost for r in results[1:]), results[0].cost)
     assert cost.cached_prompt_tokens > cost.prompt_tokens  # parents' text served from cache
+
+
+def test_particle_filtering_runs_on_the_real_model(generator) -> None:
+    task = build_task("arithmetic", {"size": 3})
+    spec = STRATEGIES.spec(
+        "particle_filtering", {"particles": 4, "max_steps": 3, "step_tokens": 48, "entropic": True}
+    )
+    results = asyncio.run(
+        solve_many(
+            task.problems(), spec, generator, task=task, verifier=build_verifier("step_check")
+        )
+    )
+    for r in results:
+        assert r.correct is not None and r.trace is not None and r.trace["steps"]
+        for step in r.trace["steps"]:
+            assert abs(sum(step["weights"]) - 1.0) < 1e-9
+        assert r.cost.samples == len(r.candidates) > 0

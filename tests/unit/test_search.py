@@ -87,3 +87,70 @@ def test_beam_search_needs_a_process_verifier_and_sane_parameters() -> None:
     ):
         with pytest.raises(ConfigError, match=message):
             STRATEGIES.spec("beam_search", bad)
+
+
+def particles(budget: Budget | None = None, seed: int = 0, **params) -> Result:  # type: ignore[no-untyped-def]
+    gen = FakeGenerator({P.messages[-1].content: SCRIPT}, n_params=1000)
+    spec = STRATEGIES.spec("particle_filtering", {"particles": 8, **params})
+    return asyncio.run(solve(P, spec, gen, verifier=build_verifier("step_check"), budget=budget,
+                             seed=seed))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"resample": "systematic"}, {"entropic": True}, {"ess_threshold": 0.5}],
+)
+def test_particle_filtering_weights_genealogy_and_answer(params: dict) -> None:
+    r = particles(**params)
+    assert r.answer == "14"
+    assert r.trace is not None
+    for step in r.trace["steps"]:
+        assert sum(step["weights"]) == pytest.approx(1.0)
+        assert 1.0 - 1e-9 <= step["ess"] <= 8 + 1e-9
+        if step["resampled"]:
+            assert len(step["ancestors"]) == 8 and all(0 <= a < 8 for a in step["ancestors"])
+            assert step["temperature"] >= 1.0
+        elif params.get("ess_threshold", 1.0) < 1.0:
+            assert step["ess"] >= 0.5 * 8
+    for c in r.candidates:  # every particle extends the one it was resampled from
+        if c.parent is not None:
+            assert c.text.startswith(r.candidates[c.parent].text)
+    json.dumps(r.to_dict())
+
+
+def test_resampling_drops_particles_whose_step_went_wrong() -> None:
+    r = particles(seed=3)
+    first = r.trace["steps"][0]
+    wrong = {c.id for c in r.candidates if c.steps == ("3 + 4 = 8",)}
+    assert wrong and not wrong & {first["particles"][a] for a in first["ancestors"]}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    budget=st.one_of(
+        st.builds(Budget, samples=st.integers(1, 30)),
+        st.builds(Budget, tokens=st.integers(1, 200)),
+        st.builds(Budget, flops=st.floats(1e4, 5e5)),
+    ),
+    seed=st.integers(0, 3),
+)
+def test_particle_filtering_never_exceeds_its_budget(budget: Budget, seed: int) -> None:
+    r = particles(budget=budget, seed=seed)
+    assert r.cost.samples == len(r.candidates) <= (budget.samples or 10**9)
+    assert r.cost.generated_tokens <= (budget.tokens or 10**9)
+    assert r.cost.flops <= (budget.flops or float("inf"))
+
+
+def test_particle_filtering_refuses_bad_setups() -> None:
+    gen = FakeGenerator({P.messages[-1].content: SCRIPT})
+    with pytest.raises(ConfigError, match="needs a process verifier"):
+        asyncio.run(solve(P, STRATEGIES.spec("particle_filtering"), gen,
+                          verifier=FakeVerifier({"14": 1.0})))  # fmt: skip
+    for bad, message in (
+        ({"particles": 0}, "'particles' must be > 0"),
+        ({"ess_threshold": 1.5}, "'ess_threshold'"),
+        ({"resample": "stratified"}, "'resample' must be one of"),
+        ({"split": "regex", "pattern": "x"}, "stop string"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            STRATEGIES.spec("particle_filtering", bad)

@@ -8,7 +8,7 @@ aside; the N/M best unfinished ones survive and each is extended M times next ro
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from testtime.core.errors import ConfigError
@@ -18,6 +18,7 @@ from testtime.core.steps import SplitMode, StepSplitter
 from testtime.core.types import Candidate, Result
 from testtime.strategies.base import Context, strategy
 from testtime.strategies.parallel import check_sampling
+from testtime.strategies.stepwise import ROOT, extend, finished
 
 
 @dataclass(frozen=True)
@@ -50,43 +51,30 @@ async def beam_search(ctx: Context, p: BeamParams) -> Result:
     ctx.need_process_verifier()
     stop = StepSplitter(p.split, p.pattern).stop or ""
     survivors = max(1, p.n // p.width)
-    frontier: list[Candidate] = [Candidate("", id=-1)]  # the root: no steps yet
-    finished: list[Candidate] = []
+    frontier: list[Candidate] = [ROOT]
+    complete: list[Candidate] = []
     rounds: list[dict[str, Any]] = []
     for _ in range(p.max_steps):
-        per_beam = p.n if frontier[0].id == -1 else p.width
-
-        async def extend(beam: Candidate, k: int = per_beam) -> list[Candidate]:
-            prefix = beam.text + stop if beam.text else ""
-            got = await ctx.sample(
-                k, temperature=p.temperature, top_p=p.top_p, max_tokens=p.step_tokens,
-                stop=[stop], prefix=prefix, parent=None if beam.id == -1 else beam.id,
-            )  # fmt: skip
-            return [_with_steps(c, beam, prefix) for c in got]
+        per_beam = p.n if frontier == [ROOT] else p.width
 
         asked = len(frontier) * per_beam
-        children = [c for group in await asyncio.gather(*map(extend, frontier)) for c in group]
+        grown = await asyncio.gather(*(
+            extend(ctx, beam, per_beam, stop=stop, max_tokens=p.step_tokens,
+                   temperature=p.temperature, top_p=p.top_p)
+            for beam in frontier
+        ))  # fmt: skip
+        children = [c for group in grown for c in group]
         if not children:
             break  # the budget refused every extension
         scored = await ctx.score(children)
-        done = [c for c in scored if _done(c)]
-        live = [c for c in scored if not _done(c)]
-        finished += done
+        done = [c for c in scored if finished(c)]
+        live = [c for c in scored if not finished(c)]
+        complete += done
         frontier = [live[i] for i in top_k([ctx.verifier_score(c) for c in live], survivors)]
         rounds.append({"scored": [c.id for c in scored], "kept": [c.id for c in frontier],
                        "finished": [c.id for c in done]})  # fmt: skip
         if not frontier or len(children) < asked:  # nothing left, or the budget ran out
             break
-    pool = [c for c in finished or frontier if c.id != -1]  # never the empty root
+    pool = [c for c in complete or frontier if c is not ROOT]
     best = max(pool, key=ctx.verifier_score, default=None)
-    return ctx.finish(best, trace={"rounds": rounds, "finished": [c.id for c in finished]})
-
-
-def _with_steps(child: Candidate, parent: Candidate, prefix: str) -> Candidate:
-    """The child with its steps: the parent's, plus the one it just generated."""
-    return replace(child, steps=(*parent.steps, child.text[len(prefix) :].strip()))
-
-
-def _done(c: Candidate) -> bool:
-    """A beam is finished when its last step ended the solution (not at a step boundary)."""
-    return c.completion is None or c.completion.finish_reason != "stop"
+    return ctx.finish(best, trace={"rounds": rounds, "finished": [c.id for c in complete]})

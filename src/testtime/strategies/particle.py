@@ -1,0 +1,105 @@
+"""Particle filtering over solution steps (Puri et al. 2025, "Rollout Roulette"), with the
+entropic annealing of Giannone et al. 2025 against premature exploitation.
+
+The model proposes each next step; the PRM's score of the partial solution is the
+likelihood. Every step, unfinished particles are extended by one sampled step and
+reweighted by logit(PRM score); when the effective sample size falls below a threshold,
+the population is resampled (core's multinomial or systematic resampling). Finished
+particles keep their last weight. The heaviest particle wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from testtime.core import resampling
+from testtime.core.errors import ConfigError
+from testtime.core.registry import Params
+from testtime.core.steps import SplitMode, StepSplitter
+from testtime.core.types import Candidate, Result
+from testtime.strategies.base import Context, call_seed, strategy
+from testtime.strategies.parallel import check_sampling
+from testtime.strategies.stepwise import ROOT, extend, finished
+
+EPS = 1e-4  # PRM scores are clipped to [EPS, 1 - EPS] before the logit
+
+
+@dataclass(frozen=True)
+class ParticleParams(Params):
+    particles: int = 8  # N
+    max_steps: int = 8
+    step_tokens: int = 96
+    temperature: float = 0.8  # sampling temperature of the proposals
+    top_p: float = 1.0
+    resample: Literal["multinomial", "systematic"] = "multinomial"  # its_hub: multinomial
+    ess_threshold: float = 1.0  # resample when ESS < threshold x N (1.0: every step)
+    entropic: bool = False  # anneal the resampling temperature when ESS collapses (ePF)
+    split: SplitMode = "blank_line"
+    pattern: str = ""
+
+    def validate(self) -> None:
+        self.positive("particles", "max_steps", "step_tokens")
+        check_sampling(self.temperature, self.top_p)
+        if not 0 <= self.ess_threshold <= 1:
+            raise ConfigError(
+                f"parameter 'ess_threshold' must be in [0, 1], got {self.ess_threshold}"
+            )
+        if StepSplitter(self.split, self.pattern).stop is None:
+            raise ConfigError(
+                "particle filtering generates one step at a time and needs a step "
+                "mode that ends a step with a stop string: blank_line, markers or stop"
+            )
+
+
+@strategy("particle_filtering", ParticleParams)
+async def particle_filtering(ctx: Context, p: ParticleParams) -> Result:
+    """Particle filtering (Puri et al. 2025): extend every live particle by one step, weight
+    it by logit(PRM score), resample when the ESS drops; with `entropic`, flatten the
+    resampling distribution by (N / ESS)(1 - t / T) when it collapses (Giannone et al.)."""
+    ctx.need_process_verifier()
+    stop = StepSplitter(p.split, p.pattern).stop or ""
+    rng = random.Random(call_seed(ctx.seed, ctx.problem.id, 0))
+    particles: list[Candidate] = [ROOT] * p.particles
+    log_w = [0.0] * p.particles
+    history: list[dict[str, Any]] = []
+    for t in range(p.max_steps):
+        live = [i for i, c in enumerate(particles) if not finished(c)]
+        if not live:
+            break
+        grown = await asyncio.gather(*(
+            extend(ctx, particles[i], 1, stop=stop, max_tokens=p.step_tokens,
+                   temperature=p.temperature, top_p=p.top_p)
+            for i in live
+        ))  # fmt: skip
+        if not all(grown):
+            break  # the budget refused a step: stop and keep the best so far
+        scored = await ctx.score([g[0] for g in grown])
+        for i, c in zip(live, scored, strict=True):
+            particles[i], log_w[i] = c, _logit(ctx.verifier_score(c))
+        weights = resampling.normalize(log_w)
+        ess = resampling.ess(weights)
+        record: dict[str, Any] = {"particles": [c.id for c in particles], "weights": weights,
+                                  "ess": ess, "resampled": False}  # fmt: skip
+        if p.ess_threshold >= 1.0 or ess < p.ess_threshold * p.particles:
+            heat = max(1.0, p.particles / ess * (1 - t / p.max_steps)) if p.entropic else 1.0
+            probs = resampling.normalize([w / heat for w in log_w])
+            draw = resampling.systematic if p.resample == "systematic" else resampling.multinomial
+            ancestors = draw(probs, p.particles, rng)
+            particles = [particles[a] for a in ancestors]
+            log_w = [log_w[a] for a in ancestors]
+            record |= {"resampled": True, "ancestors": ancestors, "temperature": heat}
+        history.append(record)
+    alive = [
+        (w, -i, c) for i, (w, c) in enumerate(zip(log_w, particles, strict=True)) if c.id != -1
+    ]
+    best = max(alive, key=lambda x: (x[0], x[1]))[2] if alive else None
+    return ctx.finish(best, trace={"steps": history})
+
+
+def _logit(score: float) -> float:
+    r = min(1 - EPS, max(EPS, score))
+    return math.log(r / (1 - r))

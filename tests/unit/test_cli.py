@@ -125,3 +125,15 @@ def test_bad_jsonl_names_the_line_and_writes_nothing(run, tmp_path: Path) -> Non
     assert len(err.strip().splitlines()) == 1  # one line, not wrapped
     assert out == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_trace_file_holds_every_candidate_and_the_search_trace(run, tmp_path: Path) -> None:
+    path = tmp_path / "trace.json"
+    code, _, err = run("run", "--model", "fake", "--task", "arithmetic", "-n", "2",
+                       "-s", "beam_search", "-p", "n=4", "-p", "width=2", "-v", "step_check",
+                       "--trace", str(path))  # fmt: skip
+    assert code == 0, err
+    data = json.loads(path.read_text())
+    assert len(data) == 2 and data[0]["trace"]["rounds"]
+    assert all(c["steps"] for c in data[0]["candidates"])
+    assert [p.name for p in tmp_path.iterdir()] == ["trace.json"]  # no temp file left

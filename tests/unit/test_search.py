@@ -53,7 +53,7 @@ def test_each_round_keeps_exactly_the_top_beams(seed: int) -> None:
         assert rnd["kept"] == [live[j] for j in top_k(scores, 8 // 4)]
         for i in rnd["kept"]:  # every survivor's children name it as their parent
             assert all(c.parent == i for c in r.candidates if c.parent == i)
-    json.dumps(r.to_dict())  # the trace is plain data
+    assert json.loads(json.dumps(r.to_dict())) == r.to_dict()  # plain data, loads back equal
 
 
 @settings(max_examples=30, deadline=None)
@@ -115,7 +115,7 @@ def test_particle_filtering_weights_genealogy_and_answer(params: dict) -> None:
     for c in r.candidates:  # every particle extends the one it was resampled from
         if c.parent is not None:
             assert c.text.startswith(r.candidates[c.parent].text)
-    json.dumps(r.to_dict())
+    assert json.loads(json.dumps(r.to_dict())) == r.to_dict()
 
 
 def test_resampling_drops_particles_whose_step_went_wrong() -> None:

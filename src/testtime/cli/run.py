@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -52,12 +54,20 @@ def run(
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    trace: Annotated[
+        Path | None,
+        typer.Option(
+            help="write every result (candidates, steps, scores, search trace) to a JSON file"
+        ),
+    ] = None,
 ) -> None:
     """Run one strategy on a prompt or on problems of a task; print answers and cost."""
     if prompt is not None and task is not None:
         raise ConfigError("give either a prompt or --task, not both")
     positive(limit, "--limit")
     positive(max_tokens, "--max-tokens")
+    if trace is not None and not trace.parent.is_dir():
+        raise ConfigError(f"--trace {trace}: the folder {trace.parent} does not exist")
     spec = STRATEGIES.spec(strategy, parse_params(param))
     the_budget = Budget.parse(budget) if budget is not None else None
     the_task: Task | None = None
@@ -81,6 +91,8 @@ def run(
             not as_json,
         )
     )
+    if trace is not None:
+        _write_trace(trace, results)
     if as_json:
         _print_json(results, single=prompt is not None)
     else:
@@ -125,6 +137,22 @@ async def _run(
             )
     finally:
         await generator.aclose()
+
+
+def _write_trace(path: Path, results: list[Result]) -> None:
+    """All results as JSON, written atomically (a temp file beside it, then renamed)."""
+    data = json.dumps([r.to_dict() for r in results], indent=1).encode()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write --trace {path}: {e.strerror}") from None
+    err.print(f"trace: {path}")
 
 
 def _print_json(results: list[Result], single: bool) -> None:

@@ -192,6 +192,7 @@ def candidate_dict(c: Candidate) -> dict[str, Any]:
         "scores": dict(c.scores),
         "text": c.text,
         "parent": c.parent,
+        "steps": list(c.steps),
         "generated_tokens": comp.generated_tokens if comp else None,
         "finish_reason": comp.finish_reason if comp else None,
     }

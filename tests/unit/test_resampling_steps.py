@@ -121,3 +121,31 @@ def test_step_check_scores_each_step_until_the_first_false_equation() -> None:
     assert asyncio.run(lenient.score(problem, cands[2:])).values == (0.5,)
     with pytest.raises(ConfigError, match="'split' must be one of"):
         build_verifier("step_check", {"split": "words"})
+
+
+def _scores(verifier, cands):  # type: ignore[no-untyped-def]
+    problem = Problem.from_prompt("What is (3 + 4) * 2?", answer="14", id="q")
+    return asyncio.run(verifier.score_steps(problem, cands)).values
+
+
+def test_noisy_verifier_flips_at_the_rates_it_is_given() -> None:
+    right = [Candidate(f"3 + 4 = 7\n\n7 * 2 = 14\n\nNote {i}.") for i in range(400)]
+    wrong = [Candidate(f"3 + 4 = 8\n\n8 * 2 = 16\n\nNote {i}.") for i in range(400)]
+    clean = build_verifier("noisy")
+    assert _scores(clean, right[:2]) == ((1.0, 1.0, 1.0),) * 2  # no noise: the inner scores
+    flawed = build_verifier("noisy", {"false_positive": 0.3, "false_negative": 0.1, "seed": 1})
+    fp = sum(s[-1] >= 0.5 for s in _scores(flawed, wrong)) / 400
+    fn = sum(s[-1] < 0.5 for s in _scores(flawed, right)) / 400
+    assert abs(fp - 0.3) < 0.07 and abs(fn - 0.1) < 0.05
+    assert _scores(flawed, wrong[:5]) == _scores(flawed, wrong[:5])  # seeded: same step, same score
+
+
+def test_noisy_overconfidence_is_strongest_early() -> None:
+    wrong = [Candidate("3 + 4 = 8\n\n8 * 2 = 16\n\nAnswer: 16")]
+    eager = build_verifier("noisy", {"overconfidence": 0.9, "horizon": 1.0})
+    (steps,) = _scores(eager, wrong)
+    assert steps[0] == pytest.approx(0.9) and steps[0] > steps[1] > steps[2] > 0
+    with pytest.raises(ConfigError, match="'false_positive' must be in"):
+        build_verifier("noisy", {"false_positive": 2})
+    with pytest.raises(ConfigError, match="unknown verifier"):
+        build_verifier("noisy", {"inner": "nope"})

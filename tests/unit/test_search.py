@@ -154,3 +154,50 @@ def test_particle_filtering_refuses_bad_setups() -> None:
     ):
         with pytest.raises(ConfigError, match=message):
             STRATEGIES.spec("particle_filtering", bad)
+
+
+def _search(name: str, budget: Budget | None = None, seed: int = 0, **params) -> Result:  # type: ignore[no-untyped-def]
+    gen = FakeGenerator({P.messages[-1].content: SCRIPT}, n_params=1000)
+    spec = STRATEGIES.spec(name, params)
+    return asyncio.run(solve(P, spec, gen, verifier=build_verifier("step_check"), budget=budget,
+                             seed=seed))  # fmt: skip
+
+
+@given(st.lists(st.floats(-3, 3), min_size=1, max_size=8), st.integers(0, 20),
+       st.sampled_from([0.05, 0.2, 1.0]))  # fmt: skip
+def test_rebase_allocation_spends_the_width_best_first(scores, width, temperature) -> None:
+    from testtime.core.resampling import rebase_allocate
+
+    counts = rebase_allocate(scores, width, temperature)
+    assert sum(counts) == width and all(c >= 0 for c in counts)
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    assert counts[order[0]] == max(counts)  # the best node gets the most children
+
+
+@pytest.mark.parametrize("name", ["rebase", "dvts"])
+@pytest.mark.parametrize("seed", range(3))
+def test_tree_searches_find_the_right_chain(name: str, seed: int) -> None:
+    r = _search(name, seed=seed, **({"n": 16, "width": 4} if name == "dvts" else {"n": 8}))
+    assert r.answer == "14"
+    assert json.loads(json.dumps(r.to_dict())) == r.to_dict()
+
+
+def test_rebase_leaves_spend_the_width() -> None:
+    r = _search("rebase", n=8)
+    assert r.trace is not None
+    assert len(r.trace["leaves"]) <= 8
+    spent = 0
+    for rnd in r.trace["rounds"]:
+        assert sum(rnd["allocation"]) == 8 - spent
+        spent += len(rnd["leaves"])
+
+
+@pytest.mark.parametrize("name", ["rebase", "dvts"])
+@settings(max_examples=20, deadline=None)
+@given(budget=st.one_of(st.builds(Budget, samples=st.integers(1, 30)),
+                        st.builds(Budget, tokens=st.integers(1, 200))),
+       seed=st.integers(0, 3))  # fmt: skip
+def test_tree_searches_never_exceed_their_budget(name: str, budget: Budget, seed: int) -> None:
+    r = _search(name, budget=budget, seed=seed, n=8)
+    assert r.cost.samples == len(r.candidates) <= (budget.samples or 10**9)
+    assert r.cost.generated_tokens <= (budget.tokens or 10**9)

@@ -81,6 +81,23 @@ def allocate(weights: Sequence[float], n: int) -> list[int]:
     return counts
 
 
+def rebase_allocate(scores: Sequence[float], width: int, temperature: float) -> list[int]:
+    """REBASE's allocation (Wu et al. 2024): visiting nodes from the best score down, node j
+    gets ceil(B * exp(R_j / T) / sum_{l >= j} exp(R_l / T)) of the width B still unspent.
+    Counts are in the input's order and sum to `width` (the last node takes the rest)."""
+    if width < 0 or temperature <= 0:
+        raise ConfigError(f"need width >= 0 and temperature > 0, got {width}, {temperature}")
+    order = sorted(range(len(scores)), key=lambda i: (-scores[i], i))
+    top = max(scores, default=0.0)
+    mass = [math.exp((scores[i] - top) / temperature) for i in order]
+    counts, left = [0] * len(scores), width
+    for j, i in enumerate(order):
+        share = mass[j] / math.fsum(mass[j:])
+        counts[i] = min(left, math.ceil(left * share - 1e-12))
+        left -= counts[i]
+    return counts
+
+
 def top_k(scores: Sequence[float], k: int) -> list[int]:
     """Indices of the k highest scores, best first; ties keep the earlier index."""
     if k < 0:

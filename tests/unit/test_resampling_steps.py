@@ -149,3 +149,27 @@ def test_noisy_overconfidence_is_strongest_early() -> None:
         build_verifier("noisy", {"false_positive": 2})
     with pytest.raises(ConfigError, match="unknown verifier"):
         build_verifier("noisy", {"inner": "nope"})
+
+
+def test_step_judge_judges_each_prefix_once_and_charges_it() -> None:
+    from testtime.generators.fake import FakeGenerator
+
+    judge_model = FakeGenerator(
+        {"3 + 4 = 8": {"No": 0.9, "Yes": 0.1}, "Steps so far": {"Yes": 0.8, "No": 0.2}},
+        n_params=1000,
+    )
+    verifier = build_verifier("step_judge", generator=judge_model)
+    problem = Problem.from_prompt("What is (3 + 4) * 2?", answer="14", id="q")
+    good = Candidate("3 + 4 = 7\n\n7 * 2 = 14")
+    bad = Candidate("3 + 4 = 8\n\n8 * 2 = 16")
+    got = asyncio.run(verifier.score_steps(problem, [good, bad]))
+    (g1, g2), (b1, b2) = got.values
+    assert g1 > 0.5 and g2 > 0.5 and b1 < 0.5 and b2 < 0.5
+    assert got.cost.verifier_calls == 4 and got.cost.flops > 0
+    calls = len(judge_model.requests)
+    child = Candidate("3 + 4 = 7\n\n7 * 2 = 14\n\nAnswer: 14")
+    again = asyncio.run(verifier.score_steps(problem, [child]))
+    assert len(judge_model.requests) == calls + 1  # only the new step is judged
+    assert again.values[0][:2] == (g1, g2) and again.cost.verifier_calls == 1
+    with pytest.raises(ConfigError, match="needs a model"):
+        build_verifier("step_judge")

@@ -3,4 +3,13 @@
 Importing this package registers every built-in verifier in `VERIFIERS`.
 """
 
-from testtime.verifiers import certainty, fake, judge, math, noisy, oracle, step_check  # noqa: F401
+from testtime.verifiers import (  # noqa: F401
+    certainty,
+    fake,
+    judge,
+    math,
+    noisy,
+    oracle,
+    step_check,
+    step_judge,
+)

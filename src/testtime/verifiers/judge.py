@@ -54,7 +54,7 @@ class Judge(Verifier):
 
     async def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
         # all at once, so a batching generator judges them in one forward pass
-        results = await asyncio.gather(*(self._one(problem, c) for c in candidates))
+        results = await asyncio.gather(*(self.one(problem, c) for c in candidates))
         cost = sum((cost for _, cost in results), Cost())
         return Scores(tuple(score for score, _ in results), cost)
 
@@ -62,7 +62,8 @@ class Judge(Verifier):
         """The bound holds because longer solutions are cut to `max_solution_tokens`."""
         return flops(self.generator.n_params, self._limit(problem) + 1)
 
-    async def _one(self, problem: Problem, c: Candidate) -> tuple[float, Cost]:
+    async def one(self, problem: Problem, c: Candidate) -> tuple[float, Cost]:
+        """One candidate's P(Yes) and what judging it cost."""
         gen = await self.generator.generate(self._fitted(problem, c.text))
         tokens = gen.cost.prompt_tokens + gen.cost.generated_tokens
         cost = Cost.of_verification(self.generator.n_params, tokens)

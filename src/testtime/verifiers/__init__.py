@@ -10,6 +10,7 @@ from testtime.verifiers import (  # noqa: F401
     math,
     noisy,
     oracle,
+    prm,
     step_check,
     step_judge,
 )

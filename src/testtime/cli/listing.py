@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any
+import zlib
+from pathlib import Path
+from typing import Annotated, Any
 
+import typer
 from rich.table import Table
 
 from testtime.cli import app
@@ -44,13 +47,19 @@ def strategies() -> None:
     _list(STRATEGIES, "strategies")
 
 
-@app.command()
-def verifiers() -> None:
-    """List verifiers with their parameters and defaults."""
-    import testtime.verifiers  # noqa: F401  (registers)
-    from testtime.verifiers.base import VERIFIERS
+DEFAULT_STORE = Path("testtime-lab/store.sqlite")
+verifiers_app = typer.Typer(help="List verifiers (no subcommand), or train a probe.")
+app.add_typer(verifiers_app, name="verifiers")
 
-    _list(VERIFIERS, "verifiers")
+
+@verifiers_app.callback(invoke_without_command=True)
+def verifiers(ctx: typer.Context) -> None:
+    """List verifiers with their parameters and defaults."""
+    if ctx.invoked_subcommand is None:
+        import testtime.verifiers  # noqa: F401  (registers)
+        from testtime.verifiers.base import VERIFIERS
+
+        _list(VERIFIERS, "verifiers")
 
 
 @app.command()
@@ -81,3 +90,47 @@ def models() -> None:
         )
     out.print(table)
     out.print("Any local Hugging Face model directory or .gguf file also works: --model PATH")
+
+
+@verifiers_app.command("train-probe")
+def train_probe(
+    run_id: str,
+    store: Annotated[Path, typer.Option(help="the experiment store")] = DEFAULT_STORE,
+    out_file: Annotated[Path, typer.Option("--out", help="where to write the probe")] = Path(
+        "probe.npz"
+    ),
+    l2: Annotated[float, typer.Option(help="L2 penalty of the logistic regression")] = 1.0,
+) -> None:
+    """Train a probe (logistic regression on the policy's hidden states) on a run's samples."""
+    import asyncio
+
+    import numpy as np
+
+    from testtime.cli.common import load_model
+    from testtime.lab.probe import probe_examples
+    from testtime.lab.store import open_store
+    from testtime.verifiers.probe import fit_probe
+
+    with open_store(store, readonly=True) as db:
+        model, requests, labels, groups = probe_examples(db, run_id)
+    generator = load_model(model)
+
+    async def features() -> list[list[float]]:
+        try:
+            return await generator.features(requests)
+        finally:
+            await generator.aclose()
+
+    x, y = np.array(asyncio.run(features())), np.array(labels)
+    held_out = {g for g in set(groups) if zlib.crc32(g.encode()) % 5 == 0}  # ~20% of problems
+    test = np.array([g in held_out for g in groups])
+    meta = {"model": generator.name, "run": run_id, "examples": len(y), "l2": l2}
+    check = fit_probe(x[~test], y[~test], l2) if test.any() and (~test).any() else None
+    if check is not None and len(set(y[test].tolist())) > 1:
+        acc = float(((check.predict(x[test]) >= 0.5) == y[test]).mean())
+        meta["held_out_accuracy"] = acc
+        out.print(f"held-out accuracy {acc:.1%} on {int(test.sum())} samples of "
+                  f"{len(held_out)} problems (base rate {y[test].mean():.1%})")  # fmt: skip
+    probe = fit_probe(x, y, l2, meta)
+    probe.save(out_file)
+    out.print(f"probe trained on {len(y)} samples ({y.mean():.1%} correct): {out_file}")

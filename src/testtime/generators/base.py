@@ -7,9 +7,11 @@ knows how many prompt tokens it recomputed and how many it served from a cache.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from testtime.core.cost import Cost
+from testtime.core.errors import ConfigError
 from testtime.core.types import Completion, Request
 
 
@@ -40,6 +42,14 @@ class Generator(ABC):
 
         Call it only while no request of this generator is running.
         """
+
+    async def features(self, requests: Sequence[Request]) -> list[list[float]]:
+        """The policy's own representation of each request's text (prompt + prefix), for
+        learned probes. Backends without access to hidden states refuse."""
+        raise ConfigError(
+            f"generator {self.name!r} cannot give hidden states; learned probes need a local "
+            "model (a packaged name, a model directory or .gguf) or the fake"
+        )
 
     async def aclose(self) -> None:  # noqa: B027  (optional: most backends hold nothing)
         """Release the model's resources (threads, memory); idempotent."""

@@ -12,6 +12,7 @@ import asyncio
 import math
 import random
 import re
+import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ _TOKEN = re.compile(r"[^\S\n]*(?:\w+|[^\w\s])|\n")
 VOCAB = 32_000  # the pretend vocabulary, for certainty (KL from uniform)
 SMOOTH = 0.01  # the least mass the pretend model spreads over unscripted tokens
 EOS = "<eos>"
+FEATURES = 64  # size of the fake's pretend hidden state
 
 
 def tokens(text: str) -> list[str]:
@@ -141,6 +143,16 @@ class FakeGenerator(Generator):
             samples=len(outs),
         )
         return Generation(tuple(outs), cost)
+
+    async def features(self, requests: Sequence[Request]) -> list[list[float]]:
+        """A pretend hidden state: hashed counts of the prefix's tokens (64 dimensions)."""
+        out = []
+        for r in requests:
+            vec = [0.0] * FEATURES
+            for t in tokens(r.prefix):
+                vec[zlib.crc32(t.strip().encode()) % FEATURES] += 1.0
+            out.append(vec)
+        return out
 
     def _script(self, request: Request) -> _Script:
         prompt = _last_user(request)

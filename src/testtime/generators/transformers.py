@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,22 @@ class TransformersGenerator(Generator):
 
     def clear_cache(self) -> None:
         self.engine.prefix.clear()
+
+    async def features(self, requests: Sequence[Request]) -> list[list[float]]:
+        """Last-layer hidden states averaged over each request's prefix tokens (the solution
+        text), or the last prompt token's when the prefix is empty; one forward pass each."""
+        return await asyncio.to_thread(lambda: [self._features(r) for r in requests])
+
+    def _features(self, request: Request) -> list[float]:
+        import torch
+
+        ids = list(self._encode(request.messages, request.prefix))
+        start = min(len(self._encode(request.messages, "")), len(ids) - 1)
+        device = next(self.model.parameters()).device
+        with torch.no_grad():
+            out = self.model(torch.tensor([ids], device=device), output_hidden_states=True)
+        states = out.hidden_states[-1][0, start:].float().mean(dim=0)
+        return [float(x) for x in states.cpu()]
 
     async def aclose(self) -> None:
         await asyncio.to_thread(self.engine.close)

@@ -11,6 +11,7 @@ from testtime.verifiers import (  # noqa: F401
     noisy,
     oracle,
     prm,
+    probe,
     step_check,
     step_judge,
 )

@@ -179,3 +179,27 @@ def test_a_pool_drawn_in_slices_equals_one_request() -> None:
     whole = asyncio.run(texts(n=12))
     parts = asyncio.run(texts(n=5)) + asyncio.run(texts(n=7, first_index=5))
     assert whole == parts
+
+
+def test_searches_run_per_budget_with_their_width_and_a_process_verifier(tmp_path: Path) -> None:
+    spec = {
+        "name": "search", "model": "fake", "task": "arithmetic", "problems": 3,
+        "budgets": [4, 8],
+        "strategies": [
+            {"name": "beam_search", "verifier": "step_check", "params": {"width": 2}},
+            {"name": "particle_filtering", "verifier": "step_check"},
+            {"name": "best_of_n", "verifier": "step_check"},
+        ],
+    }  # fmt: skip
+    plan = _run(tmp_path / "s.db", spec)
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        rows = db.execute("SELECT arm, budget, count(*) FROM results GROUP BY 1, 2").fetchall()
+        width = db.execute(
+            "SELECT json_extract(candidates, '$[0].steps') FROM results LIMIT 1"
+        ).fetchone()[0]
+    assert sorted(rows) == [("beam_search[step_check]", 4, 3), ("beam_search[step_check]", 8, 3),
+                            ("particle_filtering[step_check]", 4, 3),
+                            ("particle_filtering[step_check]", 8, 3)]  # fmt: skip
+    assert width is not None and plan.run_id.startswith("search-")
+    with pytest.raises(ConfigError, match="at budget 1"):
+        parse_spec({**spec, "budgets": [1, 4]})  # beam width 2 > n=1, caught before running

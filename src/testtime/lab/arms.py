@@ -27,7 +27,16 @@ BUDGET_PARAM: dict[str, str] = {
     "best_of_majority": "n",
     "first_finish": "n",
     "adaptive_consistency": "max_samples",
+    # searches: the budget sets their width; they draw many samples per unit of width
+    # (one per step), so their cost is compared on the tokens and FLOPs axes
+    "beam_search": "n",
+    "dvts": "n",
+    "rebase": "n",
+    "particle_filtering": "particles",
+    "mcts": "iterations",
 }
+# strategies whose budget is a width, not a ceiling on samples drawn
+WIDTH_BUDGET = frozenset({"beam_search", "dvts", "rebase", "particle_filtering", "mcts"})
 
 
 def replay_kind(strategy: Spec) -> str | None:

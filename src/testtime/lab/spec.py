@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec
-from testtime.lab.arms import replay_kind
+from testtime.lab.arms import BUDGET_PARAM, replay_kind
 from testtime.strategies.base import STRATEGIES
 from testtime.tasks.base import TASKS
 from testtime.verifiers.base import VERIFIERS
@@ -242,6 +242,13 @@ def _arm(value: Any, budgets: tuple[int, ...]) -> ArmSpec:
     arm_budgets = _ints(own, f"{name} budgets", minimum=1) if own is not None else budgets
     if replay_kind(strategy) == "single":
         arm_budgets = (1,)  # one sample whatever the budget
+    param = BUDGET_PARAM.get(name)
+    if replay_kind(strategy) is None and param is not None:
+        for b in arm_budgets:  # every budget must make a valid strategy, checked up front
+            try:
+                STRATEGIES.spec(name, {**params, param: b})
+            except ConfigError as e:
+                raise ConfigError(f"at budget {b}: {e}") from None
     label = value.get("label") if isinstance(value, Mapping) else None
     if label is None:
         label = name + (f"[{verifier_key(verifier)}]" if verifier else "")

@@ -17,7 +17,7 @@ from testtime.core.errors import DataError
 from testtime.core.registry import Spec
 from testtime.core.types import Candidate, Problem, Request, Result
 from testtime.generators.base import Generator
-from testtime.lab.arms import BUDGET_PARAM
+from testtime.lab.arms import BUDGET_PARAM, WIDTH_BUDGET
 from testtime.lab.rows import ProblemRow, ResultRow, SampleRow, Unit
 from testtime.lab.spec import ArmSpec, RunSpec, verifier_key
 from testtime.strategies.base import STRATEGIES, call_seed
@@ -144,7 +144,8 @@ class Bench:
         verifier = self.verifier(unit, arm.verifier) if arm.verifier else None
         result = await solve(
             problem, strategy, self.generator, task=task, verifier=verifier,
-            budget=Budget(samples=unit.budget), max_tokens=self.spec.max_tokens, seed=unit.seed,
+            budget=None if arm.strategy.name in WIDTH_BUDGET else Budget(samples=unit.budget),
+            max_tokens=self.spec.max_tokens, seed=unit.seed,
         )  # fmt: skip
         return result_row(result, task, problem)
 
@@ -173,6 +174,7 @@ def result_row(result: Result, task: Task, problem: Problem) -> ResultRow:
                 "correct": task.check(problem, c.answer) if graded else None,
                 "scores": c.scores,
                 "parent": c.parent,
+                "steps": list(c.steps),
                 "prompt_tokens": c.completion.prompt_tokens if c.completion else 0,
                 "generated_tokens": c.completion.generated_tokens if c.completion else 0,
                 "finish": c.completion.finish_reason if c.completion else None,

@@ -141,10 +141,15 @@ def test_noisy_verifier_flips_at_the_rates_it_is_given() -> None:
 
 
 def test_noisy_overconfidence_is_strongest_early() -> None:
-    wrong = [Candidate("3 + 4 = 8\n\n8 * 2 = 16\n\nAnswer: 16")]
     eager = build_verifier("noisy", {"overconfidence": 0.9, "horizon": 1.0})
-    (steps,) = _scores(eager, wrong)
-    assert steps[0] == pytest.approx(0.9) and steps[0] > steps[1] > steps[2] > 0
+    many = [Candidate(f"Try {i}: 3 + 4 = 8\n\n8 * 2 = 16\n\nNote") for i in range(200)]
+    early, late = zip(*[(v[0], v[2]) for v in _scores(eager, many)], strict=True)
+    assert min(early) >= 0.45 and sum(early) / 200 > 0.6  # confident about wrong first steps
+    assert sum(late) / 200 < sum(early) / 200 / 2  # ... less so two steps later
+    right = [Candidate(f"Try {i}: 3 + 4 = 7\n\nNote") for i in range(200)]
+    ranked = sum(r[0] > w[0] for r, w in zip(_scores(eager, right), _scores(eager, many),
+                                              strict=False))  # fmt: skip
+    assert 0.3 < ranked / 200 < 0.95  # early scores rank right over wrong only loosely
     with pytest.raises(ConfigError, match="'false_positive' must be in"):
         build_verifier("noisy", {"false_positive": 2})
     with pytest.raises(ConfigError, match="unknown verifier"):

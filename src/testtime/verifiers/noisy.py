@@ -1,6 +1,9 @@
 """A verifier with flaws you set: false positives, false negatives, and overconfidence early
 in a solution, wrapped around any other verifier.
 
+Overconfidence mixes each step's score with a random high one (uniform in 0.5-1), by a
+weight that fades over the solution: early steps look promising whatever they say, and
+their ranking is noise, which is what makes particle methods exploit too early.
 It is for studying how verifier flaws bend scaling curves (Stroebl et al.'s false-positive
 ceiling; premature exploitation of an overconfident PRM in particle filtering). The noise
 is seeded by (seed, problem, the text scored), so the same step always gets the same score.
@@ -30,7 +33,7 @@ class NoisyParams(Params):
     inner: str = "step_check"  # the verifier to corrupt (built with its defaults)
     false_positive: float = 0.0  # P(a score below 0.5 is flipped to 1 - score)
     false_negative: float = 0.0  # P(a score of 0.5 or more is flipped to 1 - score)
-    overconfidence: float = 0.0  # early steps pulled toward 1 by this much at step 1 ...
+    overconfidence: float = 0.0  # weight of a confident (0.5-1) but uninformed score at step 1
     horizon: float = 2.0  # ... fading as exp(-(t - 1) / horizon) over later steps t
     seed: int = 0
 
@@ -82,7 +85,7 @@ class Noisy(ProcessVerifier):
         if rng.random() < flip:
             score = 1.0 - score
         pull = self.p.overconfidence * math.exp(-(t - 1) / self.p.horizon)
-        return score + (1.0 - score) * pull
+        return (1.0 - pull) * score + pull * rng.uniform(0.5, 1.0)  # confident, uninformed
 
 
 @VERIFIERS.register("noisy", NoisyParams)

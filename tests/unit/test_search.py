@@ -98,7 +98,13 @@ def particles(budget: Budget | None = None, seed: int = 0, **params) -> Result: 
 
 @pytest.mark.parametrize(
     "params",
-    [{}, {"resample": "systematic"}, {"entropic": True}, {"ess_threshold": 0.5}],
+    [
+        {},
+        {"resample": "systematic"},
+        {"entropic": True},
+        {"ess_threshold": 0.5},
+        {"lookahead": True},
+    ],
 )
 def test_particle_filtering_weights_genealogy_and_answer(params: dict) -> None:
     r = particles(**params)
@@ -135,7 +141,7 @@ def test_resampling_drops_particles_whose_step_went_wrong() -> None:
     seed=st.integers(0, 3),
 )
 def test_particle_filtering_never_exceeds_its_budget(budget: Budget, seed: int) -> None:
-    r = particles(budget=budget, seed=seed)
+    r = particles(budget=budget, seed=seed, lookahead=seed % 2 == 1)
     assert r.cost.samples == len(r.candidates) <= (budget.samples or 10**9)
     assert r.cost.generated_tokens <= (budget.tokens or 10**9)
     assert r.cost.flops <= (budget.flops or float("inf"))
@@ -226,3 +232,8 @@ def test_mcts_never_exceeds_its_budget(budget: Budget, seed: int, rollout: bool)
     r = _search("mcts", budget=budget, seed=seed, rollout=rollout)
     assert r.cost.samples == len(r.candidates) <= (budget.samples or 10**9)
     assert r.cost.generated_tokens <= (budget.tokens or 10**9)
+
+
+def test_look_ahead_is_charged() -> None:
+    plain, ahead = particles(seed=1), particles(seed=1, lookahead=True)
+    assert ahead.cost.samples > plain.cost.samples and ahead.answer == "14"

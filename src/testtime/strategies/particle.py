@@ -38,6 +38,7 @@ class ParticleParams(Params):
     resample: Literal["multinomial", "systematic"] = "multinomial"  # its_hub: multinomial
     ess_threshold: float = 1.0  # resample when ESS < threshold x N (1.0: every step)
     entropic: bool = False  # anneal the resampling temperature when ESS collapses (ePF)
+    lookahead: bool = False  # weight by the PRM score of one step further (ePF's LaM)
     split: SplitMode = "blank_line"
     pattern: str = ""
 
@@ -58,8 +59,9 @@ class ParticleParams(Params):
 @strategy("particle_filtering", ParticleParams)
 async def particle_filtering(ctx: Context, p: ParticleParams) -> Result:
     """Particle filtering (Puri et al. 2025): extend every live particle by one step, weight
-    it by logit(PRM score), resample when the ESS drops; with `entropic`, flatten the
-    resampling distribution by (N / ESS)(1 - t / T) when it collapses (Giannone et al.)."""
+    it by logit(PRM score) (with `lookahead`, the score one step further), resample when the
+    ESS drops; with `entropic`, flatten the resampling distribution by (N / ESS)(1 - t / T)
+    when it collapses (Giannone et al. 2025)."""
     ctx.need_process_verifier()
     stop = StepSplitter(p.split, p.pattern).stop or ""
     rng = random.Random(call_seed(ctx.seed, ctx.problem.id, 0))
@@ -78,8 +80,9 @@ async def particle_filtering(ctx: Context, p: ParticleParams) -> Result:
         if not all(grown):
             break  # the budget refused a step: stop and keep the best so far
         scored = await ctx.score([g[0] for g in grown])
-        for i, c in zip(live, scored, strict=True):
-            particles[i], log_w[i] = c, _logit(ctx.verifier_score(c))
+        ahead = await _look_ahead(ctx, scored, stop, p) if p.lookahead else scored
+        for i, c, a in zip(live, scored, ahead, strict=True):
+            particles[i], log_w[i] = c, _logit(ctx.verifier_score(a))
         weights = resampling.normalize(log_w)
         ess = resampling.ess(weights)
         record: dict[str, Any] = {"particles": [c.id for c in particles], "weights": weights,
@@ -98,6 +101,22 @@ async def particle_filtering(ctx: Context, p: ParticleParams) -> Result:
     ]
     best = max(alive, key=lambda x: (x[0], x[1]))[2] if alive else None
     return ctx.finish(best, trace={"steps": history})
+
+
+async def _look_ahead(
+    ctx: Context, particles: list[Candidate], stop: str, p: ParticleParams
+) -> list[Candidate]:
+    """Look-ahead modulation (Giannone et al. 2025): each particle is valued by the PRM's
+    score of one sampled step beyond it (charged, then discarded); finished ones by their own."""
+
+    async def one(c: Candidate) -> Candidate:
+        if finished(c):
+            return c
+        got = await extend(ctx, c, 1, stop=stop, max_tokens=p.step_tokens,
+                           temperature=p.temperature, top_p=p.top_p)  # fmt: skip
+        return (await ctx.score(got))[0] if got else c
+
+    return list(await asyncio.gather(*(one(c) for c in particles)))
 
 
 def _logit(score: float) -> float:

@@ -93,7 +93,8 @@ class Bench:
 
     async def _pool_slice(self, unit: Unit, task: Task, problem: Problem) -> list[SampleRow]:
         sampling = self.pools[unit.pool or ""]
-        verifiers = [self.verifier(unit, v) for v in self.spec.pool_verifiers(sampling)]
+        specs = self.spec.pool_verifiers(sampling)
+        verifiers = [self.verifier(unit, v) for v in specs]
         request = Request(
             problem.messages,
             n=unit.count,
@@ -112,7 +113,7 @@ class Bench:
         ]
         scores: list[dict[str, float]] = [{} for _ in cands]
         v_flops = v_tokens = 0.0
-        for spec, v in zip(self.spec.pool_verifiers(sampling), verifiers, strict=True):
+        for spec, v in zip(specs, verifiers, strict=True):
             got = await v.score(problem, cands)
             for s, value in zip(scores, got.values, strict=True):
                 s[verifier_key(spec)] = value

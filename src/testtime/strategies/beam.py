@@ -12,36 +12,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from testtime.core.errors import ConfigError
-from testtime.core.registry import Params
 from testtime.core.resampling import top_k
-from testtime.core.steps import SplitMode, StepSplitter
 from testtime.core.types import Candidate, Result
 from testtime.strategies.base import Context, strategy
-from testtime.strategies.parallel import check_sampling
-from testtime.strategies.stepwise import ROOT, extend, finished
+from testtime.strategies.stepwise import ROOT, StepParams, extend, finished
 
 
 @dataclass(frozen=True)
-class BeamParams(Params):
+class BeamParams(StepParams):
     n: int = 16  # beams alive each round (N)
     width: int = 4  # children per surviving beam (M): N/M beams survive a round (HF default 4)
     max_steps: int = 8  # rounds before the search stops
-    step_tokens: int = 96  # the most tokens one step may take
-    temperature: float = 0.8  # HF search-and-learn
-    top_p: float = 1.0
-    split: SplitMode = "blank_line"  # steps end at a blank line, a 'Step k:' marker, or a stop
-    pattern: str = ""  # the stop string for split=stop
 
     def validate(self) -> None:
-        self.positive("n", "width", "max_steps", "step_tokens")
-        check_sampling(self.temperature, self.top_p)
+        super().validate()
+        self.positive("n", "width", "max_steps")
         if self.width > self.n:
             raise ConfigError(f"parameter 'width' ({self.width}) must be at most 'n' ({self.n})")
-        if StepSplitter(self.split, self.pattern).stop is None:
-            raise ConfigError(
-                "beam search generates one step at a time and needs a step mode "
-                "that ends a step with a stop string: blank_line, markers or stop"
-            )
 
 
 @strategy("beam_search", BeamParams)
@@ -49,7 +36,6 @@ async def beam_search(ctx: Context, p: BeamParams) -> Result:
     """Beam search under a PRM (Snell et al. 2024): keep the N/M best partial solutions by
     their PRM score, extend each by M sampled next steps, until all finish; best one wins."""
     ctx.need_process_verifier()
-    stop = StepSplitter(p.split, p.pattern).stop or ""
     survivors = max(1, p.n // p.width)
     frontier: list[Candidate] = [ROOT]
     complete: list[Candidate] = []
@@ -59,8 +45,7 @@ async def beam_search(ctx: Context, p: BeamParams) -> Result:
 
         asked = len(frontier) * per_beam
         grown = await asyncio.gather(*(
-            extend(ctx, beam, per_beam, stop=stop, max_tokens=p.step_tokens,
-                   temperature=p.temperature, top_p=p.top_p)
+            extend(ctx, beam, per_beam, p)
             for beam in frontier
         ))  # fmt: skip
         children = [c for group in grown for c in group]

@@ -12,34 +12,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from testtime.core.errors import ConfigError
-from testtime.core.registry import Params
-from testtime.core.steps import SplitMode, StepSplitter
 from testtime.core.types import Candidate, Result
 from testtime.strategies.base import Context, strategy
-from testtime.strategies.parallel import check_sampling
-from testtime.strategies.stepwise import ROOT, extend, finished
+from testtime.strategies.stepwise import ROOT, StepParams, extend, finished
 
 
 @dataclass(frozen=True)
-class MctsParams(Params):
+class MctsParams(StepParams):
     iterations: int = 8  # select-expand-evaluate-backup rounds
     expand: int = 4  # children sampled when a node is expanded
     exploration: float = 1.0  # c in UCT: Q + c * sqrt(ln N_parent / (1 + N_child))
     rollout: bool = False  # value a new node by finishing it once (else by its PRM score)
-    step_tokens: int = 96
-    temperature: float = 0.8
-    top_p: float = 1.0
-    split: SplitMode = "blank_line"
-    pattern: str = ""
 
     def validate(self) -> None:
-        self.positive("iterations", "expand", "step_tokens")
-        check_sampling(self.temperature, self.top_p)
+        super().validate()
+        self.positive("iterations", "expand")
         if self.exploration < 0:
             raise ConfigError(f"parameter 'exploration' must be >= 0, got {self.exploration}")
-        if StepSplitter(self.split, self.pattern).stop is None:
-            raise ConfigError("MCTS needs a step mode that ends a step with a stop string: "
-                              "blank_line, markers or stop")  # fmt: skip
 
 
 @dataclass
@@ -60,23 +49,19 @@ class Node:
 async def mcts(ctx: Context, p: MctsParams) -> Result:
     """MCTS (UCT selection, PRM or rollout values, backpropagation of values to the root)."""
     ctx.need_process_verifier()
-    stop = StepSplitter(p.split, p.pattern).stop or ""
     tree = [Node(ROOT, None)]
     for _ in range(p.iterations):
         leaf = _select(tree, p.exploration)
         if finished(tree[leaf].candidate):
             _backup(tree, leaf, tree[leaf].q())  # a finished leaf: revisit its value
             continue
-        children = await extend(
-            ctx, tree[leaf].candidate, p.expand, stop=stop, max_tokens=p.step_tokens,
-            temperature=p.temperature, top_p=p.top_p,
-        )  # fmt: skip
+        children = await extend(ctx, tree[leaf].candidate, p.expand, p)  # fmt: skip
         if not children:
             break  # the budget refused
         for child in await ctx.score(children):
             tree.append(Node(child, leaf))
             tree[leaf].children.append(len(tree) - 1)
-            value = await _rollout(ctx, child, p, stop) if p.rollout else ctx.verifier_score(child)
+            value = await _rollout(ctx, child, p) if p.rollout else ctx.verifier_score(child)
             if value is None:
                 break
             _backup(tree, len(tree) - 1, value)
@@ -103,12 +88,12 @@ def _backup(tree: list[Node], i: int | None, value: float) -> None:
         i = tree[i].parent
 
 
-async def _rollout(ctx: Context, node: Candidate, p: MctsParams, stop: str) -> float | None:
+async def _rollout(ctx: Context, node: Candidate, p: MctsParams) -> float | None:
     """The verifier's score of one completion sampled from `node` to the end."""
     if finished(node):
         return ctx.verifier_score(node)
     got = await ctx.sample(1, temperature=p.temperature, top_p=p.top_p,
-                           prefix=node.text + stop, parent=node.id)  # fmt: skip
+                           prefix=node.text + p.stop, parent=node.id)  # fmt: skip
     if not got:
         return None
     return ctx.verifier_score((await ctx.score(got))[0])

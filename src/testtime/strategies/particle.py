@@ -18,41 +18,28 @@ from typing import Any, Literal
 
 from testtime.core import resampling
 from testtime.core.errors import ConfigError
-from testtime.core.registry import Params
-from testtime.core.steps import SplitMode, StepSplitter
 from testtime.core.types import Candidate, Result
 from testtime.strategies.base import Context, call_seed, strategy
-from testtime.strategies.parallel import check_sampling
-from testtime.strategies.stepwise import ROOT, extend, finished
+from testtime.strategies.stepwise import ROOT, StepParams, extend, finished
 
 EPS = 1e-4  # PRM scores are clipped to [EPS, 1 - EPS] before the logit
 
 
 @dataclass(frozen=True)
-class ParticleParams(Params):
+class ParticleParams(StepParams):
     particles: int = 8  # N
     max_steps: int = 8
-    step_tokens: int = 96
-    temperature: float = 0.8  # sampling temperature of the proposals
-    top_p: float = 1.0
     resample: Literal["multinomial", "systematic"] = "multinomial"  # its_hub: multinomial
     ess_threshold: float = 1.0  # resample when ESS < threshold x N (1.0: every step)
     entropic: bool = False  # anneal the resampling temperature when ESS collapses (ePF)
     lookahead: bool = False  # weight by the PRM score of one step further (ePF's LaM)
-    split: SplitMode = "blank_line"
-    pattern: str = ""
 
     def validate(self) -> None:
-        self.positive("particles", "max_steps", "step_tokens")
-        check_sampling(self.temperature, self.top_p)
+        super().validate()
+        self.positive("particles", "max_steps")
         if not 0 <= self.ess_threshold <= 1:
             raise ConfigError(
                 f"parameter 'ess_threshold' must be in [0, 1], got {self.ess_threshold}"
-            )
-        if StepSplitter(self.split, self.pattern).stop is None:
-            raise ConfigError(
-                "particle filtering generates one step at a time and needs a step "
-                "mode that ends a step with a stop string: blank_line, markers or stop"
             )
 
 
@@ -63,7 +50,6 @@ async def particle_filtering(ctx: Context, p: ParticleParams) -> Result:
     ESS drops; with `entropic`, flatten the resampling distribution by (N / ESS)(1 - t / T)
     when it collapses (Giannone et al. 2025)."""
     ctx.need_process_verifier()
-    stop = StepSplitter(p.split, p.pattern).stop or ""
     rng = random.Random(call_seed(ctx.seed, ctx.problem.id, 0))
     particles: list[Candidate] = [ROOT] * p.particles
     log_w = [0.0] * p.particles
@@ -73,14 +59,13 @@ async def particle_filtering(ctx: Context, p: ParticleParams) -> Result:
         if not live:
             break
         grown = await asyncio.gather(*(
-            extend(ctx, particles[i], 1, stop=stop, max_tokens=p.step_tokens,
-                   temperature=p.temperature, top_p=p.top_p)
+            extend(ctx, particles[i], 1, p)
             for i in live
         ))  # fmt: skip
         if not all(grown):
             break  # the budget refused a step: stop and keep the best so far
         scored = await ctx.score([g[0] for g in grown])
-        ahead = await _look_ahead(ctx, scored, stop, p) if p.lookahead else scored
+        ahead = await _look_ahead(ctx, scored, p) if p.lookahead else scored
         for i, c, a in zip(live, scored, ahead, strict=True):
             particles[i], log_w[i] = c, _logit(ctx.verifier_score(a))
         weights = resampling.normalize(log_w)
@@ -104,7 +89,7 @@ async def particle_filtering(ctx: Context, p: ParticleParams) -> Result:
 
 
 async def _look_ahead(
-    ctx: Context, particles: list[Candidate], stop: str, p: ParticleParams
+    ctx: Context, particles: list[Candidate], p: ParticleParams
 ) -> list[Candidate]:
     """Look-ahead modulation (Giannone et al. 2025): each particle is valued by the PRM's
     score of one sampled step beyond it (charged, then discarded); finished ones by their own."""
@@ -112,8 +97,7 @@ async def _look_ahead(
     async def one(c: Candidate) -> Candidate:
         if finished(c):
             return c
-        got = await extend(ctx, c, 1, stop=stop, max_tokens=p.step_tokens,
-                           temperature=p.temperature, top_p=p.top_p)  # fmt: skip
+        got = await extend(ctx, c, 1, p)  # fmt: skip
         return (await ctx.score(got))[0] if got else c
 
     return list(await asyncio.gather(*(one(c) for c in particles)))

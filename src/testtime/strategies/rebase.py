@@ -14,34 +14,21 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from testtime.core.errors import ConfigError
-from testtime.core.registry import Params
 from testtime.core.resampling import rebase_allocate, top_k
-from testtime.core.steps import SplitMode, StepSplitter
 from testtime.core.types import Candidate, Result
 from testtime.core.voting import group, leader
 from testtime.strategies.base import Context, strategy
-from testtime.strategies.parallel import check_sampling
-from testtime.strategies.stepwise import ROOT, extend, finished
+from testtime.strategies.stepwise import ROOT, StepParams, extend, finished
 
 
 @dataclass(frozen=True)
-class TreeParams(Params):
+class TreeParams(StepParams):
     n: int = 16  # width: finished solutions the search produces (REBASE's N)
     max_steps: int = 8
-    step_tokens: int = 96
-    temperature: float = 0.8
-    top_p: float = 1.0
-    split: SplitMode = "blank_line"
-    pattern: str = ""
 
     def validate(self) -> None:
-        self.positive("n", "max_steps", "step_tokens")
-        check_sampling(self.temperature, self.top_p)
-        if StepSplitter(self.split, self.pattern).stop is None:
-            raise ConfigError(
-                "a step-level search needs a step mode that ends a step with a "
-                "stop string: blank_line, markers or stop"
-            )
+        super().validate()
+        self.positive("n", "max_steps")
 
 
 @dataclass(frozen=True)
@@ -70,14 +57,12 @@ async def rebase(ctx: Context, p: RebaseParams) -> Result:
     """REBASE (Wu et al. 2024): each round, the unspent width B is shared over frontier nodes
     by softmax(score / T_b); finished children are leaves and spend one unit each."""
     ctx.need_process_verifier()
-    stop = StepSplitter(p.split, p.pattern).stop or ""
     frontier, scores, leaves, width = [ROOT], [0.0], [], p.n
     rounds: list[dict[str, Any]] = []
     for _ in range(p.max_steps):
         counts = rebase_allocate(scores, width, p.balance)
         grown = await asyncio.gather(*(
-            extend(ctx, node, k, stop=stop, max_tokens=p.step_tokens,
-                   temperature=p.temperature, top_p=p.top_p)
+            extend(ctx, node, k, p)
             for node, k in zip(frontier, counts, strict=True) if k > 0
         ))  # fmt: skip
         children = [c for g in grown for c in g]
@@ -102,15 +87,11 @@ async def dvts(ctx: Context, p: DvtsParams) -> Result:
     """DVTS (HF search-and-learn): n / M independent subtrees; each round every subtree
     samples M next steps and follows its PRM-best one; the best final step wins."""
     ctx.need_process_verifier()
-    stop = StepSplitter(p.split, p.pattern).stop or ""
 
     async def subtree() -> list[Candidate]:
         node, last = ROOT, []
         for _ in range(p.max_steps):
-            last = await ctx.score(await extend(
-                ctx, node, p.width, stop=stop, max_tokens=p.step_tokens,
-                temperature=p.temperature, top_p=p.top_p,
-            ))  # fmt: skip
+            last = await ctx.score(await extend(ctx, node, p.width, p))  # fmt: skip
             if not last:
                 break
             node = last[top_k([ctx.verifier_score(c) for c in last], 1)[0]]

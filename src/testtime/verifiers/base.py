@@ -73,6 +73,11 @@ class ProcessVerifier(Verifier):
         """The candidate's steps as a search recorded them, else its text cut into steps."""
         return candidate.steps or self.splitter.split(candidate.text)
 
+    def prefixes(self, candidate: Candidate) -> list[str]:
+        """The candidate's first 1, 2, ... steps as texts: what each step score judges."""
+        steps = self.steps(candidate)
+        return ["\n\n".join(steps[: t + 1]) for t in range(len(steps))]
+
 
 @dataclass(frozen=True)
 class VerifierDeps:

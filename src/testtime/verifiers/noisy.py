@@ -72,9 +72,9 @@ class Noisy(ProcessVerifier):
             values, cost = tuple((v,) for v in scores.values), scores.cost
         out = []
         for c, steps in zip(candidates, values, strict=True):
-            texts = self.steps(c) or (c.text,)
+            texts = self.prefixes(c) or [c.text]
             out.append(tuple(
-                self._corrupt(problem, "\n\n".join(texts[: t + 1]), t + 1, s)
+                self._corrupt(problem, texts[min(t, len(texts) - 1)], t + 1, s)
                 for t, s in enumerate(steps)
             ))  # fmt: skip
         return StepScores(tuple(out), cost)

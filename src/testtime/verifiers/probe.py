@@ -107,17 +107,13 @@ class ProbeVerifier(ProcessVerifier):
         return flops(self.generator.n_params, 4096)  # a bound: one pass per prefix, short texts
 
     async def score_steps(self, problem: Problem, candidates: Sequence[Candidate]) -> StepScores:
-        prefixes = [self._prefixes(c) for c in candidates]
+        prefixes = [self.prefixes(c) for c in candidates]
         requests = [Request(problem.messages, prefix=t) for ps in prefixes for t in ps]
         feats = await self.generator.features(requests) if requests else []
         probs = iter(self.probe.predict(np.array(feats)).tolist() if feats else [])
         tokens = sum(self.generator.count_prompt_tokens(r) for r in requests)
         cost = Cost.of_verification(self.generator.n_params, tokens, calls=len(requests))
         return StepScores(tuple(tuple(next(probs) for _ in ps) for ps in prefixes), cost)
-
-    def _prefixes(self, c: Candidate) -> list[str]:
-        steps = self.steps(c)
-        return ["\n\n".join(steps[: t + 1]) for t in range(len(steps))]
 
 
 @VERIFIERS.register("probe", ProbeParams)

@@ -60,7 +60,7 @@ class StepJudge(ProcessVerifier):
         return self.max_steps * self.judge.flops_per_candidate(problem)
 
     async def score_steps(self, problem: Problem, candidates: Sequence[Candidate]) -> StepScores:
-        prefixes = [self._prefixes(c) for c in candidates]
+        prefixes = [self.prefixes(c) for c in candidates]
         todo = sorted({t for ps in prefixes for t in ps[-self.max_steps :]}
                       - {t for (pid, t) in self._seen if pid == problem.id})  # fmt: skip
         judged = await asyncio.gather(*(self.judge.one(problem, Candidate(t)) for t in todo))
@@ -79,10 +79,6 @@ class StepJudge(ProcessVerifier):
             first = next((s for s in scores if s is not None), 0.5)
             out.append(tuple(first if s is None else s for s in scores))
         return StepScores(tuple(out), cost)
-
-    def _prefixes(self, c: Candidate) -> list[str]:
-        steps = self.steps(c)
-        return ["\n\n".join(steps[: t + 1]) for t in range(len(steps))]
 
 
 @VERIFIERS.register("step_judge", StepJudgeParams)

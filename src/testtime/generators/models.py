@@ -161,19 +161,31 @@ def load_generator(name_or_path: str = DEFAULT_MODEL, **opts: Any) -> Generator:
 
 
 def open_generator(name_or_path: str = DEFAULT_MODEL, **opts: Any) -> Generator:
-    """Like `load_generator`, and 'fake' gives the scripted FakeGenerator (no model needed)."""
+    """Like `load_generator`; 'fake' gives the scripted FakeGenerator (no model needed), and
+    `http(s)://HOST:PORT/v1#MODEL` that model on an OpenAI-compatible server (options go to
+    `HTTPGenerator`: n_params, api_key_env, ...)."""
     if name_or_path == "fake":
         from testtime.generators.fake import FakeGenerator
 
         return FakeGenerator()
+    if is_url(name_or_path):
+        from testtime.generators.http import HTTPGenerator
+
+        return HTTPGenerator.from_url(name_or_path, **opts)
     return load_generator(name_or_path, **opts)
+
+
+def is_url(name: str) -> bool:
+    """Whether a model name is a served model (`http(s)://...#MODEL`), not a local one."""
+    return name.startswith(("http://", "https://"))
 
 
 def fingerprint(name_or_path: str) -> str:
     """sha256 of the model's weights file(s) as the user named them (the packaged GGUF for
-    a packaged name), so a stored run records exactly which model produced it."""
-    if name_or_path == "fake":
-        return "fake"
+    a packaged name), so a stored run records exactly which model produced it. A served
+    model's weights are out of reach: its URL and name stand in for them."""
+    if name_or_path == "fake" or is_url(name_or_path):
+        return name_or_path
     if name_or_path in PACKAGED:
         files = [PACKAGED[name_or_path].gguf()]
     else:

@@ -1,0 +1,310 @@
+"""Any OpenAI-compatible server as the policy: vLLM, SGLang, llama.cpp, Ollama, a hosted
+API, or another `testtime serve`.
+
+One shared httpx client with connect and read timeouts, at most `max_concurrency` requests
+in flight, and retries with exponential backoff and jitter on 429/5xx and broken
+connections (a Retry-After header is honoured). `n` samples go in one request where the
+server takes `n`, else as n concurrent requests whose seeds are seed + sample index, so a
+seeded sample is the same however it is requested. The wire conventions (prefix
+continuation, finish reasons, costs) are in `http_wire`.
+
+What is not covered: per-token `certainty` (a server sends no full distributions), and
+first-finish cutting (the n samples run to the end and are all charged; the shortest is
+still the first to finish). A server without `usage` gets estimated token counts
+(`count_prompt_tokens`; generated: logprob counts, else the same bytes-based estimate).
+A call's `seconds` are its local wall time, except that an adopted upstream testtime ledger
+keeps its own, so that the cost reported equals the sum of what the upstream reported.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from testtime.core.cost import Cost
+from testtime.core.errors import ConfigError
+from testtime.core.types import Request
+from testtime.generators import http_wire as wire
+from testtime.generators.base import Generation, Generator
+from testtime.generators.http_wire import Endpoint, ServerError
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["HTTPGenerator", "ServerError"]
+
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+MAX_WAIT = 60.0  # the longest pause between two tries, whatever the server asks
+TEMPLATE_BYTES = 24  # per message, for the chat template's role markers in the estimate
+
+
+class HTTPGenerator(Generator):
+    """The policy behind an OpenAI-compatible server.
+
+    Args:
+        base_url: the API root, e.g. `http://127.0.0.1:8000/v1`.
+        model: the model name the server knows.
+        n_params: parameters of the served model, for FLOPs (0: FLOPs are not counted).
+        api_key_env: the environment variable holding the API key (sent as a Bearer token).
+        endpoint: "chat" (`/chat/completions`) or "completions" (a plain-text prompt).
+        supports_n: whether the server takes n > 1 (None: try, and remember a refusal).
+        transport: an httpx transport in place of the network (tests, an in-process app).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        n_params: int = 0,
+        api_key_env: str = "OPENAI_API_KEY",
+        endpoint: Endpoint = "chat",
+        max_concurrency: int = 16,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 300.0,
+        retries: int = 4,
+        backoff: float = 0.5,
+        supports_n: bool | None = None,
+        transport: Any = None,
+    ) -> None:
+        _check(base_url, model, endpoint, max_concurrency, connect_timeout, read_timeout)
+        if retries < 0 or backoff < 0 or n_params < 0:
+            raise ConfigError("retries, backoff and n_params must be >= 0")
+        httpx = _httpx()
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.name = f"{model}@{self.base_url}"
+        self.n_params = n_params
+        self.endpoint: Endpoint = endpoint
+        self.supports_n = supports_n
+        self.retries = retries
+        self.backoff = backoff
+        self.read_timeout = read_timeout
+        self.api_key_env = api_key_env
+        self._key = os.environ.get(api_key_env, "")  # never logged, shown or sent in a body
+        self._client = httpx.AsyncClient(
+            headers={"Authorization": f"Bearer {self._key}"} if self._key else {},
+            timeout=httpx.Timeout(
+                connect=connect_timeout, read=read_timeout, write=read_timeout, pool=read_timeout
+            ),
+            limits=httpx.Limits(max_connections=max_concurrency),
+            transport=transport,
+        )
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._seen_ratio = 0.0  # the most prompt tokens per byte the server reported
+        self._tokens_per_byte = 1.0
+
+    @classmethod
+    def from_url(cls, url: str, **opts: Any) -> HTTPGenerator:
+        """From `http://HOST:PORT/v1#MODEL` (how the CLI and the lab name a served model)."""
+        base, sep, model = url.rpartition("#")
+        if not sep or not base or not model:
+            raise ConfigError(
+                f"{url!r} names no model; write the server's API root, '#', and the model "
+                "name, e.g. http://127.0.0.1:8000/v1#Qwen/Qwen2.5-0.5B-Instruct"
+            )
+        return cls(base, model, **opts)
+
+    def __repr__(self) -> str:
+        return f"HTTPGenerator(model={self.model!r}, base_url={self.base_url!r})"
+
+    def count_prompt_tokens(self, request: Request) -> int:
+        """An estimate that errs high, to reserve budget before a call (there is no tokenizer
+        for a remote model): the prompt's UTF-8 bytes plus room for the chat template (a
+        byte-level tokenizer makes at most one token per byte) until the server reports
+        real counts, then 1.25 x the most tokens per byte it reported."""
+        return max(1, math.ceil(_bytes(request) * self._tokens_per_byte))
+
+    async def generate(self, request: Request) -> Generation:
+        started = time.perf_counter()
+        replies = await self._replies(request)
+        comps = tuple(c for r in replies for c in r.completions)[: request.n]
+        cost = sum((r.cost for r in replies), Cost())
+        if not any(r.adopted for r in replies):  # an adopted ledger keeps upstream's seconds
+            cost = replace(cost, seconds=time.perf_counter() - started)
+        return Generation(comps, cost)
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- n samples: one request, or one per sample -----------------------------------------
+    async def _replies(self, request: Request) -> list[wire.Reply]:
+        if request.n == 1 or self.supports_n is False:
+            return await self._fan_out(request, 0, request.n)
+        try:
+            first = await self._call(request, request.n, 0)
+        except ServerError as exc:
+            if not wire.refuses_n(exc):
+                raise
+            self.supports_n = False
+            return await self._fan_out(request, 0, request.n)
+        got = len(first.completions)
+        self.supports_n = got >= request.n
+        if got >= request.n:
+            return [first]
+        return [first, *await self._fan_out(request, got, request.n - got)]
+
+    async def _fan_out(self, request: Request, start: int, count: int) -> list[wire.Reply]:
+        """Samples start.. start+count-1, one request each, concurrently."""
+        tasks = [asyncio.ensure_future(self._call(request, 1, start + i)) for i in range(count)]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
+    async def _call(self, request: Request, n: int, offset: int) -> wire.Reply:
+        """One request for samples offset.. of the request's seeded stream."""
+        seed = None if request.seed is None else request.seed + request.first_index + offset
+        data = await self._post(wire.body(request, self.model, self.endpoint, n, seed))
+        reply = wire.parse_reply(
+            data,
+            request,
+            endpoint=self.endpoint,
+            n_params=self.n_params,
+            url=self._url(),
+            estimate=lambda text: max(1, math.ceil(len(text.encode()) * self._tokens_per_byte)),
+            prompt_estimate=self.count_prompt_tokens(request),
+        )
+        if reply.prompt_tokens and not reply.adopted:
+            self._seen_ratio = max(self._seen_ratio, reply.prompt_tokens / _bytes(request))
+            self._tokens_per_byte = min(1.0, 1.25 * self._seen_ratio)
+        return reply
+
+    # -- one HTTP request, with retries ----------------------------------------------------
+    def _url(self) -> str:
+        return f"{self.base_url}/{wire.PATHS[self.endpoint]}"
+
+    async def _post(self, body: dict[str, Any]) -> Any:
+        import httpx
+
+        url = self._url()
+        failure: httpx.Response | httpx.TransportError | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(self._wait(attempt - 1, failure))
+            async with self._slots:
+                try:
+                    response = await self._client.post(url, json=body)
+                except httpx.TransportError as exc:  # refused, reset, timed out
+                    failure = exc
+                    continue
+            if response.status_code < 400:
+                return self._json(response, url)
+            if response.status_code not in RETRY_STATUS:
+                raise self._refused(response, url, body)
+            failure = response
+        raise self._gave_up(failure, url)
+
+    def _wait(self, attempt: int, failure: object) -> float:
+        """Retry-After when the server sent one, else exponential backoff with jitter."""
+        headers = getattr(failure, "headers", None)
+        asked = wire.retry_after(headers.get("retry-after")) if headers is not None else None
+        if asked is not None:
+            return min(asked, MAX_WAIT)
+        return min(MAX_WAIT, self.backoff * 2.0**attempt * (0.5 + random.random()))
+
+    def _json(self, response: httpx.Response, url: str) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise self._error(
+                f"the server at {url} answered {response.status_code} with something that is "
+                f"not JSON ({response.text[:200]!r}); is base_url its OpenAI API root "
+                "(usually ending in /v1)?",
+                response.status_code,
+            ) from None
+
+    def _refused(self, response: httpx.Response, url: str, body: dict[str, Any]) -> ServerError:
+        status, detail = response.status_code, wire.error_detail(response.text)
+        said = f"({status}: {detail})"
+        if status in (401, 403):
+            sent = "" if self._key else f"; no key was sent: ${self.api_key_env} is not set"
+            msg = (
+                f"the server at {url} refused the API key {said}{sent}; set OPENAI_API_KEY "
+                f"(or the variable named by api_key_env, here {self.api_key_env})"
+            )
+        elif status == 404:
+            msg = (
+                f"the server at {url} found no such thing {said}; check that base_url is its "
+                f"OpenAI API root (usually ending in /v1), that it serves the model "
+                f"{self.model!r}, and that it has the {self.endpoint} endpoint"
+            )
+        else:
+            msg = f"the server at {url} rejected the request {said}"
+            if body.get("continue_final_message"):
+                msg += (
+                    "; continuing a partial answer needs a server that honours "
+                    "continue_final_message (vLLM, testtime serve)"
+                )
+        return self._error(msg, status, detail)
+
+    def _gave_up(self, failure: object, url: str) -> ServerError:
+        import httpx
+
+        tries = f"{self.retries + 1} {'try' if not self.retries else 'tries'}"
+        if isinstance(failure, httpx.ConnectError | httpx.ConnectTimeout):
+            return self._error(
+                f"could not reach the OpenAI-compatible server at {url} "
+                f"({type(failure).__name__}: {failure}; {tries}); is it running? check the "
+                "address (--model http://HOST:PORT/v1#MODEL, or the server's --upstream)"
+            )
+        if isinstance(failure, httpx.TimeoutException):
+            return self._error(
+                f"the server at {url} did not answer within {self.read_timeout:g} s ({tries}); "
+                "it may be overloaded or the generation too long: raise read_timeout or "
+                "lower max_tokens"
+            )
+        if isinstance(failure, httpx.Response):
+            detail = wire.error_detail(failure.text)
+            return self._error(
+                f"the server at {url} failed {tries} (last: {failure.status_code}: {detail}); "
+                "it may be overloaded or down: try again later or lower max_concurrency",
+                failure.status_code,
+                detail,
+            )
+        return self._error(f"the connection to {url} failed ({failure!r}; {tries})")
+
+    def _error(self, message: str, status: int | None = None, detail: str = "") -> ServerError:
+        """A ServerError with the API key cut out, even where the server echoed it."""
+        if self._key:
+            message, detail = message.replace(self._key, "***"), detail.replace(self._key, "***")
+        return ServerError(message, status, detail)
+
+
+def _bytes(request: Request) -> int:
+    """The rendered prompt's UTF-8 bytes plus room for a chat template's special tokens."""
+    template = TEMPLATE_BYTES * (len(request.messages) + 1)
+    return len(wire.render_prompt(request).encode()) + template
+
+
+def _check(
+    base_url: str, model: str, endpoint: str, concurrency: int, connect: float, read: float
+) -> None:
+    if not base_url.startswith(("http://", "https://")):
+        raise ConfigError(f"base_url {base_url!r} must start with http:// or https://")
+    if not model:
+        raise ConfigError("model must name the model the server serves")
+    if endpoint not in wire.PATHS:
+        raise ConfigError(f"endpoint {endpoint!r} is not allowed; use chat or completions")
+    if concurrency < 1:
+        raise ConfigError(f"max_concurrency must be >= 1, got {concurrency}")
+    if not (connect > 0 and read > 0):
+        raise ConfigError("connect_timeout and read_timeout must be > 0 seconds")
+
+
+def _httpx() -> Any:
+    try:
+        import httpx
+    except ImportError:
+        raise ConfigError(
+            "the HTTP generator needs httpx; install it with `pip install 'testtime[http]'`"
+        ) from None
+    return httpx

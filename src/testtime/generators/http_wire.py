@@ -1,0 +1,293 @@
+"""The OpenAI wire format of the HTTP generator: request bodies in, completions and costs out.
+
+Pure functions without I/O, so every convention is pinned by a test without a server:
+
+- Continuing a partial assistant text: the chat plus a final assistant message holding the
+  prefix, with vLLM's `continue_final_message: true, add_generation_prompt: false` (which
+  `testtime serve` honours too); a server that echoes the prefix gets it cut off again.
+- The completions endpoint gets a plain rendering of the chat (`render_prompt`).
+- Finish reasons: "length" is "length". "stop" is "stop" when the server names the matched
+  stop string (vLLM's `stop_reason`, SGLang's `matched_stop`) and "eos" when it names none
+  or a token id. A server that does not say (OpenAI, Ollama, llama.cpp) gets "stop" if the
+  request had stop strings: mistaking an ended step for a finished answer would end a
+  search early, while the converse costs one more short call that ends at once. Anything
+  else ("content_filter", ...) is "eos".
+- Cost: `usage` in real tokens (cached prompt tokens apart); a `usage["testtime"]` object is
+  the upstream testtime server's own ledger and is adopted as it is, so costs add up across
+  a proxy hop. Without `usage`, tokens are estimated (see `HTTPGenerator`).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from testtime.core.cost import Cost
+from testtime.core.errors import TesttimeError
+from testtime.core.types import Completion, FinishReason, Request
+
+Endpoint = Literal["chat", "completions"]
+PATHS: dict[str, str] = {"chat": "chat/completions", "completions": "completions"}
+
+
+class ServerError(TesttimeError):
+    """The server could not be reached, refused the request, or answered nonsense."""
+
+    def __init__(self, message: str, status: int | None = None, detail: str = "") -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status, when the server answered at all
+        self.detail = detail  # the server's own error message
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One HTTP answer, parsed: its completions, its cost, and where the cost came from."""
+
+    completions: tuple[Completion, ...]
+    cost: Cost
+    adopted: bool  # the cost is the upstream testtime server's own ledger
+    prompt_tokens: int | None  # as the server reported them (None: it did not say)
+
+
+# -- requests ------------------------------------------------------------------------------
+def render_prompt(request: Request) -> str:
+    """The plain prompt for the completions endpoint: a lone user message as it is (a base
+    model continues the text), else `Role: content` blocks and an `Assistant:` cue; the
+    prefix follows directly."""
+    msgs = request.messages
+    if len(msgs) == 1 and msgs[0].role == "user":
+        return msgs[0].content + request.prefix
+    chat = "\n\n".join(f"{m.role.capitalize()}: {m.content}" for m in msgs)
+    return f"{chat}\n\nAssistant: {request.prefix}"
+
+
+def body(
+    request: Request, model: str, endpoint: Endpoint, n: int, seed: int | None
+) -> dict[str, Any]:
+    """The JSON body asking for `n` samples of the request (seeded with `seed`)."""
+    out: dict[str, Any] = {
+        "model": model,
+        "max_tokens": request.max_tokens,
+        "temperature": request.temperature,
+        "top_p": request.top_p,
+    }
+    if n > 1:
+        out["n"] = n
+    if request.stop:
+        out["stop"] = list(request.stop)
+    if seed is not None:
+        out["seed"] = seed
+    want_logprobs = request.logprobs or request.top_logprobs > 0
+    if endpoint == "completions":
+        out["prompt"] = render_prompt(request)
+        if want_logprobs:
+            out["logprobs"] = request.top_logprobs
+        return out
+    out["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
+    if request.prefix:
+        out["messages"].append({"role": "assistant", "content": request.prefix})
+        out["continue_final_message"] = True
+        out["add_generation_prompt"] = False
+    if want_logprobs:
+        out["logprobs"] = True
+        if request.top_logprobs:
+            out["top_logprobs"] = request.top_logprobs
+    return out
+
+
+# -- replies -------------------------------------------------------------------------------
+def parse_reply(
+    data: Any,
+    request: Request,
+    *,
+    endpoint: Endpoint,
+    n_params: int,
+    url: str,
+    estimate: Callable[[str], int],
+    prompt_estimate: int,
+) -> Reply:
+    """Completions and cost from a decoded JSON answer; `estimate` counts a text's tokens
+    and `prompt_estimate` stands in for the prompt when the server sends no `usage`."""
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if (
+        not isinstance(choices, list)
+        or not choices
+        or not all(isinstance(c, dict) for c in choices)
+    ):
+        raise ServerError(
+            f"the server at {url} answered without a list of 'choices' ({str(data)[:200]!r}); "
+            "is it an OpenAI-compatible server, and is base_url its API root (usually .../v1)?"
+        )
+    choices = sorted(choices, key=lambda c: _count(c, "index") or 0)
+    parsed = [_choice(c, request, endpoint, url) for c in choices]
+    usage = data.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    prompt, total = _count(usage, "prompt_tokens"), _count(usage, "completion_tokens")
+    if total is None:
+        counts = [len(lp) if lp else estimate(text) for text, _, lp, _ in parsed]
+    else:
+        counts = split_tokens(total, parsed, request.max_tokens)
+    comps = tuple(
+        Completion(
+            text, prompt if prompt is not None else prompt_estimate, k, finish, lp, None, top
+        )
+        for (text, finish, lp, top), k in zip(parsed, counts, strict=True)
+    )
+    if "testtime" in usage:
+        return Reply(comps, cost_from_dict(usage["testtime"], url), True, prompt)
+    cached = _cached(usage) if prompt is not None else 0
+    recomputed = (prompt if prompt is not None else prompt_estimate) - cached
+    cost = Cost.of_generation(n_params, recomputed, cached, sum(counts), len(comps))
+    return Reply(comps, cost, False, prompt)
+
+
+_Parsed = tuple[str, FinishReason, tuple[float, ...] | None, tuple[Mapping[str, float], ...] | None]
+
+
+def _choice(c: dict[str, Any], request: Request, endpoint: Endpoint, url: str) -> _Parsed:
+    """One choice's text (an echoed prefix cut off), finish reason and logprobs."""
+    if endpoint == "chat":
+        message = c.get("message")
+        text = message.get("content") if isinstance(message, dict) else None
+    else:
+        text = c.get("text")
+    if not isinstance(text, str | None):
+        raise ServerError(f"the server at {url} answered a choice without text: {str(c)[:200]!r}")
+    text = text or ""
+    if request.prefix and text.startswith(request.prefix):
+        text = text[len(request.prefix) :]
+    try:
+        lp, top = parse_logprobs(c.get("logprobs"), request.top_logprobs)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ServerError(
+            f"the server at {url} sent logprobs that cannot be read ({type(exc).__name__}: "
+            f"{exc}): {str(c.get('logprobs'))[:200]!r}"
+        ) from None
+    return text, finish_reason(c, request), lp, top
+
+
+def finish_reason(choice: Mapping[str, Any], request: Request) -> FinishReason:
+    """The finish reason by the rule in the module docstring."""
+    raw = choice.get("finish_reason")
+    if raw == "length":
+        return "length"
+    if raw != "stop":
+        return "eos"
+    for key in ("stop_reason", "matched_stop"):  # vLLM and testtime; SGLang
+        if key in choice:
+            return "stop" if isinstance(choice[key], str) else "eos"
+    return "stop" if request.stop else "eos"
+
+
+def parse_logprobs(
+    raw: Any, k: int
+) -> tuple[tuple[float, ...] | None, tuple[Mapping[str, float], ...] | None]:
+    """Chosen-token logprobs and top-k maps, from the chat (`content: [...]`) or the legacy
+    completions (`token_logprobs`, `top_logprobs`) layout; (None, None) when absent."""
+    if not isinstance(raw, dict):
+        return None, None
+    if isinstance(raw.get("content"), list):
+        items = [t for t in raw["content"] if isinstance(t, dict)]
+        lps = [float(t.get("logprob", -math.inf)) for t in items]
+        tops = [
+            {e["token"]: float(e["logprob"]) for e in t.get("top_logprobs") or []} for t in items
+        ]
+    else:
+        lps = [float(x) if x is not None else -math.inf for x in raw.get("token_logprobs") or []]
+        tops = [{s: float(v) for s, v in (t or {}).items()} for t in raw.get("top_logprobs") or []]
+    return (tuple(lps) or None), (tuple(tops) if k and tops else None)
+
+
+def split_tokens(total: int, parsed: Sequence[_Parsed], max_tokens: int) -> list[int]:
+    """Per-choice generated tokens that add up to the server's total: a choice cut by
+    max_tokens generated exactly that many, the others share the rest in proportion to
+    their logprob counts (exact when present) or text lengths."""
+    if len(parsed) == 1:
+        return [total]
+    fixed = [max_tokens if finish == "length" else None for _, finish, _, _ in parsed]
+    weights = [len(lp) if lp else len(t.encode()) + 1 for t, _, lp, _ in parsed]
+    free = [i for i, f in enumerate(fixed) if f is None]
+    rest = max(0, total - sum(f for f in fixed if f is not None))
+    mass = sum(weights[i] for i in free) or 1
+    shares = {i: rest * weights[i] / mass for i in free}
+    counts = {i: math.floor(s) for i, s in shares.items()}
+    by_remainder = sorted(free, key=lambda i: counts[i] - shares[i])  # largest remainder first
+    for i in by_remainder[: rest - sum(counts.values())]:
+        counts[i] += 1
+    return [f if f is not None else counts[i] for i, f in enumerate(fixed)]
+
+
+def cost_from_dict(raw: Any, url: str) -> Cost:
+    """A `Cost` from the dict a testtime server puts in `usage["testtime"]` (unknown keys
+    are ignored, missing ones are 0)."""
+    if not isinstance(raw, dict):
+        raise ServerError(f"the server at {url} sent usage.testtime that is not an object")
+    values: dict[str, Any] = {}
+    for f in fields(Cost):
+        v = raw.get(f.name, 0)
+        if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
+            raise ServerError(
+                f"the server at {url} sent usage.testtime.{f.name} = {v!r}; "
+                "it must be a number >= 0"
+            )
+        values[f.name] = int(v) if isinstance(f.default, int) else float(v)
+    return Cost(**values)
+
+
+def _cached(usage: Mapping[str, Any]) -> int:
+    details = usage.get("prompt_tokens_details")
+    cached = _count(details, "cached_tokens") if isinstance(details, dict) else None
+    return min(cached or 0, _count(usage, "prompt_tokens") or 0)
+
+
+def _count(d: Mapping[str, Any], key: str) -> int | None:
+    v = d.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+# -- errors and retries --------------------------------------------------------------------
+def error_detail(text: str) -> str:
+    """The server's own error message out of an error body (OpenAI, vLLM, FastAPI, llama.cpp)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text.strip()[:300]
+    if isinstance(data, dict):
+        err = data.get("error")
+        for found in (
+            err.get("message") if isinstance(err, dict) else err,
+            data.get("message"),
+            data.get("detail"),
+        ):
+            if found:
+                return str(found)[:300]
+    return text.strip()[:300]
+
+
+def refuses_n(error: ServerError) -> bool:
+    """Whether a 400/422 says the server does not take n > 1 (llama.cpp: 'Only one
+    completion choice is allowed'; others name the field n)."""
+    return error.status in (400, 422) and bool(re.search(r"\bn\b|choice", error.detail, re.I))
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds to wait from a Retry-After header (seconds or an HTTP date), if any."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())

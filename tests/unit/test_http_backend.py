@@ -262,9 +262,11 @@ async def test_usage_becomes_cost_with_cached_prompt_tokens_apart(open_gen: Any)
 
 
 async def test_a_testtime_upstreams_cost_is_adopted_so_costs_add_up(open_gen: Any) -> None:
+    names = ("prompt_tokens", "cached_prompt_tokens", "generated_tokens", "samples")
+    names += ("generator_calls", "verifier_calls", "verifier_tokens", "flops", "seconds")
     ledgers = [
-        Cost(20, 5, 40, 4, 3, 4, 120, 1.5e6, 2.0),
-        Cost(22, 0, 35, 4, 2, 4, 100, 1.2e6, 1.5),
+        Cost(**dict(zip(names, (20, 5, 40, 4, 3, 4, 120, 1.5e6, 2.0), strict=True))),
+        Cost(**dict(zip(names, (22, 0, 35, 4, 2, 4, 100, 1.2e6, 1.5), strict=True))),
     ]
 
     def reply(body: dict[str, Any]) -> dict[str, Any]:

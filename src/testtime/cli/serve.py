@@ -1,0 +1,97 @@
+"""`testtime serve`: test-time scaling behind an OpenAI-compatible API."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from testtime.cli import app
+from testtime.cli.common import DEFAULT_MODEL, err, load_model, positive
+from testtime.core.budget import Budget
+from testtime.core.errors import ConfigError
+from testtime.generators.base import Generator
+
+MODEL_HELP = "packaged model name, a local model directory or .gguf file, or 'fake'"
+BUDGET_HELP = "the most any request may spend (and the budget of requests naming none)"
+
+
+@app.command()
+def serve(
+    model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)] = DEFAULT_MODEL,
+    upstream: Annotated[
+        str | None,
+        typer.Option(help="proxy to this OpenAI-compatible server, e.g. http://host:8000/v1"),
+    ] = None,
+    upstream_model: Annotated[str | None, typer.Option(help="the upstream's model name")] = None,
+    upstream_params: Annotated[
+        int, typer.Option(help="the upstream model's parameter count, for FLOPs")
+    ] = 0,
+    name: Annotated[str | None, typer.Option(help="the model name clients use")] = None,
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    max_queue: Annotated[int, typer.Option(help="requests admitted (running + waiting)")] = 64,
+    max_concurrent: Annotated[int, typer.Option(help="requests running at once")] = 16,
+    deadline: Annotated[
+        float, typer.Option(help="seconds a request may take, queue included")
+    ] = 300.0,
+    max_budget: Annotated[str, typer.Option(help=BUDGET_HELP)] = "64 samples",
+    max_tokens: Annotated[int, typer.Option(help="the most new tokens per sample")] = 4096,
+    keys: Annotated[
+        Path | None,
+        typer.Option(help='JSON file of API keys: {"KEY": {"name": "alice", "cap_tokens": N}}'),
+    ] = None,
+    drain: Annotated[
+        int, typer.Option(help="seconds to finish in-flight requests at shutdown")
+    ] = 30,
+    allow_file_verifiers: Annotated[
+        bool, typer.Option(help="let requests name verifiers that load local files (prm, probe)")
+    ] = False,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Serve a model over the OpenAI chat-completions API, with any strategy per request."""
+    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
+        raise ConfigError("serving needs fastapi and uvicorn; pip install 'testtime[serve]'")
+    from testtime.server import Settings
+    from testtime.server import serve as run_server
+    from testtime.server.limits import Keys
+
+    for value, flag in (
+        (max_queue, "--max-queue"),
+        (max_concurrent, "--max-concurrent"),
+        (max_tokens, "--max-tokens"),
+        (port, "--port"),
+    ):
+        positive(value, flag)
+    if not deadline > 0:
+        raise ConfigError(f"--deadline must be a positive number of seconds, got {deadline}")
+    if (upstream is None) != (upstream_model is None):
+        raise ConfigError("--upstream and --upstream-model go together; give both or neither")
+    settings = Settings(
+        model=name or upstream_model or model,
+        max_queue=max_queue,
+        max_concurrent=max_concurrent,
+        deadline=deadline,
+        max_budget=Budget.parse(max_budget),
+        max_tokens=max_tokens,
+        allow_file_verifiers=allow_file_verifiers,
+        keys=Keys.load(keys) if keys is not None else None,
+        upstream=upstream,
+    )
+    generator = _generator(model, upstream, upstream_model, upstream_params, device)
+    where = f"upstream {upstream} ({upstream_model})" if upstream else model
+    err.print(f"serving {settings.model!r} from {where} on http://{host}:{port}/v1")
+    run_server(settings, generator, host=host, port=port, drain=drain, log_level=log_level)
+
+
+def _generator(
+    model: str, upstream: str | None, upstream_model: str | None, n_params: int, device: str | None
+) -> Generator:
+    if upstream is None or upstream_model is None:
+        return load_model(model, device=device)
+    from testtime.generators.http import HTTPGenerator
+
+    return HTTPGenerator(upstream, upstream_model, n_params=n_params)

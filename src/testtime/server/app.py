@@ -1,0 +1,176 @@
+"""The OpenAI-compatible app: `/v1/chat/completions`, `/v1/models`, `/health`, and
+`/v1/testtime/stats`; `serve` runs it under uvicorn.
+
+Each chat request is checked (plan), admitted or refused (limits), and run as its own task
+(work); the handler races that task against the client's disconnect, as vLLM's
+`with_cancellation` does (polling `request.is_disconnected` misses disconnects), and a
+stream cancels it when the response ends. On shutdown uvicorn stops accepting, lets
+in-flight requests finish for `drain` seconds, then the lifespan cancels what is left and
+closes the generator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.types import Receive
+
+from testtime.core.errors import TesttimeError
+from testtime.generators.base import Generator
+from testtime.server import errors
+from testtime.server.errors import ApiError
+from testtime.server.limits import BodyLimit, Key
+from testtime.server.plan import FILE_VERIFIERS, Plain, Strategic, plan
+from testtime.server.progress import Metered, Observed
+from testtime.server.schemas import ChatRequest
+from testtime.server.settings import Settings
+from testtime.server.stream import EventStream
+from testtime.server.work import Job, Jobs, build_verifier
+from testtime.strategies.base import STRATEGIES
+from testtime.verifiers.base import Verifier
+
+log = logging.getLogger("testtime.server")
+
+
+def create_app(settings: Settings, generator: Generator) -> FastAPI:
+    """The server's app around `generator`, which it owns and closes at shutdown."""
+    metered = Metered(generator)
+    jobs = Jobs(settings, metered)
+    started = int(time.time())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        jobs.admission.closing = True
+        await jobs.cancel_all()  # what the drain did not finish
+        await metered.aclose()
+
+    app = FastAPI(
+        title="testtime",
+        summary="Test-time scaling behind an OpenAI-compatible API",
+        lifespan=lifespan,
+    )
+    app.state.jobs = jobs
+    errors.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+
+    def authorize(request: Request) -> Key | None:
+        if settings.keys is None:
+            return None
+        return settings.keys.check(request.headers.get("authorization"))
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        """Liveness: the server answers; how many requests it holds."""
+        return {
+            "status": "closing" if jobs.admission.closing else "ok",
+            "model": settings.model,
+            "upstream": settings.upstream,
+            "admitted": jobs.admission.admitted,
+            "running": jobs.admission.running,
+            "tasks": len(jobs.tasks),
+        }
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        """The served model, and the model under every strategy (STRATEGY@MODEL)."""
+        authorize(request)
+        entry = {"object": "model", "created": started, "owned_by": "testtime"}
+        data: list[dict[str, Any]] = [{"id": settings.model, **entry}]
+        for name in STRATEGIES.names():
+            about = {
+                "strategy": name,
+                "summary": STRATEGIES.get(name).summary,
+                "params": STRATEGIES.defaults(name),
+            }
+            data.append({"id": f"{name}@{settings.model}", **entry, "testtime": about})
+        return {"object": "list", "data": data}
+
+    @app.get("/v1/testtime/stats")
+    async def stats(request: Request) -> dict[str, Any]:
+        """Requests admitted, running and done; the generator's calls and total cost."""
+        authorize(request)
+        return jobs.stats()
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(body: ChatRequest, request: Request) -> Response:
+        """A chat completion; with a strategy (testtime.strategy or STRATEGY@MODEL), the
+        strategy's answer, with its cost itemised in usage.testtime."""
+        key = authorize(request)
+        the_plan = plan(body, settings)
+        verifier = await _verifier(the_plan, metered)
+        job = Job(the_plan, Observed(metered), body.model, key, verifier)
+        task = jobs.start(job)
+        if body.stream:
+            include = bool(body.stream_options and body.stream_options.include_usage)
+            return EventStream(job, include)
+        if not await _finished(task, request.receive):
+            jobs.counts["disconnected"] += 1
+            return Response(status_code=499)  # nobody is listening any more
+        try:
+            return JSONResponse(task.result())
+        except Exception as exc:  # answered here: a bug must not reach uvicorn as a crash
+            return errors.from_exception(exc).response()
+
+    return app
+
+
+async def _verifier(the_plan: Plain | Strategic, generator: Generator) -> Verifier | None:
+    if not isinstance(the_plan, Strategic) or the_plan.verifier is None:
+        return None
+    try:
+        if the_plan.verifier.name in FILE_VERIFIERS:  # loads a model: keep the loop free
+            return await asyncio.to_thread(build_verifier, the_plan.verifier, generator)
+        return build_verifier(the_plan.verifier, generator)
+    except ApiError:
+        raise
+    except TesttimeError as e:
+        raise ApiError(400, str(e), param="testtime.verifier") from None
+
+
+async def _finished(task: asyncio.Task[Any], receive: Receive) -> bool:
+    """Wait for the task; cancel it and return False if the client disconnects first."""
+    gone = asyncio.create_task(_disconnect(receive))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():  # the client left, or this handler itself was cancelled
+            task.cancel()
+    return not task.cancelled()
+
+
+async def _disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+def serve(
+    settings: Settings,
+    generator: Generator,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    drain: int = 30,
+    log_level: str = "info",
+) -> None:
+    """Serve until SIGINT/SIGTERM; then drain in-flight requests for up to `drain` s."""
+    import uvicorn
+
+    app = create_app(settings, generator)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        timeout_graceful_shutdown=max(0, drain),
+        log_level=log_level,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()

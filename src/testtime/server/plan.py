@@ -1,0 +1,262 @@
+"""From a chat request to what to run: a plain model call, or a strategy on a problem.
+
+Everything a request asks for is checked here, before any work or queueing: the model
+name, the strategy and its parameters (through the registry, which lists what exists),
+the budget against the server's maximum, the verifier, and the sampling fields. Every
+refusal is an ApiError naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from testtime.core.budget import UNITS, Budget
+from testtime.core.errors import ConfigError
+from testtime.core.registry import Spec, parse_params
+from testtime.core.types import Message, Problem, Request
+from testtime.server.errors import ApiError
+from testtime.server.schemas import BudgetObject, ChatMessage, ChatRequest, VerifierObject
+from testtime.server.settings import DEFAULT_MAX_TOKENS, Settings
+from testtime.strategies.base import STRATEGIES
+from testtime.verifiers.base import VERIFIERS
+
+T = TypeVar("T")
+FILE_VERIFIERS = ("prm", "probe")  # they load a path named in their parameters
+
+
+@dataclass(frozen=True)
+class Plain:
+    """No strategy: the request's n samples straight from the generator."""
+
+    request: Request
+
+
+@dataclass(frozen=True)
+class Strategic:
+    """A strategy run on one problem under a budget."""
+
+    problem: Problem
+    spec: Spec
+    budget: Budget
+    verifier: Spec | None
+    max_tokens: int
+    seed: int
+
+
+def plan(body: ChatRequest, settings: Settings) -> Plain | Strategic:
+    """What to run for `body`; an ApiError (400, or 404 for an unknown model) if not allowed."""
+    named = strategy_in_model(body.model, settings.model)
+    opts = body.testtime
+    if len(body.messages) > settings.max_messages:
+        raise bad(f"at most {settings.max_messages} messages are allowed", "messages")
+    max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS
+    if max_tokens > settings.max_tokens:
+        raise bad(
+            f"max_tokens {max_tokens} is above this server's {settings.max_tokens}", "max_tokens"
+        )
+    if body.top_logprobs and not body.logprobs:
+        raise bad("top_logprobs needs logprobs: true", "top_logprobs")
+    if opts is None or (opts.strategy is None and named is None):
+        if opts is not None and (opts.params or opts.budget is not None or opts.verifier):
+            raise bad(
+                "testtime.params, budget and verifier need a strategy: set testtime.strategy "
+                f"or name the model STRATEGY@{settings.model}",
+                "testtime.strategy",
+            )
+        if named is None:
+            return plain(body, settings, max_tokens)
+    return strategic(body, settings, named, max_tokens)
+
+
+def strategy_in_model(model: str, served: str) -> tuple[str, dict[str, Any]] | None:
+    """The strategy named in 'STRATEGY[:k=v,...]@MODEL' (None for plain 'MODEL')."""
+    if model == served:
+        return None
+    if not model.endswith("@" + served) or len(model) == len(served) + 1:
+        raise ApiError(
+            404,
+            f"unknown model {model!r}; this server serves {served!r}, also as "
+            f"STRATEGY@{served} or STRATEGY:k=v,k=v@{served} (e.g. self_consistency:n=8@"
+            f"{served}); GET /v1/models lists them",
+            param="model",
+            code="model_not_found",
+        )
+    head = model[: -len(served) - 1]
+    name, _, params = head.partition(":")
+    try:
+        return name.strip(), parse_params([p for p in params.split(",") if p.strip()])
+    except ConfigError as e:
+        raise bad(f"model {model!r}: {e}", "model") from None
+
+
+def plain(body: ChatRequest, settings: Settings, max_tokens: int) -> Plain:
+    messages, prefix = chat(body.messages, body)
+    cap = settings.max_budget
+    most = cap.samples or 128
+    if body.n > most:
+        raise bad(f"n {body.n} is above this server's maximum of {most} samples", "n")
+    if cap.tokens is not None and body.n * max_tokens > cap.tokens:
+        raise bad(
+            f"n x max_tokens = {body.n * max_tokens} is above this server's maximum of "
+            f"{cap.tokens} tokens per request; lower n or max_tokens",
+            "max_tokens",
+        )
+    try:
+        request = Request(
+            messages,
+            prefix=prefix,
+            n=body.n,
+            max_tokens=max_tokens,
+            temperature=1.0 if body.temperature is None else body.temperature,
+            top_p=1.0 if body.top_p is None else body.top_p,
+            stop=stops(body),
+            seed=body.seed,
+            logprobs=body.logprobs,
+            top_logprobs=body.top_logprobs or 0,
+        )
+    except ConfigError as e:
+        raise bad(str(e)) from None
+    return Plain(request)
+
+
+def chat(raw: list[ChatMessage], body: ChatRequest) -> tuple[tuple[Message, ...], str]:
+    """The messages, and the text to continue (vLLM's continue_final_message)."""
+    messages = tuple(Message("system" if m.role == "developer" else m.role, m.text()) for m in raw)
+    prefix = ""
+    if body.continue_final_message:
+        if body.add_generation_prompt:
+            raise bad(
+                "continue_final_message needs add_generation_prompt: false", "add_generation_prompt"
+            )
+        if messages[-1].role != "assistant" or len(messages) < 2:
+            raise bad(
+                "continue_final_message continues the last message, which must be an "
+                "assistant message after at least one other",
+                "messages",
+            )
+        messages, prefix = messages[:-1], messages[-1].content
+    elif not body.add_generation_prompt:
+        raise bad(
+            "add_generation_prompt: false is supported only with continue_final_message: true",
+            "add_generation_prompt",
+        )
+    if not any(m.content.strip() for m in messages) and not prefix.strip():
+        raise bad("the messages hold no text; give the model something to answer", "messages")
+    return messages, prefix
+
+
+def stops(body: ChatRequest) -> tuple[str, ...]:
+    found = body.stops()
+    if len(found) > 16 or any(not s for s in found):
+        raise bad("stop must be at most 16 non-empty strings", "stop")
+    return found
+
+
+def strategic(
+    body: ChatRequest, settings: Settings, named: tuple[str, dict[str, Any]] | None, max_tokens: int
+) -> Strategic:
+    opts = body.testtime
+    name = opts.strategy if opts is not None and opts.strategy is not None else None
+    if named is not None and name is not None and named[0] != name:
+        raise bad(
+            f"the model name picks strategy {named[0]!r} but testtime.strategy says "
+            f"{name!r}; give one",
+            "testtime.strategy",
+        )
+    name = name or (named[0] if named else "")
+    params = {**(named[1] if named else {}), **(opts.params if opts else {})}
+    for field, given in (
+        ("n", body.n != 1),
+        ("stop", bool(body.stops())),
+        ("logprobs", body.logprobs),
+        ("continue_final_message", body.continue_final_message),
+    ):
+        if given:
+            raise bad(
+                f"{field} is not supported with a strategy, which returns one answer; "
+                "set sampling through the strategy's parameters (testtime.params)",
+                field,
+            )
+    if not name:
+        raise bad(
+            f"testtime.strategy is empty; available: {', '.join(STRATEGIES.names())}",
+            "testtime.strategy",
+        )
+    spec = checked(lambda: STRATEGIES.spec(name, params), "testtime.strategy")
+    too_big(spec, settings.max_param)
+    messages, _ = chat(body.messages, body)
+    problem = checked(lambda: Problem(messages), "messages")
+    raw_budget = opts.budget if opts is not None else None
+    budget = within(
+        checked(lambda: parse_budget(raw_budget), "testtime.budget"), settings.max_budget
+    )
+    verifier = verifier_spec(opts.verifier if opts else None, settings)
+    return Strategic(problem, spec, budget, verifier, max_tokens, body.seed or 0)
+
+
+def too_big(spec: Spec, limit: int) -> None:
+    """Refuse integer parameters (n, iterations, max_steps, ...) above the server's limit."""
+    for f in dataclasses.fields(spec.params):
+        value = getattr(spec.params, f.name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            raise bad(
+                f"strategy {spec.name!r}: parameter {f.name!r} = {value} is above this "
+                f"server's limit of {limit}",
+                "testtime.params",
+            )
+
+
+def parse_budget(raw: str | int | float | BudgetObject | None) -> Budget | None:
+    """A budget from a string ('16 samples, 30 s'), a number (samples) or an object."""
+    if raw is None:
+        return None
+    if isinstance(raw, BudgetObject):
+        given = {k: v for k, v in raw.model_dump().items() if v is not None}
+        if not given:
+            raise ConfigError("the budget object is empty; give e.g. {'samples': 8}")
+        return Budget(**given)
+    if isinstance(raw, int | float):
+        raw = repr(raw)
+    return Budget.parse(raw)
+
+
+def within(budget: Budget | None, maximum: Budget) -> Budget:
+    """The request's budget, refused above the server's maximum, filled in with it."""
+    budget = budget or Budget()
+    for unit in UNITS:
+        asked, most = getattr(budget, unit), getattr(maximum, unit)
+        if asked is not None and most is not None and asked > most:
+            raise bad(
+                f"budget {asked:g} {unit} is above this server's maximum ({maximum}); "
+                f"ask for at most {most:g} {unit}",
+                "testtime.budget",
+            )
+    return Budget(**{u: getattr(budget, u) or getattr(maximum, u) for u in UNITS})
+
+
+def verifier_spec(raw: str | VerifierObject | None, settings: Settings) -> Spec | None:
+    if raw is None:
+        return None
+    name, params = (raw, {}) if isinstance(raw, str) else (raw.name, raw.params)
+    if name in FILE_VERIFIERS and not settings.allow_file_verifiers:
+        raise bad(
+            f"verifier {name!r} loads files named in the request, which this server does not "
+            "allow (start it with --allow-file-verifiers to allow it)",
+            "testtime.verifier",
+        )
+    return checked(lambda: VERIFIERS.spec(name, params), "testtime.verifier")
+
+
+def checked(make: Callable[[], T], param: str) -> T:
+    """make(), with a ConfigError turned into a 400 naming `param`."""
+    try:
+        return make()
+    except ConfigError as e:
+        raise bad(str(e), param) from None
+
+
+def bad(message: str, param: str | None = None) -> ApiError:
+    return ApiError(400, message, param=param, code="invalid_value")

@@ -1,0 +1,152 @@
+"""Chat-completion bodies: choices, OpenAI-shaped logprobs, and `usage` with the itemised cost.
+
+`usage` holds the standard fields (prompt tokens counting cached ones, completion tokens,
+total) plus `testtime`: the whole `Cost` ledger, which a proxy in front of this server
+adopts so costs add up across the hop.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from testtime.core.cost import Cost
+from testtime.core.registry import Spec
+from testtime.core.types import Completion, Request, Result
+from testtime.generators.base import Generation
+
+FLOOR = -9999.0  # what OpenAI-compatible servers send for a logprob of -inf
+
+
+def new_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def envelope(cid: str, model: str, created: int, kind: str = "chat.completion") -> dict[str, Any]:
+    return {"id": cid, "object": kind, "created": created, "model": model}
+
+
+def usage(cost: Cost) -> dict[str, Any]:
+    """Standard usage plus the itemised ledger under `testtime`."""
+    prompt = cost.prompt_tokens + cost.cached_prompt_tokens
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": cost.generated_tokens,
+        "total_tokens": prompt + cost.generated_tokens,
+        "prompt_tokens_details": {"cached_tokens": cost.cached_prompt_tokens},
+        "testtime": cost.to_dict(),
+    }
+
+
+def finish(comp: Completion | None, stop: tuple[str, ...]) -> tuple[str, str | None]:
+    """OpenAI's finish_reason and vLLM's stop_reason (the stop string, None at end of text).
+
+    The generator cuts a stop string from the text without saying which one matched; with
+    several, stop_reason is the first listed, so a stop is never mistaken for an end.
+    """
+    if comp is None or comp.finish_reason == "eos":
+        return "stop", None
+    if comp.finish_reason == "stop":
+        return "stop", stop[0] if stop else None
+    return "length", None  # "length", or cut short by a sibling ("cancelled")
+
+
+def logprobs(comp: Completion) -> dict[str, Any] | None:
+    """`{"content": [{token, logprob, top_logprobs}]}`; a token's text is known only when it
+    is among its position's top_logprobs (the generator reports the chosen one's logprob)."""
+    if comp.logprobs is None:
+        return None
+    tops = comp.top_logprobs or ()
+    content = []
+    for i, lp in enumerate(comp.logprobs):
+        top = tops[i] if i < len(tops) else {}
+        content.append(
+            {
+                "token": _token(lp, top),
+                "logprob": _finite(lp),
+                "bytes": None,
+                "top_logprobs": [
+                    {"token": t, "logprob": _finite(v), "bytes": list(t.encode())}
+                    for t, v in top.items()
+                ],
+            }
+        )
+    return {"content": content}
+
+
+def _token(lp: float, top: Mapping[str, float]) -> str:
+    return next((t for t, v in top.items() if math.isclose(v, lp, abs_tol=1e-6)), "")
+
+
+def _finite(x: float) -> float:
+    return x if math.isfinite(x) else FLOOR
+
+
+def plain_body(
+    cid: str, model: str, gen: Generation, request: Request, seconds: float
+) -> dict[str, Any]:
+    """The response of a plain request: one choice per completion."""
+    choices = []
+    for i, comp in enumerate(gen.completions):
+        reason, stop_reason = finish(comp, request.stop)
+        choices.append(
+            {
+                "index": i,
+                "message": {"role": "assistant", "content": comp.text},
+                "logprobs": logprobs(comp) if request.logprobs else None,
+                "finish_reason": reason,
+                "stop_reason": stop_reason,
+            }
+        )
+    cost = gen.cost if gen.cost.seconds else _with_seconds(gen.cost, seconds)
+    return {**envelope(cid, model, int(time.time())), "choices": choices, "usage": usage(cost)}
+
+
+def _with_seconds(cost: Cost, seconds: float) -> Cost:
+    return cost + Cost(seconds=seconds)
+
+
+def chosen(result: Result) -> Completion | None:
+    return next(
+        (c.completion for c in result.candidates if c.id == result.chosen and c.completion), None
+    )
+
+
+def answer_text(result: Result) -> str:
+    """What the strategy chose: the candidate's full text, else its bare answer."""
+    return result.text if result.text is not None else (result.answer or "")
+
+
+def testtime_info(result: Result, budget: str, verifier: Spec | None) -> dict[str, Any]:
+    return {
+        "answer": result.answer,
+        "strategy": dict(result.strategy),
+        "verifier": verifier.to_dict() if verifier else None,
+        "budget": budget,
+        "chosen": result.chosen,
+        "budget_exhausted": result.budget_exhausted,
+        "candidates": len(result.candidates),
+    }
+
+
+def strategy_body(
+    cid: str, model: str, result: Result, budget: str, verifier: Spec | None
+) -> dict[str, Any]:
+    """The response of a strategy run: one choice holding the chosen candidate."""
+    reason, stop_reason = finish(chosen(result), ())
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": answer_text(result)},
+        "logprobs": None,
+        "finish_reason": reason,
+        "stop_reason": stop_reason,
+    }
+    return {
+        **envelope(cid, model, int(time.time())),
+        "choices": [choice],
+        "usage": usage(result.cost),
+        "testtime": testtime_info(result, budget, verifier),
+    }

@@ -1,0 +1,102 @@
+"""The request body of `/v1/chat/completions`: OpenAI's fields plus a `testtime` object.
+
+Pydantic checks types and ranges (and the app turns its complaints into 400s); what needs
+the registries or the server's limits (strategy names, budgets) is checked in `plan.py`.
+Unknown top-level fields are ignored, as OpenAI-compatible servers do; unknown fields
+inside `testtime` are refused, so a typo there is never silently lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+MAX_N = 1024  # a hard schema ceiling; the server's --max-budget usually refuses far fewer
+MAX_TOKENS = 1 << 20
+MAX_STOP = 16
+
+
+class TextPart(BaseModel):
+    """One text part of a message's content (images and audio are not supported)."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    """One chat message; `developer` is read as `system`, text parts are joined."""
+
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class BudgetObject(BaseModel):
+    """A budget written as an object; every field is a ceiling, absent means none."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    samples: int | None = Field(default=None, ge=1)
+    tokens: int | None = Field(default=None, ge=1)
+    flops: float | None = Field(default=None, gt=0)
+    seconds: float | None = Field(default=None, gt=0)
+
+
+class VerifierObject(BaseModel):
+    """A verifier by registry name with its parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TesttimeOptions(BaseModel):
+    """How to spend compute on this request: a strategy, its parameters, a budget, a verifier."""
+
+    model_config = ConfigDict(extra="forbid")
+    strategy: str | None = Field(default=None, description="a strategy name (see /v1/models)")
+    params: dict[str, Any] = Field(default_factory=dict, description="the strategy's parameters")
+    budget: StrictStr | StrictInt | StrictFloat | BudgetObject | None = Field(
+        default=None, description="e.g. 16, '4096 tokens', '1e12 flops', {'samples': 8}"
+    )
+    verifier: str | VerifierObject | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    include_usage: bool = False
+
+
+class ChatRequest(BaseModel):
+    """An OpenAI chat-completions request, with vLLM's continuation flags and `testtime`."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+    model: str = Field(description="MODEL, STRATEGY@MODEL or STRATEGY:k=v,k=v@MODEL")
+    messages: list[ChatMessage] = Field(min_length=1)
+    n: int = Field(default=1, ge=1, le=MAX_N)
+    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = Field(default=None, ge=0, lt=1 << 63)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+    continue_final_message: bool = False  # vLLM: continue the last (assistant) message
+    add_generation_prompt: bool = True  # vLLM: must be false with continue_final_message
+    testtime: TesttimeOptions | None = None
+
+    def stops(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)

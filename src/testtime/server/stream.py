@@ -1,0 +1,120 @@
+"""Server-sent events for `stream: true`: progress while the strategy runs, then the answer.
+
+Chunks are `chat.completion.chunk` objects. Progress chunks carry an empty delta and a
+`testtime` object (samples done, the current leader, the cost so far); then the answer
+comes as a content delta with its finish_reason; usage rides on the last answer chunk, or
+on a chunk of its own with `stream_options.include_usage` (as OpenAI sends it); then
+`data: [DONE]`. An error is an `error` event, then `[DONE]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from testtime.server.errors import from_exception
+from testtime.server.plan import Strategic
+from testtime.server.progress import Observed
+from testtime.server.work import Job
+
+DONE = "data: [DONE]\n\n"
+
+
+def sse(data: dict[str, Any], event: str | None = None) -> str:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+async def events(job: Job, include_usage: bool) -> AsyncIterator[str]:
+    """The request's event stream, ending with [DONE] whatever happens."""
+    assert job.task is not None
+    task, cid, model = job.task, job.cid, job.model
+    head = {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
+    yield sse({**head, "choices": [_delta(0, {"role": "assistant", "content": ""})]})
+    strategic = isinstance(job.plan, Strategic)
+    while not task.done():
+        if strategic and await _changed(job.generator, task):
+            progress = job.generator.snapshot()
+            yield sse({**head, "choices": [_delta(0, {})], "testtime": progress})
+        elif not strategic:
+            await asyncio.wait({task})
+    try:
+        body = task.result()
+    except BaseException as exc:  # every failure becomes an error event
+        if isinstance(exc, asyncio.CancelledError):
+            raise
+        yield sse(from_exception(exc).body(), event="error")
+        yield DONE
+        return
+    chunks = []
+    for choice in body["choices"]:
+        delta = {"content": choice["message"]["content"]}
+        chunks.append(
+            {
+                **head,
+                "choices": [
+                    {
+                        **_delta(choice["index"], delta, choice["finish_reason"]),
+                        "logprobs": choice["logprobs"],
+                        "stop_reason": choice["stop_reason"],
+                    }
+                ],
+            }
+        )
+    if "testtime" in body:
+        chunks[-1]["testtime"] = body["testtime"]
+    if include_usage:
+        chunks.append({**head, "choices": [], "usage": body["usage"]})
+    else:
+        chunks[-1]["usage"] = body["usage"]
+    for chunk in chunks:
+        yield sse(chunk)
+    yield DONE
+
+
+def _delta(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"index": index, "delta": delta, "finish_reason": finish}
+
+
+async def _changed(observed: Observed, task: asyncio.Task[Any]) -> bool:
+    """Wait until a generator call finishes (True) or the task ends (False)."""
+    waiter = asyncio.ensure_future(observed.changed.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if observed.changed.is_set():
+        observed.changed.clear()
+        return True
+    return False
+
+
+class EventStream(StreamingResponse):
+    """An SSE response that cancels its request's task however the response ends (the
+    client gone, the server stopping), even if the stream never started."""
+
+    def __init__(self, job: Job, include_usage: bool) -> None:
+        super().__init__(
+            events(job, include_usage),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+        self.job = job
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            if self.job.task is not None:
+                self.job.task.cancel()

@@ -1,0 +1,151 @@
+"""Running admitted requests: each one an asyncio task that owns its whole strategy.
+
+A request's task waits for a run slot, runs under the deadline, and is held in a set
+until done, so it can be cancelled (client gone, shutdown) and nothing is left behind.
+Cancelling it cancels every sub-generation, because the strategy awaits them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from testtime.core.cost import Cost
+from testtime.core.registry import Spec
+from testtime.generators.base import Generator
+from testtime.server import responses
+from testtime.server.errors import ApiError
+from testtime.server.limits import Admission, Key
+from testtime.server.plan import Plain, Strategic
+from testtime.server.progress import Metered, Observed
+from testtime.server.settings import Settings
+from testtime.strategies.run import solve
+from testtime.verifiers.base import VERIFIERS, Verifier, VerifierDeps
+
+log = logging.getLogger("testtime.server")
+
+
+@dataclass
+class Job:
+    """One admitted request: its plan, the generator it sees, its key, its task."""
+
+    plan: Plain | Strategic
+    generator: Observed
+    model: str
+    key: Key | None
+    verifier: Verifier | None = None
+    cid: str = ""
+    cost: Cost | None = None  # the whole cost, once it succeeded
+    task: asyncio.Task[dict[str, Any]] | None = None
+
+
+class Jobs:
+    """Admission, the running tasks, and counters for /v1/testtime/stats."""
+
+    def __init__(self, settings: Settings, generator: Metered) -> None:
+        self.settings = settings
+        self.generator = generator
+        self.admission = Admission(settings.max_queue, settings.max_concurrent)
+        self.tasks: set[asyncio.Task[dict[str, Any]]] = set()
+        self.counts: Counter[str] = Counter()
+
+    def start(self, job: Job) -> asyncio.Task[dict[str, Any]]:
+        """Admit `job` (or raise 429/503) and start its task."""
+        self.admission.reserve()
+        job.cid = responses.new_id()
+        task = asyncio.create_task(self._run(job), name=f"testtime {job.cid}")
+        job.task = task
+        self.tasks.add(task)
+        task.add_done_callback(lambda t: self._done(t, job))
+        return task
+
+    def _done(self, task: asyncio.Task[dict[str, Any]], job: Job) -> None:
+        # a done callback runs even for a task cancelled before it started, unlike `finally`
+        self.tasks.discard(task)
+        self.admission.release()
+        outcome = "cancelled" if task.cancelled() else "failed" if task.exception() else "served"
+        if outcome == "failed" and isinstance(task.exception(), ApiError):
+            outcome = f"http_{task.exception().status}"  # type: ignore[union-attr]
+        self.counts[outcome] += 1
+        if job.key is not None:  # a failed request is charged what it burnt before ending
+            job.key.spent_tokens += spent(job.cost or job.generator.cost)
+
+    async def _run(self, job: Job) -> dict[str, Any]:
+        deadline = self.settings.deadline
+        try:
+            async with asyncio.timeout(deadline) as clock, self.admission.slot():
+                return await self._execute(job)
+        except TimeoutError:
+            if clock.expired():
+                raise ApiError(
+                    504,
+                    f"the request did not finish within this server's deadline of {deadline:g} "
+                    "s (queueing included); ask for a smaller budget, e.g. a 'seconds' one",
+                    code="deadline_exceeded",
+                ) from None
+            raise
+
+    async def _execute(self, job: Job) -> dict[str, Any]:
+        started = time.perf_counter()
+        if isinstance(job.plan, Plain):
+            gen = await job.generator.generate(job.plan.request)
+            body = responses.plain_body(
+                job.cid, job.model, gen, job.plan.request, time.perf_counter() - started
+            )
+            job.cost = gen.cost
+            return body
+        p = job.plan
+        result = await solve(
+            p.problem,
+            p.spec,
+            job.generator,
+            verifier=job.verifier,
+            budget=p.budget,
+            max_tokens=p.max_tokens,
+            seed=p.seed,
+        )
+        if not result.candidates and result.budget_exhausted:
+            raise ApiError(
+                400,
+                f"the budget ({p.budget}) is too small for even one sample of max_tokens="
+                f"{p.max_tokens}; raise the budget or lower max_tokens",
+                param="testtime.budget",
+                code="budget_too_small",
+            )
+        job.cost = result.cost
+        return responses.strategy_body(job.cid, job.model, result, str(p.budget), p.verifier)
+
+    def stats(self) -> dict[str, Any]:
+        a = self.admission
+        return {
+            "admitted": a.admitted,
+            "running": a.running,
+            "waiting": a.admitted - a.running,
+            "tasks": len(self.tasks),
+            "loop_tasks": len(asyncio.all_tasks()),
+            "requests": dict(self.counts),
+            "generator": self.generator.stats(),
+        }
+
+    async def cancel_all(self) -> None:
+        """Cancel every running request and wait for them to end (at shutdown)."""
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+def spent(cost: Cost) -> int:
+    """Tokens charged to an API key: every prompt, generated and verifier token."""
+    prompt = cost.prompt_tokens + cost.cached_prompt_tokens
+    return prompt + cost.generated_tokens + cost.verifier_tokens
+
+
+def build_verifier(spec: Spec | None, generator: Generator) -> Verifier | None:
+    """The request's verifier, asking the served model when it needs one (a judge)."""
+    if spec is None:
+        return None
+    return VERIFIERS.get(spec.name).factory(spec.params, VerifierDeps(generator=generator))

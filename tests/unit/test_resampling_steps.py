@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from testtime.core import resampling as rs
-from testtime.core.arith import equations, evaluate
+from testtime.core.arith import equations, evaluate, expression_in, worked_steps
 from testtime.core.errors import ConfigError
 from testtime.core.steps import StepSplitter, aggregate
 from testtime.core.types import Candidate, Problem
@@ -104,6 +104,25 @@ def test_evaluate_is_exact_and_safe() -> None:
     assert evaluate("1/3 + 1/6") == evaluate("0.5", single=True)
     assert evaluate("7") is None and evaluate("__import__('os')") is None
     assert evaluate("1 / 0") is None
+
+
+@given(st.lists(st.integers(-9, 9), min_size=2, max_size=6), st.data())
+def test_worked_steps_reduce_one_operation_at_a_time_to_the_value(nums, data) -> None:
+    ops = data.draw(
+        st.lists(st.sampled_from("+-*"), min_size=len(nums) - 1, max_size=len(nums) - 1)
+    )
+    terms = [f"({n})" if n < 0 else str(n) for n in nums]
+    expression = terms[0] + "".join(f" {o} {t}" for o, t in zip(ops, terms[1:], strict=True))
+    steps = worked_steps(expression)
+    assert steps is not None and len(steps) == len(nums) - 1
+    assert all(len(equations(s)) == 1 and equations(s)[0].holds for s in steps)
+    assert steps[-1].split(" = ")[-1] == str(evaluate(expression, single=True))
+
+
+def test_worked_steps_follow_precedence_and_refuse_what_they_cannot_teach() -> None:
+    assert worked_steps("3 + 4 * (2 - 7)") == ["2 - 7 = -5", "4 * -5 = -20", "3 + -20 = -17"]
+    assert worked_steps("7 / 2") is None and worked_steps("x + 1") is None
+    assert expression_in("What is 4 - 1 + 8 =") == "4 - 1 + 8"
 
 
 def test_step_check_scores_each_step_until_the_first_false_equation() -> None:

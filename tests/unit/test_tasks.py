@@ -79,6 +79,27 @@ def test_few_shot_prompts_show_worked_examples_and_cut_the_next_question() -> No
     assert t.extract(" 7\n\nQuestion: 1 + 1 =\nAnswer: 2") == "7"
 
 
+def test_worked_prompts_solve_examples_one_checked_calculation_per_paragraph() -> None:
+    from testtime.core.arith import equations
+
+    config = '{"min_terms": 3, "max_terms": 4, "min_digits": 1, "max_digits": 1}'
+    t = gym(prompt="worked", config=config)
+    p = t.problems()[0]
+    examples = p.prompt.split("Problem: ")[1:-1]
+    assert len(examples) == 4 and p.prompt.endswith("\nSolution:")
+    for example in examples:
+        steps = example.split("Solution:\n")[1].strip().split("\n\n")
+        found = [equations(s) for s in steps[:-1]]
+        assert len(steps) >= 3 and all(len(f) == 1 and f[0].holds for f in found)
+        assert steps[-2].endswith(f"= {steps[-1]}")  # the last step gives the answer line
+    assert t.extract("1 + 2 = 3\n\n3\n\nProblem: 1 + 1 =") == "3"
+
+
+def test_worked_prompts_refuse_a_dataset_without_arithmetic_questions() -> None:
+    with pytest.raises(ConfigError, match="few_shot"):
+        gym(prompt="worked", dataset="leg_counting", config="{}")
+
+
 @pytest.mark.parametrize(
     ("params", "fragment"),
     [

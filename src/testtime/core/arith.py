@@ -87,3 +87,64 @@ def _longest_expression(run: str) -> str | None:
         if piece and evaluate(piece) is not None:
             return piece
     return None
+
+
+def expression_in(text: str) -> str | None:
+    """The arithmetic expression a text ends with, before any trailing '=' ("... 3 + 4 =")."""
+    run = _RUN.search(TIMES.sub(" * ", text.rstrip().rstrip("=").rstrip()))
+    return _longest_expression(run.group()) if run else None
+
+
+def worked_steps(expression: str) -> list[str] | None:
+    """A worked solution: one `a op b = c` per operation, in evaluation order.
+
+    The innermost, leftmost operation whose operands are numbers is done first and
+    replaced by its value, until one number is left. None if it is not an expression or
+    a step leaves the integers (a demonstration should not teach rounding).
+    """
+    try:
+        tree = ast.parse(TIMES.sub(" * ", expression).strip(), mode="eval").body
+    except SyntaxError:
+        return None
+    steps: list[str] = []
+    while not _is_number(tree):
+        node = _next_operation(tree)
+        if node is None:
+            return None
+        value = evaluate(ast.unparse(node))
+        if value is None or value.denominator != 1:
+            return None
+        steps.append(f"{ast.unparse(node)} = {value.numerator}")
+        tree = _replace(tree, node, _number(value.numerator))
+    return steps
+
+
+def _is_number(node: ast.expr) -> bool:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        node = node.operand
+    return isinstance(node, ast.Constant) and isinstance(node.value, int)
+
+
+def _next_operation(node: ast.expr) -> ast.BinOp | None:
+    if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
+        if _is_number(node.left) and _is_number(node.right):
+            return node
+        return _next_operation(node.left) or _next_operation(node.right)
+    if isinstance(node, ast.UnaryOp):
+        return _next_operation(node.operand)
+    return None
+
+
+def _number(value: int) -> ast.expr:
+    c = ast.Constant(abs(value))
+    return ast.UnaryOp(ast.USub(), c) if value < 0 else c
+
+
+def _replace(node: ast.expr, old: ast.expr, new: ast.expr) -> ast.expr:
+    if node is old:
+        return new
+    if isinstance(node, ast.BinOp):
+        return ast.BinOp(_replace(node.left, old, new), node.op, _replace(node.right, old, new))
+    if isinstance(node, ast.UnaryOp):
+        return ast.UnaryOp(node.op, _replace(node.operand, old, new))
+    return node

@@ -1,9 +1,9 @@
 """The batching engine: every concurrent request's samples decode together, in one thread.
 
 Requests from all running strategies queue up; between decode steps the engine admits
-waiting ones, prefills each distinct prompt ONCE (one batched forward for all of them,
-skipping the longest start the prefix cache already holds), copies its KV rows into the
-n samples' slots, and from then on every live sequence advances
+waiting ones, prefills each distinct prompt ONCE (batched forwards, one per group of
+similar uncached length, skipping the longest start the prefix cache already holds),
+copies its KV rows into the n samples' slots, and from then on every live sequence advances
 one token per batched forward. A finished sequence leaves the batch at once (its slot is
 refilled by moving the last row into it), so it stops costing compute. The model runs
 only in the worker thread; the event loop just awaits futures.
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from testtime.core.errors import TesttimeError
 from testtime.core.types import Request
 from testtime.generators.base import Generation
-from testtime.generators.prefill import plan, run
+from testtime.generators.prefill import groups, plan, run
 from testtime.generators.prefix import PrefixCache
 from testtime.generators.runner import Runner, keep_freed_memory
 from testtime.generators.sampling import Sampler
@@ -156,25 +156,27 @@ class Engine:
             self._prefill(batch)
 
     def _prefill(self, jobs: list[Job]) -> None:
-        """Prefill the distinct prompts in one forward; give each job's n samples its row."""
+        """Prefill the distinct prompts (one forward per length group); give each job's n
+        samples a row holding its prompt's K/V."""
         import torch
 
-        pre = self.runner.new_cache()
-        rows = plan(jobs, pre, self.prefix)
-        logits = run(self.runner, pre, rows)
-        self.prefills += 1
-        for p, (r, _) in rows.items():
-            self.prefix.put(p, pre, r)
-        src: list[int] = []
+        planned = plan(jobs, self.prefix)
         for job in jobs:
             job.seqs = [Seq.start(job, i) for i in range(job.request.n)]
-            src += [rows[tuple(job.prompt)][0]] * job.request.n
-        first, width = len(self.active), max(len(p) for p in rows)
-        self.cache.reserve(first + len(src), width)
-        self.cache.copy_rows(pre, src, list(range(first, first + len(src))), width)
-        new = [s for job in jobs for s in job.seqs]
-        self.active += new
-        self._accept(new, logits[torch.tensor(src, device=self.runner.device)])
+        for group in groups(list(planned.values())):
+            pre, logits = run(self.runner, group)
+            self.prefills += 1
+            row = {p.prompt: r for r, p in enumerate(group)}
+            for p in group:
+                self.prefix.put(p.prompt, pre, row[p.prompt])
+            mine = [job for job in jobs if tuple(job.prompt) in row]
+            src = [row[tuple(job.prompt)] for job in mine for _ in range(job.request.n)]
+            first, width = len(self.active), max(len(p.prompt) for p in group)
+            self.cache.reserve(first + len(src), width)
+            self.cache.copy_rows(pre, src, list(range(first, first + len(src))), width)
+            new = [s for job in mine for s in job.seqs]
+            self.active += new
+            self._accept(new, logits[torch.tensor(src, device=self.runner.device)])
 
     def _decode_step(self) -> None:
         import torch

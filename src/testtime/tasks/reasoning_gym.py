@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from testtime.core import arith
 from testtime.core.answers import Extractor, as_number, format_number
 from testtime.core.errors import ConfigError, unknown
 from testtime.core.registry import Params
@@ -27,8 +28,13 @@ PROMPTS: dict[str, str] = {
     ),
     "direct": "{question}\nReply with only the final answer.",
     "raw": "{question}",
-    "few_shot": "",  # built from worked examples of the same dataset (for base models)
+    "few_shot": "",  # built from solved examples of the same dataset (for base models)
+    "worked": "",  # step-by-step worked examples (arithmetic questions), one step per paragraph
 }
+WORKED_INTRO = (
+    "Solve the problem one calculation at a time: write each calculation as `a op b = c` "
+    "in its own paragraph, then the final answer alone on the last line.\n\n"
+)
 FEW_SHOT_EXAMPLES = 4
 _FEW_SHOT_SEED_OFFSET = 1_000_003  # examples come from a seed no evaluation run uses by default
 
@@ -109,6 +115,8 @@ class ReasoningGymTask(Task):
         self.prompt = prompt
         self.extractor = extractor
         self._data = self._create(size, seed)  # refuses a bad config now, not mid-run
+        if prompt == "worked":
+            _ = self._worked  # refuses a dataset without arithmetic questions now, too
 
     def _create(self, size: int, seed: int) -> Any:
         import reasoning_gym
@@ -130,6 +138,23 @@ class ReasoningGymTask(Task):
         shots = self._create(FEW_SHOT_EXAMPLES, self.seed + _FEW_SHOT_SEED_OFFSET)
         return "".join(f"Question: {e['question']}\nAnswer: {e['answer']}\n\n" for e in shots)
 
+    @cached_property
+    def _worked(self) -> str:
+        """Worked solutions of examples under another seed, steps split by blank lines."""
+        out = []
+        for e in self._create(FEW_SHOT_EXAMPLES, self.seed + _FEW_SHOT_SEED_OFFSET):
+            expression = arith.expression_in(e["question"])
+            steps = arith.worked_steps(expression) if expression else None
+            if not steps or not steps[-1].endswith(f"= {e['answer']}"):
+                raise ConfigError(
+                    f"prompt 'worked' writes step-by-step solutions of arithmetic questions, "
+                    f"and {self.dataset!r} asked {e['question'][:60]!r}...; use prompt=few_shot or "
+                    "last_line for this dataset"
+                )
+            solution = "\n\n".join(steps)
+            out.append(f"Problem: {e['question']}\nSolution:\n{solution}\n\n{e['answer']}\n\n")
+        return "".join(out)
+
     def problems(self) -> Sequence[Problem]:
         out = []
         for i in range(self.size):
@@ -148,12 +173,16 @@ class ReasoningGymTask(Task):
         """The user prompt for one question under this task's template."""
         if self.prompt == "few_shot":
             return f"{self._shots}Question: {question}\nAnswer:"
+        if self.prompt == "worked":
+            return f"{WORKED_INTRO}{self._worked}Problem: {question}\nSolution:"
         template = PROMPTS.get(self.prompt, self.prompt)
         return template.replace("{question}", question)
 
     def extract(self, text: str) -> str | None:
         if self.prompt == "few_shot":  # a base model goes on to write the next question
             text = text.split("\nQuestion:")[0]
+        if self.prompt == "worked":
+            text = text.split("\nProblem:")[0]
         return super().extract(text)
 
     def check(self, problem: Problem, answer: str | None) -> bool:

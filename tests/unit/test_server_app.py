@@ -151,6 +151,7 @@ async def test_a_verifier_that_needs_gold_answers_is_a_400() -> None:
     async with client() as c:
         r = await chat(c, testtime={"strategy": "best_of_n", "verifier": "oracle"})
     assert r.status_code == 400 and "gold" in r.json()["error"]["message"]
+    assert "self_certainty" in r.json()["error"]["message"]
 
 
 async def test_a_budget_too_small_for_one_sample_is_a_400() -> None:

@@ -111,7 +111,14 @@ def create_app(settings: Settings, generator: Generator) -> FastAPI:
         if body.stream:
             include = bool(body.stream_options and body.stream_options.include_usage)
             return EventStream(job, include)
-        if not await _finished(task, request.receive):
+        try:
+            finished = await _finished(task, request.receive)
+        except asyncio.CancelledError:  # uvicorn's drain time at shutdown is over
+            _uncancel()
+            return ApiError(
+                503, "the server shut down before this request finished; retry it", code="shutdown"
+            ).response()
+        if not finished:
             jobs.counts["disconnected"] += 1
             return Response(status_code=499)  # nobody is listening any more
         try:
@@ -145,6 +152,13 @@ async def _finished(task: asyncio.Task[Any], receive: Receive) -> bool:
         if not task.done():  # the client left, or this handler itself was cancelled
             task.cancel()
     return not task.cancelled()
+
+
+def _uncancel() -> None:
+    """Take back a cancellation this handler answers itself (with a 503, not a crash)."""
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
 
 
 async def _disconnect(receive: Receive) -> None:

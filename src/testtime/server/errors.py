@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from testtime.core.errors import TesttimeError
+from testtime.generators.http_wire import ServerError
 
 log = logging.getLogger("testtime.server")
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -72,9 +73,12 @@ def sanitize(message: str) -> str:
 
 
 def from_exception(exc: BaseException) -> ApiError:
-    """The ApiError for any exception: user errors are 400s, anything else a logged 500."""
+    """The ApiError for any exception: user errors are 400s, an upstream that is down or
+    overloaded a 502, anything else a logged 500."""
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, ServerError) and (exc.status is None or exc.status >= 429):
+        return ApiError(502, f"the upstream server failed: {exc}", code="upstream_error")
     if isinstance(exc, TesttimeError):
         return ApiError(400, str(exc))
     log.error("internal error", exc_info=exc)

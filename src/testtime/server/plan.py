@@ -25,6 +25,7 @@ from testtime.verifiers.base import VERIFIERS
 
 T = TypeVar("T")
 FILE_VERIFIERS = ("prm", "probe")  # they load a path named in their parameters
+GOLD_VERIFIERS = ("oracle", "math", "fake")  # they compare with a gold answer, which no chat has
 
 
 @dataclass(frozen=True)
@@ -241,6 +242,13 @@ def verifier_spec(raw: str | VerifierObject | None, settings: Settings) -> Spec 
     if raw is None:
         return None
     name, params = (raw, {}) if isinstance(raw, str) else (raw.name, raw.params)
+    if name in GOLD_VERIFIERS:
+        usable = [v for v in VERIFIERS.names() if v not in GOLD_VERIFIERS + FILE_VERIFIERS]
+        raise bad(
+            f"verifier {name!r} compares answers with a gold answer, which a chat request does "
+            f"not have; use one of: {', '.join(usable)}",
+            "testtime.verifier",
+        )
     if name in FILE_VERIFIERS and not settings.allow_file_verifiers:
         raise bad(
             f"verifier {name!r} loads files named in the request, which this server does not "

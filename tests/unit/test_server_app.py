@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -20,6 +21,7 @@ from testtime.generators.base import Generation, Generator
 from testtime.generators.fake import FakeGenerator, render
 from testtime.server import Settings, create_app
 from testtime.server.limits import Keys
+from testtime.server.plan import problem_id
 from testtime.strategies.base import STRATEGIES
 from testtime.strategies.run import solve
 
@@ -118,9 +120,9 @@ async def test_a_strategy_answers_like_the_library_on_the_same_seed() -> None:
         r = await chat(c, testtime={"strategy": "self_consistency", "params": {"n": 6}}, seed=3)
     body = r.json()
     spec: Spec = STRATEGIES.spec("self_consistency", {"n": 6})
-    direct = await solve(
-        Problem.from_prompt(Q), spec, FakeGenerator(), seed=3, budget=Budget(samples=64)
-    )
+    problem = Problem.from_prompt(Q)
+    problem = replace(problem, id=problem_id(problem.messages))
+    direct = await solve(problem, spec, FakeGenerator(), seed=3, budget=Budget(samples=64))
     assert body["testtime"]["answer"] == direct.answer == "7"
     assert body["choices"][0]["message"]["content"] == direct.text
     assert body["testtime"]["candidates"] == 6 and body["testtime"]["chosen"] == direct.chosen

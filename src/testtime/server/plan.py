@@ -9,6 +9,7 @@ refusal is an ApiError naming the field and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -189,13 +190,20 @@ def strategic(
     spec = checked(lambda: STRATEGIES.spec(name, params), "testtime.strategy")
     too_big(spec, settings.max_param)
     messages, _ = chat(body.messages, body)
-    problem = checked(lambda: Problem(messages), "messages")
+    problem = checked(lambda: Problem(messages, id=problem_id(messages)), "messages")
     raw_budget = opts.budget if opts is not None else None
     budget = within(
         checked(lambda: parse_budget(raw_budget), "testtime.budget"), settings.max_budget
     )
     verifier = verifier_spec(opts.verifier if opts else None, settings)
     return Strategic(problem, spec, budget, verifier, max_tokens, body.seed or 0)
+
+
+def problem_id(messages: tuple[Message, ...]) -> str:
+    """A chat's id, from its text: the same chat and seed draw the same samples (as a task's
+    problem id does in the library), and different chats draw independent ones."""
+    text = "\x00".join(f"{m.role}\x01{m.content}" for m in messages)
+    return "chat-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def too_big(spec: Spec, limit: int) -> None:

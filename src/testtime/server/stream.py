@@ -49,6 +49,8 @@ async def events(job: Job, include_usage: bool) -> AsyncIterator[str]:
             yield sse({**head, "choices": [_delta(0, {})], "testtime": progress})
         elif not strategic:
             await asyncio.wait({task})
+    if strategic and job.generator.changed.is_set():  # calls that ended with the run
+        yield sse({**head, "choices": [_delta(0, {})], "testtime": job.generator.snapshot()})
     try:
         body = task.result()
     except BaseException as exc:  # every failure becomes an error event

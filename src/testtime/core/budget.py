@@ -1,4 +1,5 @@
-"""Budgets: the ceiling a strategy may spend, in samples, generated tokens, FLOPs or seconds.
+"""Budgets: the ceiling a strategy may spend, in samples, generated tokens, FLOPs, seconds
+or denoiser function evaluations (NFE, for diffusion).
 
 A strategy asks for work through its context, which grants only what fits under every
 ceiling given the worst case of the request, so no strategy spends past its budget.
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
 
-UNITS = ("samples", "tokens", "flops", "seconds")
+UNITS = ("samples", "tokens", "flops", "seconds", "nfe")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,7 @@ class Budget:
     tokens: int | None = None
     flops: float | None = None
     seconds: float | None = None
+    nfe: int | None = None  # denoiser function evaluations (diffusion)
 
     def __post_init__(self) -> None:
         for unit in UNITS:
@@ -37,22 +39,23 @@ class Budget:
 
     @classmethod
     def parse(cls, text: str) -> Budget:
-        """Parse '16', '16 samples', 'tokens=4096', '2e12 flops', '30s', or several joined by ','.
+        """Parse '16', '16 samples', 'tokens=4096', '2e12 flops', '30s', '64 nfe', or several
+        joined by ','.
 
         A bare number means samples.
         """
         kwargs: dict[str, float] = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
             m = re.fullmatch(
-                r"(?:(samples|tokens|flops|seconds)\s*=\s*)?([-+0-9.eE]+)\s*"
-                r"(samples?|tokens?|flops?|s|sec|seconds?)?",
+                r"(?:(samples|tokens|flops|seconds|nfe)\s*=\s*)?([-+0-9.eE]+)\s*"
+                r"(samples?|tokens?|flops?|s|sec|seconds?|nfes?)?",
                 part,
                 flags=re.IGNORECASE,
             )
             if not m:
                 raise ConfigError(
                     f"cannot read budget {part!r}; write e.g. '16 samples', '4096 tokens', "
-                    "'1e12 flops' or '30 seconds'"
+                    "'1e12 flops', '30 seconds' or '64 nfe'"
                 )
             unit = (m.group(1) or m.group(3) or "samples").lower()
             if unit in ("s", "sec"):
@@ -65,7 +68,7 @@ class Budget:
             kwargs[unit] = value
         if not kwargs:
             raise ConfigError("empty budget; write e.g. '16 samples'")
-        for unit in ("samples", "tokens"):
+        for unit in ("samples", "tokens", "nfe"):
             if unit in kwargs:
                 v = kwargs[unit]
                 if v != int(v):
@@ -75,6 +78,7 @@ class Budget:
             tokens=int(kwargs["tokens"]) if "tokens" in kwargs else None,
             flops=kwargs.get("flops"),
             seconds=kwargs.get("seconds"),
+            nfe=int(kwargs["nfe"]) if "nfe" in kwargs else None,
         )
 
     def __str__(self) -> str:
@@ -88,6 +92,7 @@ class Budget:
             or (self.tokens is not None and spent.generated_tokens >= self.tokens)
             or (self.flops is not None and spent.flops >= self.flops)
             or (self.seconds is not None and spent.seconds >= self.seconds)
+            or (self.nfe is not None and spent.nfe >= self.nfe)
         )
 
     def samples_that_fit(

@@ -2,6 +2,7 @@
 
 FLOPs are 2 x parameters x tokens processed (Kaplan et al. 2020), for policy and verifier
 models alike; prompt tokens served from a cache are counted apart and cost no FLOPs.
+Diffusion models are counted in function evaluations (NFE) and their measured FLOPs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class Cost:
     verifier_tokens: int = 0  # tokens a model-based verifier processed or generated
     flops: float = 0.0
     seconds: float = 0.0
+    nfe: int = 0  # denoiser function evaluations (diffusion), one per sample per call
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))

@@ -34,9 +34,19 @@ BUDGET_PARAM: dict[str, str] = {
     "rebase": "n",
     "particle_filtering": "particles",
     "mcts": "iterations",
+    # sequential: N chains of thinking (several calls each), N attempts in revision chains
+    "budget_forcing": "n",
+    "revise": "n",
+    "refine": "n",
+    # a compute-optimal policy: the budget on its axis (samples, tokens or FLOPs per problem)
+    "compute_optimal": "budget",
 }
-# strategies whose budget is a width, not a ceiling on samples drawn
-WIDTH_BUDGET = frozenset({"beam_search", "dvts", "rebase", "particle_filtering", "mcts"})
+# strategies whose budget sets their size (a width, N thinking chains, a policy's budget),
+# not a ceiling on the samples they draw
+WIDTH_BUDGET = frozenset({
+    "beam_search", "dvts", "rebase", "particle_filtering", "mcts", "budget_forcing",
+    "compute_optimal",
+})  # fmt: skip
 
 
 def replay_kind(strategy: Spec) -> str | None:

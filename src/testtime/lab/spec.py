@@ -9,6 +9,7 @@ included. The run id is a hash of the resolved spec: the same command resumes th
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ KEYS = (
     "name", "model", "models", "task", "tasks", "problems", "seeds", "budgets", "pool",
     "max_tokens", "strategies", "concurrency",
 )  # fmt: skip
-ARM_KEYS = ("name", "label", "params", "verifier", "budgets")
+ARM_KEYS = ("name", "label", "params", "verifier", "budgets", "sweep")
 SPEC_VERSION = 1
 T = TypeVar("T")
 
@@ -157,9 +158,7 @@ def parse_spec(data: Any) -> RunSpec:
         raw_arms = []
     arms: list[ArmSpec] = []
     for raw in raw_arms:
-        arm: ArmSpec | None = get(partial(_arm, raw, budgets), None)
-        if arm is not None:
-            arms.append(arm)
+        arms += get(partial(_swept, raw, budgets), [])
     labels = [a.label for a in arms]
     if len(set(labels)) != len(labels):
         dup = sorted({x for x in labels if labels.count(x) > 1})
@@ -219,6 +218,29 @@ def _named(value: Any, what: str) -> tuple[str, dict[str, Any]]:
             raise ConfigError(f"the {what} 'params' must be a mapping, got {params!r}")
         return value["name"], dict(params)
     raise ConfigError(f"a {what} is a name or a mapping with 'name' and 'params'; got {value!r}")
+
+
+def _swept(value: Any, budgets: tuple[int, ...]) -> list[ArmSpec]:
+    """One arm, or one per combination of a `sweep` (parameter -> list of values), labelled
+    with the swept values, e.g. `budget_forcing(thinking_tokens=64)`."""
+    sweep = value.get("sweep") if isinstance(value, Mapping) else None
+    if sweep is None:
+        return [_arm(value, budgets)]
+    lists = isinstance(sweep, Mapping) and all(isinstance(v, list) and v for v in sweep.values())
+    if not sweep or not lists:
+        raise ConfigError(f"'sweep' maps parameters to non-empty lists of values; got {sweep!r}")
+    params = value.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"the strategy 'params' must be a mapping, got {params!r}")
+    entry = {k: v for k, v in value.items() if k != "sweep"}
+    base = value.get("label") or _arm(entry, budgets).label
+    out = []
+    for combo in itertools.product(*sweep.values()):
+        chosen = dict(zip(sweep, combo, strict=True))
+        tag = ", ".join(f"{k}={v}" for k, v in chosen.items())
+        out.append(_arm({**entry, "params": {**params, **chosen}, "label": f"{base}({tag})"},
+                        budgets))  # fmt: skip
+    return out
 
 
 def _arm(value: Any, budgets: tuple[int, ...]) -> ArmSpec:

@@ -5,7 +5,9 @@ Importing this package registers every built-in strategy in `STRATEGIES`, one li
 
 from testtime.strategies import adaptive as adaptive
 from testtime.strategies import beam as beam
+from testtime.strategies import forcing as forcing
 from testtime.strategies import mcts as mcts
 from testtime.strategies import parallel as parallel
 from testtime.strategies import particle as particle
 from testtime.strategies import rebase as rebase
+from testtime.strategies import refine as refine

@@ -21,6 +21,7 @@ from testtime.core.budget import Budget
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Params, Registry, Spec
+from testtime.core.steps import aggregate
 from testtime.core.types import Candidate, Problem, Request, Result
 from testtime.core.voting import Equivalence
 from testtime.generators.base import Generator
@@ -163,6 +164,21 @@ class Context:
         for c in scored:
             self.candidates[c.id] = c
         return scored
+
+    async def score_steps(self, candidates: Sequence[Candidate]) -> list[tuple[float, ...]]:
+        """Each candidate's step scores from the process verifier, charged like `score`;
+        the outcome score (their aggregate) is recorded on the candidate as `score` does."""
+        verifier = self.need_process_verifier()
+        if not candidates:
+            return []
+        started = time.perf_counter()
+        got = await verifier.score_steps(self.problem, candidates)
+        seconds = got.cost.seconds + time.perf_counter() - started
+        self.cost += replace(got.cost, seconds=seconds)
+        self._unscored = max(0, self._unscored - len(candidates))
+        for c, steps in zip(candidates, got.values, strict=True):
+            self.candidates[c.id] = c.with_score(verifier.name, aggregate(steps, verifier.how))
+        return list(got.values)
 
     def need_verifier(self) -> Verifier:
         """The attached verifier; a ConfigError naming the strategy when there is none.

@@ -1,0 +1,69 @@
+"""Final selection for strategies that end with a set of finished attempts, and the checks
+they share: by vote, by the verifier's best, by verifier-weighted vote, or the last ones.
+
+Sequential strategies (budget forcing, revisions) produce several finished attempts; one of
+these rules picks the answer, with core's voting so ties are decided one way everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+from testtime.core.errors import BudgetError, ConfigError
+from testtime.core.types import Candidate, Request
+from testtime.core.voting import group, leader
+from testtime.strategies.base import Context
+
+Selection = Literal["vote", "best", "weighted"]
+SCORED: frozenset[str] = frozenset({"best", "weighted"})
+
+
+async def choose(
+    ctx: Context, finals: Sequence[Candidate], how: Selection
+) -> tuple[Candidate | None, dict[str, float]]:
+    """The chosen attempt among `finals` and the vote tally (answer -> weight)."""
+    if how in SCORED:  # score only what is not scored yet
+        name = ctx.need_verifier().name
+        fresh = {c.id: c for c in await ctx.score([c for c in finals if name not in c.scores])}
+        finals = [fresh.get(c.id, c) for c in finals]
+        weights = [ctx.verifier_score(c) for c in finals]
+    else:
+        weights = [1.0] * len(finals)
+    groups = group(finals, weights if how == "weighted" else None, ctx.same)
+    tally = {g.answer: g.weight for g in groups}
+    if how == "best":
+        return max(finals, key=ctx.verifier_score, default=None), tally
+    top = leader(groups)
+    if top is None:
+        return None, tally
+    return finals[max(top.members, key=weights.__getitem__)], tally  # ties: the first
+
+
+def tokens_of(ctx: Context, text: str, what: str) -> int:
+    """How many tokens `text` adds after the prompt; a ConfigError when it adds none (a
+    forcing or revision string must give the model something to read)."""
+    base = Request(ctx.problem.messages)
+    added = ctx.generator.count_prompt_tokens(Request(ctx.problem.messages, prefix=text))
+    n = added - ctx.generator.count_prompt_tokens(base)
+    if n <= 0:
+        raise ConfigError(
+            f"strategy {ctx.spec.name!r}: {what} {text!r} tokenises to nothing for model "
+            f"{ctx.generator.name!r}; give it some visible text, e.g. 'Wait'"
+        )
+    return n
+
+
+def need_one(ctx: Context, max_tokens: int, what: str) -> None:
+    """A BudgetError, before anything is spent, when the budget cannot fit one sample."""
+    request = Request(ctx.problem.messages, max_tokens=max_tokens)
+    prompt = ctx.generator.count_prompt_tokens(request) if ctx.budget.flops else 0
+    verifier = ctx.verifier.flops_per_candidate(ctx.problem) if ctx.verifier else 0.0
+    fits = ctx.budget.samples_that_fit(
+        ctx.cost, 1, max_tokens, prompt, ctx.generator.n_params, verifier
+    )
+    if fits == 0:
+        raise BudgetError(
+            f"strategy {ctx.spec.name!r}: the budget ({ctx.budget}) is smaller than one "
+            f"{what} of up to {max_tokens} tokens; raise the budget or lower the length"
+        )

@@ -4,6 +4,8 @@ reward-tilted target p(x) exp(lam r(x)) / Z."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -14,6 +16,15 @@ from testtime.diffusion.schedule import VP, Flow
 
 P = Problem.from_prompt("a point of the mixture", id="gmm")
 N = 10_000
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One torch thread: on a shared 2-core machine, spinning thread pools cost 100x."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,7 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from testtime.cli import lab, listing, run, serve  # noqa: E402,F401  (register commands)
+from testtime.cli import diffuse, lab, listing, run, serve  # noqa: E402,F401  (register commands)
 
 
 def main() -> None:

@@ -79,12 +79,12 @@ class Context:
         self.times = denoiser.schedule.times(params.steps)
         self.steps = params.steps
         self.guard = Guard(budget)
+        reward.check(denoiser.image_shape)
         self.condition, self.cost = denoiser.prepare(problem)
         self.noise_gen = torch.Generator().manual_seed(stream_seed(seed, problem.id, "noise"))
         self.rng = random.Random(stream_seed(seed, problem.id, "resample"))
         self.candidates: list[Candidate] = []
         self._images: list[Tensor] = []
-        reward.check(denoiser.image_shape)
         if self.grant(1, self.steps, scores=1, samples=1) == 0:
             raise BudgetError(
                 f"budget {self.guard.budget} is smaller than one denoising pass ({self.steps} "

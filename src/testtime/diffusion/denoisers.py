@@ -25,12 +25,29 @@ PREDICTIONS: tuple[Prediction, ...] = ("eps", "x0", "v", "velocity")
 class Denoiser(Protocol):
     """A model of p(x0 | condition) run backwards from noise."""
 
-    name: str
-    schedule: Schedule
-    prediction: Prediction
-    shape: tuple[int, ...]  # one latent sample
-    image_shape: tuple[int, ...]  # one decoded image (channels, height, width)
-    evals_per_call: int  # function evaluations per sample per call (2 with CFG)
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def schedule(self) -> Schedule: ...
+
+    @property
+    def prediction(self) -> Prediction: ...
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One latent sample's shape."""
+        ...
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """One decoded image's shape (channels, height, width)."""
+        ...
+
+    @property
+    def evals_per_call(self) -> int:
+        """Function evaluations per sample per call (2 with classifier-free guidance)."""
+        ...
 
     def prepare(self, problem: Problem) -> tuple[Any, Cost]:
         """The model-ready condition for a problem (a class, prompt embeddings) and its cost."""
@@ -56,7 +73,8 @@ class Denoiser(Protocol):
 class Reward(Protocol):
     """Scores decoded images for a problem; higher is better."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def check(self, image_shape: tuple[int, ...]) -> None:
         """Raise ConfigError when the reward cannot score images of this shape."""

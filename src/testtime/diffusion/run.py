@@ -1,8 +1,9 @@
 """Running a diffusion strategy on one problem: the one entry point for the CLI, the lab
-and tests."""
+and tests, plus what "spend this many NFE" means for each strategy."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,10 +14,27 @@ from testtime.core.types import Problem
 from testtime.diffusion.base import DIFFUSION_STRATEGIES, Context, Labeler, Outcome
 from testtime.diffusion.denoisers import Denoiser, Reward
 
+# strategy -> the parameter that sets how much it searches (its width)
+WIDTH: dict[str, str] = {
+    "best_of_n": "n",
+    "zero_order": "iterations",
+    "path_search": "n",
+    "fk_steering": "particles",
+}
+
 
 def strategy_spec(name: str, params: Mapping[str, Any] | None = None) -> Spec:
     """A diffusion strategy's validated record (unknown names and parameters refused)."""
     return DIFFUSION_STRATEGIES.spec(name, params)
+
+
+def fill(spec: Spec, nfe: int, evals_per_call: int) -> Spec:
+    """The strategy with its width set to as many full denoising passes as `nfe` buys, so
+    that, under a Budget of `nfe`, each strategy spends (about) the same compute: the
+    budget guard then trims whatever does not fit."""
+    params = dataclasses.asdict(spec.params)
+    passes = max(1, nfe // (params["steps"] * evals_per_call))
+    return strategy_spec(spec.name, {**params, WIDTH[spec.name]: passes})
 
 
 def solve(

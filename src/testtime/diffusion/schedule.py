@@ -76,9 +76,22 @@ class VP(Schedule):
 
 
 class Flow(Schedule):
-    """Flow matching / rectified flow: the linear interpolant x_t = (1 - t) x0 + t eps."""
+    """Flow matching / rectified flow: the linear interpolant x_t = (1 - t) x0 + t eps.
+
+    `shift` > 1 spends more steps at high noise (SD3 / Flux's time shift):
+    t -> shift t / (1 + (shift - 1) t) on the sampling grid.
+    """
 
     name = "flow"
+
+    def __init__(self, shift: float = 1.0) -> None:
+        if not shift > 0:
+            raise ConfigError(f"a flow schedule's shift must be > 0, got {shift}")
+        self.shift = shift
+
+    def times(self, steps: int) -> list[float]:
+        s = self.shift
+        return [s * t / (1 + (s - 1) * t) for t in super().times(steps)]
 
     def alpha(self, t: float) -> float:
         return 1.0 - t

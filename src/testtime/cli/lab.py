@@ -140,6 +140,74 @@ def report_cmd(run_id: str, store: Store = DEFAULT_STORE, out_dir: OutDir = None
         _report(db, run_id, out_dir or store.parent / "reports" / run_id)
 
 
+@lab.command("allocate")
+def allocate_cmd(
+    run_id: str,
+    bins: Annotated[int, typer.Option(help="quantile bins of predicted difficulty")] = 5,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="write the policy here (JSON)")
+    ] = None,
+    axis: Annotated[
+        str, typer.Option(help="the budget's unit: samples, tokens or flops")
+    ] = "flops",
+    pilot: Annotated[int, typer.Option(help="pilot samples that predict difficulty")] = 4,
+    difficulty: Annotated[
+        str | None,
+        typer.Option(help="score, vote, score+vote, or oracle (analysis only: gold pass rate)"),
+    ] = None,
+    verifier: Annotated[str | None, typer.Option(help="the pool verifier the pilot uses")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m")] = None,
+    task: Annotated[str | None, typer.Option("--task", "-t")] = None,
+    store: Store = DEFAULT_STORE,
+) -> None:
+    """Learn a compute-optimal policy from a run (Snell et al.): per difficulty bin, the best
+    strategy and parameters at every budget; `compute_optimal` applies it to new problems."""
+    from testtime.lab.allocate import allocate
+    from testtime.lab.store import open_store
+    from testtime.strategies.policy import save_policy
+
+    if axis not in ("samples", "tokens", "flops"):
+        raise ConfigError(f"--axis must be samples, tokens or flops; got {axis!r}")
+    if difficulty not in (None, "score", "vote", "score+vote", "oracle"):
+        raise ConfigError(
+            f"--difficulty must be score, vote, score+vote or oracle; got {difficulty!r}"
+        )
+    if out_file is not None and not out_file.parent.is_dir():
+        raise ConfigError(f"--out {out_file}: the folder {out_file.parent} does not exist")
+    with open_store(store, readonly=True) as db:
+        policy = allocate(db, run_id, bins=bins, axis=axis, pilot=pilot, feature=difficulty,  # type: ignore[arg-type]
+                          verifier=verifier, model=model, task=task)  # fmt: skip
+    out.print(policy_table(policy))
+    if out_file is not None:
+        save_policy(policy, out_file)
+        out.print(
+            f"policy: {out_file} (trained on {len(policy.trained_on)} problems of run {run_id})"
+        )
+
+
+def policy_table(policy: Any) -> Table:
+    """Each bin's frontier: from which budget on each choice is the best."""
+    pilot = policy.pilot
+    how = "oracle pass rate" if pilot.feature == "oracle" else (
+        f"{pilot.samples} pilot samples, {pilot.feature}" + (f" ({pilot.key})" if pilot.key else "")
+    )  # fmt: skip
+    table = Table(title=f"compute-optimal policy of run {policy.run} (difficulty: {how})",
+                  title_justify="left")  # fmt: skip
+    for col in ("bin", "difficulty", "problems", f"from {policy.axis}", "choice", "accuracy"):
+        table.add_column(col, justify="left" if col in ("choice", "difficulty") else "right")
+    edges = [-float("inf"), *policy.edges, float("inf")]
+    sizes = policy.notes.get("bin_sizes", [])
+    for b, front in enumerate(policy.frontiers):
+        span = f"({edges[b]:.3g}, {edges[b + 1]:.3g}]"
+        for i, c in enumerate(front):
+            first = i == 0
+            table.add_row(str(b) if first else "", span if first else "",
+                          str(sizes[b]) if first and b < len(sizes) else "", human(c.cost),
+                          f"{c.label} @ {c.budget}", f"{c.accuracy:.0%}",
+                          end_section=i + 1 == len(front))  # fmt: skip
+    return table
+
+
 def _run_and_report(
     spec: Any,
     source: str,

@@ -88,6 +88,11 @@ def analyse(store: Store, run_id: str, *, draws: int = DRAWS, seed: int = 0) -> 
     )
 
 
+def stored_pools(store: Store, run_id: str) -> Pools:
+    """Every stored pool of a run: (model, task, pool) -> problem -> one Pool per seed."""
+    return _pools(store, run_id)
+
+
 def _pools(store: Store, run_id: str) -> Pools:
     found: dict[tuple[str, str, str, int, str], Pool] = {}
     for row in store.samples(run_id):

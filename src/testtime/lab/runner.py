@@ -19,6 +19,7 @@ from typing import Any
 from testtime.core.errors import DataError, TesttimeError
 from testtime.generators.base import Generator
 from testtime.generators.models import fingerprint, open_generator
+from testtime.lab.allocate import check_policies
 from testtime.lab.rows import ProblemRow, ResultRow, SampleRow, Unit
 from testtime.lab.spec import RunSpec
 from testtime.lab.store import Store
@@ -67,6 +68,7 @@ def prepare(
     tasks = load_problems(spec)
     rows = problem_rows(tasks)
     env = env if env is not None else environment(spec)
+    check_policies(spec, tasks, env["models"])  # compute_optimal: held-out, same model/task
     created = store.create_run(run_id, spec.name, source, spec.to_dict(), env)
     if created:
         store.put_problems(run_id, rows)

@@ -1,0 +1,133 @@
+"""Compute-optimal scaling (Snell et al. 2024): predict a problem's difficulty from a few
+pilot samples, then run what a policy learned to be best for that difficulty at the budget
+that is left. The pilot is charged to the budget; no gold answer is used.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, replace
+
+from testtime.core.errors import BudgetError, ConfigError
+from testtime.core.registry import Params
+from testtime.core.types import Request, Result
+from testtime.core.voting import group, leader
+from testtime.generators.base import Generator
+from testtime.strategies.base import STRATEGIES, Context, strategy
+from testtime.strategies.policy import Policy, difficulty, load_policy
+from testtime.strategies.run import build_verifier
+from testtime.verifiers.base import Verifier
+
+_BUILT: weakref.WeakKeyDictionary[Generator, dict[str, Verifier]] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class ComputeOptimalParams(Params):
+    policy: str = ""  # the policy file written by `testtime lab allocate RUN_ID --out FILE`
+    budget: float = 0.0  # per problem, on the policy's axis; 0: the context's budget
+
+    def validate(self) -> None:
+        if not self.policy:
+            raise ConfigError(
+                "compute_optimal needs policy=FILE; write one with "
+                "`testtime lab allocate RUN_ID --out policy.json`"
+            )
+        policy = load_policy(self.policy)  # a missing or damaged file fails before any run
+        if policy.pilot.feature == "oracle":
+            raise ConfigError(
+                f"{self.policy} bins problems by their pass rate (oracle difficulty), which "
+                "needs gold answers; use it for analysis, or allocate with --difficulty pilot"
+            )
+        if self.budget < 0:
+            raise ConfigError(f"parameter 'budget' must be >= 0, got {self.budget}")
+
+
+@strategy("compute_optimal", ComputeOptimalParams)
+async def compute_optimal(ctx: Context, p: ComputeOptimalParams) -> Result:
+    """Compute-optimal scaling (Snell et al. 2024): bin the problem by difficulty predicted
+    from pilot samples, then run the policy's best strategy for that bin and what is left."""
+    policy = load_policy(p.policy)
+    _check(ctx, policy)
+    budget = p.budget or _context_budget(ctx, policy)
+    pilot = policy.pilot
+    ctx.verifier = _verifier(ctx, pilot.verifier)
+    if _pilot_worst(ctx, policy) > budget:
+        raise BudgetError(
+            f"compute_optimal: a budget of {budget:g} {policy.axis} cannot pay for the "
+            f"{pilot.samples} pilot samples; raise the budget"
+        )
+    drawn = await ctx.sample(pilot.samples, temperature=pilot.temperature, top_p=pilot.top_p)
+    scores: list[float] = []
+    if ctx.verifier is not None:
+        scores = [ctx.verifier_score(c) for c in await ctx.score(drawn)]
+    hard = difficulty(drawn, pilot.feature, scores)
+    bin_ = policy.bin(hard)
+    left = budget - _spent(ctx, policy)
+    choice = policy.choose(bin_, left)
+    trace = {"difficulty": hard, "bin": bin_, "left": left, "pilot": [c.id for c in drawn]}
+    if choice is None:  # nothing the policy knows fits: the pilot's own vote answers
+        top = leader(group(drawn, same=ctx.same))
+        chosen = drawn[top.members[0]] if top else None
+        return ctx.finish(chosen, trace={**trace, "choice": None})
+    ctx.verifier = _verifier(ctx, choice.verifier)
+    spec = STRATEGIES.spec(choice.strategy["name"], choice.strategy["params"])
+    inner = await STRATEGIES.get(spec.name).factory(ctx, spec.params)
+    made = {"label": choice.label, "budget": choice.budget, "expected": choice.accuracy}
+    return replace(inner, trace={**trace, "choice": made, "inner": inner.trace})
+
+
+def _check(ctx: Context, policy: Policy) -> None:
+    gen = ctx.generator
+    if gen.name != policy.model or gen.n_params != policy.n_params:
+        raise ConfigError(
+            f"the policy was made for model {policy.model!r} ({policy.n_params} parameters), "
+            f"not {gen.name!r} ({gen.n_params}); allocate a policy from a run of this model"
+        )
+    if ctx.problem.id in policy.trained_on:
+        raise ConfigError(
+            f"problem {ctx.problem.id!r} is in the policy's training split (run "
+            f"{policy.run}); evaluate on held-out problems (e.g. another task seed)"
+        )
+
+
+def _context_budget(ctx: Context, policy: Policy) -> float:
+    value = getattr(ctx.budget, policy.axis)
+    if value is None:
+        raise ConfigError(
+            f"compute_optimal needs a budget in {policy.axis} (its policy's axis): set "
+            f"budget=... or give a '{policy.axis}' budget"
+        )
+    return float(value)
+
+
+def _spent(ctx: Context, policy: Policy) -> float:
+    """What has been spent so far, on the policy's axis."""
+    cost = ctx.cost
+    return float(
+        {"samples": cost.samples, "tokens": cost.generated_tokens}.get(policy.axis, cost.flops)
+    )
+
+
+def _pilot_worst(ctx: Context, policy: Policy) -> float:
+    """The most the pilot may cost: every sample at max_tokens, the prompt prefilled once."""
+    n, tokens = policy.pilot.samples, policy.pilot.samples * ctx.max_tokens
+    if policy.axis == "samples":
+        return float(n)
+    if policy.axis == "tokens":
+        return float(tokens)
+    prompt = ctx.generator.count_prompt_tokens(Request(ctx.problem.messages))
+    return 2.0 * ctx.generator.n_params * (prompt + tokens)
+
+
+def _verifier(ctx: Context, spec: dict[str, object] | None) -> Verifier | None:
+    if spec is None:
+        return None
+    built = _BUILT.setdefault(ctx.generator, {})
+    key = repr(sorted(spec.items()))
+    if key not in built:
+        params = spec.get("params")
+        built[key] = build_verifier(
+            str(spec["name"]), dict(params) if isinstance(params, dict) else {},
+            generator=ctx.generator,
+        )  # fmt: skip
+    return built[key]

@@ -1,0 +1,156 @@
+"""A compute-optimal policy (Snell et al. 2024): per difficulty bin, the best strategy and
+parameters at every budget, learned in the lab on a training split and read here at inference.
+
+Difficulty is predicted from a few cheap pilot samples, without a gold answer: one minus the
+verifier's mean score over them (Snell's "predicted difficulty"), one minus the share of the
+most common answer, or the mean of both. The bins are quantiles of that on the training
+problems. Each bin keeps its frontier: the configurations that beat every cheaper one, so the
+best choice under a budget is the most expensive frontier entry that fits.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from testtime.core.errors import ConfigError
+from testtime.core.types import Candidate
+from testtime.core.voting import group
+
+POLICY_VERSION = 1
+Axis = Literal["samples", "tokens", "flops"]
+Feature = Literal["score", "vote", "score+vote", "oracle"]
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One configuration at one budget: what to run, and what it achieved in training."""
+
+    label: str  # the lab arm
+    strategy: dict[str, Any]  # {"name", "params"}: params at this budget, ready to run
+    verifier: dict[str, Any] | None  # {"name", "params"} or None
+    budget: int  # the lab budget k it ran (or was replayed) at
+    cost: float  # mean cost per problem of the bin, on the policy's axis
+    accuracy: float  # mean accuracy on the bin's training problems
+
+
+@dataclass(frozen=True, slots=True)
+class Pilot:
+    """How difficulty is predicted: pilot samples drawn as the lab's pools were drawn."""
+
+    samples: int
+    temperature: float
+    top_p: float
+    feature: Feature
+    verifier: dict[str, Any] | None = None  # {"name", "params"}; scores for "score" features
+    key: str | None = None  # the name its scores are stored under
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """Bins' edges and, per bin, the frontier of choices sorted by cost."""
+
+    model: str
+    fingerprint: str
+    n_params: int
+    task: dict[str, Any]
+    run: str
+    trained_on: tuple[str, ...]
+    max_tokens: int
+    axis: Axis
+    pilot: Pilot
+    edges: tuple[float, ...]
+    frontiers: tuple[tuple[Choice, ...], ...]  # one per bin
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def bin(self, difficulty: float) -> int:
+        """The bin of a difficulty: how many edges lie below it."""
+        return bisect.bisect_left(self.edges, difficulty)
+
+    def choose(self, bin_: int, budget: float) -> Choice | None:
+        """The most accurate choice of the bin costing at most `budget` (None: none fits)."""
+        fitting = [c for c in self.frontiers[bin_] if c.cost <= budget]
+        return fitting[-1] if fitting else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["version"] = POLICY_VERSION
+        out["trained_on"] = list(self.trained_on)
+        return out
+
+
+def frontier(choices: Sequence[Choice]) -> tuple[Choice, ...]:
+    """The choices that beat every cheaper one, cheapest first (ties: the cheaper, then the
+    first given)."""
+    out: list[Choice] = []
+    for c in sorted(choices, key=lambda c: (c.cost, -c.accuracy)):
+        if not out or c.accuracy > out[-1].accuracy:
+            out.append(c)
+    return tuple(out)
+
+
+def difficulty(pilot: Sequence[Candidate], feature: Feature, scores: Sequence[float]) -> float:
+    """Predicted difficulty in [0, 1] from pilot samples (higher is harder)."""
+    if not pilot:
+        return 1.0
+    groups = group(pilot)
+    vote = 1.0 - max((g.count for g in groups), default=0) / len(pilot)
+    score = 1.0 - sum(scores) / len(scores) if scores else 1.0
+    if feature == "vote":
+        return vote
+    if feature == "score":
+        return score
+    if feature == "score+vote":
+        return (score + vote) / 2
+    raise ConfigError(f"difficulty {feature!r} needs gold answers; it is for analysis only")
+
+
+def load_policy(path: str) -> Policy:
+    """The policy in a file written by `testtime lab allocate`; a ConfigError saying what is
+    wrong with it otherwise."""
+    p = Path(path).expanduser()
+    try:
+        stamp = p.stat().st_mtime_ns
+    except OSError:
+        raise ConfigError(
+            f"no policy file at {p}; write one with `testtime lab allocate RUN_ID --out {p}`"
+        ) from None
+    return _load(str(p), stamp)
+
+
+@lru_cache(maxsize=32)
+def _load(path: str, stamp: int) -> Policy:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path} is not a readable policy file ({e})") from None
+    if not isinstance(data, dict) or data.get("version") != POLICY_VERSION:
+        raise ConfigError(
+            f"{path} is not a version-{POLICY_VERSION} policy; write it again with "
+            "`testtime lab allocate`"
+        )
+    try:
+        frontiers = tuple(tuple(Choice(**c) for c in f) for f in data["frontiers"])
+        policy = Policy(**{
+            **{k: v for k, v in data.items() if k != "version"},
+            "trained_on": tuple(data["trained_on"]), "pilot": Pilot(**data["pilot"]),
+            "edges": tuple(float(e) for e in data["edges"]), "frontiers": frontiers,
+        })  # fmt: skip
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"{path} is a damaged policy file ({e}); write it again") from None
+    if len(policy.frontiers) != len(policy.edges) + 1 or not all(policy.frontiers):
+        raise ConfigError(f"{path}: every bin needs a choice; write the policy again")
+    return policy
+
+
+def save_policy(policy: Policy, path: Path) -> None:
+    """Write the policy atomically (a temporary file, then renamed into place)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(policy.to_dict(), indent=1) + "\n")
+    os.replace(tmp, path)

@@ -129,3 +129,63 @@ def train_cmd(
         f"{meta['denoiser_params']} params, classifier {meta['classifier_params']} params, "
         f"held-out classifier accuracy {meta['classifier_test_accuracy']:.1%}"
     )
+
+
+LabStore = Annotated[Path, typer.Option("--store", help="the experiment store (SQLite)")]
+DEFAULT_STORE = Path("testtime-lab") / "store.sqlite"
+
+
+@diffuse.command("lab")
+def lab_cmd(
+    spec_file: Annotated[Path | None, typer.Argument(help="YAML spec (kind: diffusion)")] = None,
+    repeats: Annotated[int | None, typer.Option(help="problems per digit")] = None,
+    store: LabStore = DEFAULT_STORE,
+    output: Annotated[Path | None, typer.Option("--out", help="plots folder")] = None,
+) -> None:
+    """Strategies x NFE budgets on the digit model, stored (and resumed) in the lab store;
+    prints accuracy and reward per budget with 95% intervals and writes the plots."""
+    from testtime.cli.common import progress
+    from testtime.lab import diffusion as dlab
+    from testtime.lab.store import open_store
+
+    data = dict(dlab.DEFAULT) if spec_file is None else _yaml(spec_file)
+    if repeats is not None:
+        data["repeats"] = positive(repeats, "--repeats")
+    spec = dlab.parse_diffusion_spec(data)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with open_store(store) as db, progress(dlab.units(spec), spec.name) as advance:
+        run_id = dlab.run(db, spec, json.dumps(data), on_unit=advance)
+    _report(store, run_id, output)
+
+
+@diffuse.command("report")
+def report_cmd(
+    run_id: Annotated[str, typer.Argument(help="a diffusion run in the store")],
+    store: LabStore = DEFAULT_STORE,
+    output: Annotated[Path | None, typer.Option("--out", help="plots folder")] = None,
+) -> None:
+    """Rebuild a stored diffusion run's table and plots without sampling again."""
+    _report(store, run_id, output)
+
+
+def _report(store: Path, run_id: str, output: Path | None) -> None:
+    from testtime.lab import diffusion_report as rep
+    from testtime.lab.store import open_store
+
+    with open_store(store, readonly=True) as db:
+        points = rep.analyse(db, run_id)
+    title = f"{run_id}: reward and judged accuracy against NFE"
+    out.print(rep.table(points, title))
+    for path in rep.write_plots(points, output or store.parent / run_id, run_id):
+        out.print(f"plot: {path}")
+
+
+def _yaml(path: Path) -> Any:
+    try:
+        import yaml
+    except ImportError:
+        raise ConfigError("spec files need pyyaml: pip install 'testtime[lab]'") from None
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read the spec {path}: {e}") from None

@@ -214,7 +214,11 @@ class Context:
             chosen=chosen.id if chosen is not None else None,
             budget_exhausted=self.exhausted,
             correct=None if self.problem.answer is None else answer == self.problem.answer,
-            trace={"nfe_per_pass": self.steps * self.denoiser.evals_per_call, **trace},
+            trace={
+                "nfe_per_pass": self.steps * self.denoiser.evals_per_call,
+                "chosen_reward": self.reward_of(chosen) if chosen is not None else None,
+                **trace,
+            },
         )
         return Outcome(result, images)
 

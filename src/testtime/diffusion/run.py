@@ -37,6 +37,18 @@ def fill(spec: Spec, nfe: int, evals_per_call: int) -> Spec:
     return strategy_spec(spec.name, {**params, WIDTH[spec.name]: passes})
 
 
+def unit_nfe(spec: Spec, evals_per_call: int) -> int:
+    """The NFE of the smallest piece of work the strategy can do (a budget below it is
+    refused): one denoising pass, or one beam of path search."""
+    from testtime.diffusion.search import PathParams, path_plan
+
+    p = spec.params
+    if isinstance(p, PathParams):
+        first, rounds = path_plan(p.steps, p)
+        return (first + p.branches * sum(b - a for a, b in rounds)) * evals_per_call
+    return int(dataclasses.asdict(p)["steps"]) * evals_per_call
+
+
 def solve(
     problem: Problem,
     spec: Spec,

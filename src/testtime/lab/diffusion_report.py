@@ -1,0 +1,121 @@
+"""Reward and accuracy against NFE for a stored diffusion run, from the store alone.
+
+Each point is one arm at one NFE budget: the mean over problems of the chosen image's
+reward and of the judge's verdict, with 95% percentile-bootstrap intervals over problems
+(the lab's estimator), and the mean NFE and FLOPs actually spent.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.table import Table
+
+from testtime.core.errors import ConfigError
+from testtime.diffusion import files
+from testtime.lab.diffusion import KIND
+from testtime.lab.estimators import bootstrap_ci_many
+from testtime.lab.report import human
+from testtime.lab.store import Store
+
+LEVEL, RESAMPLES = 0.95, 2000
+
+
+@dataclass(frozen=True, slots=True)
+class NfePoint:
+    arm: str
+    budget: int  # the NFE ceiling per problem
+    problems: int
+    nfe: float  # mean NFE actually spent
+    flops: float
+    accuracy: tuple[float, float, float]  # mean, lo, hi
+    reward: tuple[float, float, float]
+
+
+def analyse(store: Store, run_id: str) -> list[NfePoint]:
+    """Every (arm, budget) point of a diffusion run, in spec order."""
+    record = store.run(run_id)
+    spec = record["spec"]
+    if spec.get("kind") != KIND:
+        raise ConfigError(f"run {run_id} is not a diffusion run; use `testtime lab report`")
+    rows = store.db.execute(
+        "SELECT arm, budget, problem, correct, cost, json_extract(trace, '$.chosen_reward')"
+        " FROM results WHERE run = ? ORDER BY arm, budget, problem", (run_id,),
+    ).fetchall()  # fmt: skip
+    found: dict[tuple[str, int], list[tuple[float, float, dict[str, float]]]] = defaultdict(list)
+    for arm, budget, _problem, correct, cost, reward in rows:
+        found[(arm, budget)].append((float(correct or 0), float(reward or 0.0), json.loads(cost)))
+    points = []
+    for arm in spec["arms"]:
+        for budget in arm["budgets"]:
+            got = found.get((arm["label"], budget))
+            if got:
+                points.append(_point(arm["label"], budget, got))
+    return points
+
+
+def _point(arm: str, budget: int, got: list[tuple[float, float, dict[str, float]]]) -> NfePoint:
+    values = np.array([[a, r] for a, r, _ in got])
+    lo, hi = bootstrap_ci_many(values, LEVEL, RESAMPLES)
+    mean = values.mean(axis=0)
+    return NfePoint(
+        arm, budget, len(got),
+        nfe=float(np.mean([c["nfe"] for _, _, c in got])),
+        flops=float(np.mean([c["flops"] for _, _, c in got])),
+        accuracy=(float(mean[0]), float(lo[0]), float(hi[0])),
+        reward=(float(mean[1]), float(lo[1]), float(hi[1])),
+    )  # fmt: skip
+
+
+def table(points: list[NfePoint], title: str) -> Table:
+    t = Table(title=title, caption=f"{LEVEL:.0%} bootstrap intervals over problems")
+    for h in ("strategy", "nfe budget", "nfe spent", "FLOPs", "accuracy [CI]", "reward [CI]", "n"):
+        t.add_column(h, justify="left" if h == "strategy" else "right")
+    last = None
+    for p in points:
+        a, r = p.accuracy, p.reward
+        t.add_row(
+            p.arm if p.arm != last else "", str(p.budget), f"{p.nfe:.0f}", human(p.flops),
+            f"{a[0]:.1%} [{a[1]:.1%}, {a[2]:.1%}]", f"{r[0]:.3f} [{r[1]:.3f}, {r[2]:.3f}]",
+            str(p.problems),
+        )  # fmt: skip
+        last = p.arm
+    return t
+
+
+def write_plots(points: list[NfePoint], out_dir: Path, title: str) -> list[Path]:
+    """accuracy_nfe.png and reward_nfe.png (log2 NFE axis, bands), written atomically."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ConfigError("plots need matplotlib: pip install 'testtime[lab]'") from None
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for metric in ("accuracy", "reward"):
+        fig = Figure(figsize=(7, 4.5), dpi=110, layout="constrained")
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        for arm in dict.fromkeys(p.arm for p in points):
+            mine = [p for p in points if p.arm == arm]
+            xs = [p.nfe for p in mine]
+            mid, lo, hi = zip(*(getattr(p, metric) for p in mine), strict=True)
+            (line,) = ax.plot(xs, mid, marker="o", label=arm)
+            ax.fill_between(xs, lo, hi, alpha=0.2, color=line.get_color())
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("function evaluations (NFE) per problem")
+        ax.set_ylabel("judged accuracy" if metric == "accuracy" else "reward of the chosen image")
+        ax.set_title(title)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        path = out_dir / f"{metric}_nfe.png"
+        files.write(path, buf.getvalue())
+        written.append(path)
+    return written

@@ -1,0 +1,91 @@
+"""Diffusion runs in the lab store: specs validated up front, every unit stored once, a
+crashed run resumes without losing or repeating a unit, reports rebuilt from the store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from testtime.core.errors import ConfigError
+from testtime.lab import diffusion as dlab
+from testtime.lab import diffusion_report as rep
+from testtime.lab.rows import Unit
+from testtime.lab.store import open_store
+
+SPEC = {
+    "kind": "diffusion", "name": "tiny", "digits": [3, 7], "repeats": 2, "steps": 5,
+    "budgets": [5, 10], "strategies": ["best_of_n", {"name": "fk_steering", "label": "fk"}],
+}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"kind": "llm"}, "kind: diffusion"),
+        ({"pool": 4}, r"unknown key\(s\) \['pool'\]"),
+        ({"digits": [1, 10]}, "digits 0-9"),
+        ({"budgets": [0]}, "positive whole numbers of nfe"),
+        ({"budgets": [4]}, "best_of_n needs at least 5 nfe per problem"),
+        ({"strategies": ["best_of_n", "best_of_n"]}, "labels must be unique"),
+        ({"strategies": [{"name": "fk_steering", "params": {"particles": 0}}]}, "'particles'"),
+        ({"strategies": []}, "at least one diffusion strategy"),
+    ],
+)
+def test_bad_specs_are_refused_before_anything_runs(change, message) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError, match=message):
+        dlab.parse_diffusion_spec({**SPEC, **change})
+
+
+def test_a_crashed_run_resumes_with_every_unit_stored_once(tmp_path: Path) -> None:
+    spec = dlab.parse_diffusion_spec(SPEC)
+    total = dlab.units(spec)
+    assert total == 4 * 2 * 2  # problems x budgets x arms
+    done: list[Unit] = []
+
+    def crash(unit: Unit) -> None:
+        done.append(unit)
+        if len(done) == 5:
+            raise KeyboardInterrupt
+
+    with open_store(tmp_path / "s.sqlite") as store:
+        with pytest.raises(KeyboardInterrupt):
+            dlab.run(store, spec, json.dumps(SPEC), on_unit=crash)
+        assert store.run(spec.run_id)["status"] == "cancelled"
+        resumed: list[Unit] = []
+        dlab.run(store, spec, json.dumps(SPEC), on_unit=resumed.append)
+        assert len(resumed) == total - 5 and not set(resumed) & set(done)
+        assert store.run(spec.run_id)["status"] == "success"
+        again: list[Unit] = []
+        dlab.run(store, spec, json.dumps(SPEC), on_unit=again.append)
+        assert again == []
+        points = rep.analyse(store, spec.run_id)
+    assert [(p.arm, p.budget) for p in points] == [("best_of_n", 5), ("best_of_n", 10),
+                                                   ("fk", 5), ("fk", 10)]  # fmt: skip
+    for p in points:
+        assert p.problems == 4 and p.nfe <= p.budget
+        assert p.accuracy[1] <= p.accuracy[0] <= p.accuracy[2]
+        assert p.reward[1] <= p.reward[0] <= p.reward[2]
+    pngs = rep.write_plots(points, tmp_path / "report", "tiny")
+    assert all(path.read_bytes()[:4] == b"\x89PNG" for path in pngs)
+
+
+def test_llm_reports_refuse_diffusion_runs_and_back(tmp_path: Path) -> None:
+    from testtime.lab.replay import analyse
+
+    spec = dlab.parse_diffusion_spec({**SPEC, "digits": [1], "repeats": 1, "budgets": [5]})
+    with open_store(tmp_path / "s.sqlite") as store:
+        dlab.run(store, spec, "{}")
+        with pytest.raises(ConfigError):
+            analyse(store, spec.run_id)

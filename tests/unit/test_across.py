@@ -4,6 +4,7 @@ and the rest goes where the vote is uncertain."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +14,13 @@ from testtime.core.budget import Budget
 from testtime.core.errors import BudgetError
 from testtime.core.types import Problem
 from testtime.generators.fake import FakeGenerator
+from testtime.lab import runner
+from testtime.lab.across import replay_across
+from testtime.lab.allocate import allocate
+from testtime.lab.replay import analyse
+from testtime.lab.report import write_report
+from testtime.lab.spec import parse_spec
+from testtime.lab.store import open_store
 from testtime.strategies.across import Allocator, solve_batch
 
 SURE = {"7": 1.0}
@@ -78,3 +86,43 @@ def test_a_budget_below_one_sample_each_is_refused_before_any_work() -> None:
     with pytest.raises(BudgetError, match="smaller than one sample for each of the 5"):
         asyncio.run(solve_batch(problems, gen, total_budget=Budget(samples=4)))
     assert gen.requests == []
+
+
+CONFIG = '{"min_terms": 2, "max_terms": 4, "min_digits": 1, "max_digits": 3}'
+SPEC = {
+    "name": "across", "model": "fake", "problems": 16, "budgets": [1, 2, 4, 8, 16],
+    "task": {"name": "reasoning_gym", "params": {"dataset": "chain_sum", "config": CONFIG,
+                                                 "size": 16}},
+    "strategies": ["self_consistency", {"name": "revise", "budgets": [2]}],
+}  # fmt: skip
+
+
+def test_the_lab_replays_adaptive_against_uniform_at_equal_flops(tmp_path: Path) -> None:
+    spec = parse_spec(SPEC)
+    with open_store(tmp_path / "s.db") as db:
+        plan = runner.prepare(db, spec, "test")
+        runner.execute(db, spec, plan, lambda: runner.run_local(db, spec, plan))
+        got = replay_across(db, plan.run_id, draws=5)
+        curve = next(c for c in analyse(db, plan.run_id).curves if c.label == "self_consistency")
+        policy = allocate(db, plan.run_id, feature="oracle", bins=2)
+    assert [p.k for p in got.points] == [1, 2, 4, 8]
+    rates = list(got.pass_rate)
+    assert rates == sorted(rates) and len(got.problems) == 16
+    exact = {p.budget: p.accuracy for p in curve.points}
+    for p in got.points:
+        assert p.uniform[0] == pytest.approx(exact[p.k])  # uniform is majority@k, exactly
+        assert p.uniform[1] <= p.uniform[0] <= p.uniform[2]
+        assert p.adaptive_flops <= p.flops * (1 + 1e-9)  # never over the equal budget
+        assert all(0 <= n <= 16 for n in p.allocation)
+    big = got.points[-1]
+    assert max(big.allocation) > big.k > min(big.allocation)  # spent unevenly
+    files = write_report(analyse_of(tmp_path, plan.run_id), tmp_path / "r", policy=policy,
+                         across=got)  # fmt: skip
+    names = {f.name for f in files.pngs}
+    assert {"allocation.png", "across.png"} <= names
+    assert all((tmp_path / "r" / n).read_bytes()[:4] == b"\x89PNG" for n in names)
+
+
+def analyse_of(tmp_path: Path, run_id: str):  # type: ignore[no-untyped-def]
+    with open_store(tmp_path / "s.db", readonly=True) as db:
+        return analyse(db, run_id)

@@ -185,6 +185,31 @@ def allocate_cmd(
         )
 
 
+@lab.command("across")
+def across_cmd(
+    run_id: str,
+    budgets: Annotated[
+        str | None, typer.Option(help="uniform samples per problem to match, e.g. 1,2,4,8")
+    ] = None,
+    initial: Annotated[int, typer.Option(help="samples every problem gets first")] = 2,
+    draws: Annotated[int, typer.Option(help="random pool orders averaged")] = 20,
+    store: Store = DEFAULT_STORE,
+) -> None:
+    """Replay one budget spread across a run's problems (where votes are uncertain) against
+    uniform allocation at equal total FLOPs, from the stored pool."""
+    from testtime.lab.across import replay_across
+    from testtime.lab.report import across_lines
+    from testtime.lab.store import open_store
+
+    ks = tuple(_int_list(budgets, "--budgets")) if budgets else None
+    if initial < 1 or draws < 1 or (ks is not None and min(ks, default=0) < 1):
+        raise ConfigError("--initial, --draws and --budgets must be positive whole numbers")
+    with open_store(store, readonly=True) as db:
+        got = replay_across(db, run_id, ks=ks, initial=initial, draws=draws)
+    for line in across_lines(got):
+        out.print(line)
+
+
 def policy_table(policy: Any) -> Table:
     """Each bin's frontier: from which budget on each choice is the best."""
     pilot = policy.pilot
@@ -248,15 +273,33 @@ def _run_and_report(
 
 def _report(db: Any, run_id: str, folder: Path) -> None:
     from testtime.lab.replay import analyse
-    from testtime.lab.report import table, write_report
+    from testtime.lab.report import across_lines, table, write_report
 
     spec = db.run(run_id)["spec"]
     budgets = sorted({b for arm in spec["arms"] for b in arm["budgets"]} | {spec["pool"]})
     with err.status("replaying the stored samples ...", spinner="dots"):
         analysis = analyse(db, run_id)
-        files = write_report(analysis, folder, budgets)
+        policy, across = _allocations(db, run_id)
+        files = write_report(analysis, folder, budgets, policy=policy, across=across)
     out.print(table(analysis, budgets))
+    for line in across_lines(across) if across else []:
+        out.print(line)
     out.print(f"report: {files.html}")
+
+
+def _allocations(db: Any, run_id: str) -> tuple[Any, Any]:
+    """The run's oracle-binned policy and across-problem replay, where the run allows them."""
+    from testtime.core.errors import TesttimeError
+    from testtime.lab.across import replay_across
+    from testtime.lab.allocate import allocate
+
+    found: list[Any] = []
+    for make in (lambda: allocate(db, run_id, feature="oracle"), lambda: replay_across(db, run_id)):
+        try:
+            found.append(make())
+        except TesttimeError:  # e.g. several models, no pool, nothing graded: no figure
+            found.append(None)
+    return found[0], found[1]
 
 
 def _repeat(run_id: str, store_path: Path, out_dir: Path | None, ray: str | None, workers: int,

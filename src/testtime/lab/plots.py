@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from testtime.lab.across import Across
+    from testtime.strategies.policy import Policy
+
 COVERAGE_LABEL = "coverage (oracle pass@k)"
 
 
@@ -156,4 +159,79 @@ def coverage_png(analysis: Analysis) -> bytes:
     ax.set_xlabel("k (samples per problem)")
     ax.set_ylabel("coverage (pass@k)")
     ax.set_title(f"{analysis.title}: coverage ({analysis.problems} problems)")
+    return _png(fig)
+
+
+def allocation_png(policy: Policy) -> bytes:
+    """Per difficulty bin, the best strategy at each budget: its accuracy, coloured by choice."""
+    require()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import NullFormatter
+
+    bins = len(policy.frontiers)
+    fig = Figure(figsize=(3.2 * bins, 3.8), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, bins, sharey=True, squeeze=False)[0]
+    labels = sorted({c.label for f in policy.frontiers for c in f})
+    colors = {label: f"C{i % 10}" for i, label in enumerate(labels)}
+    edges = [-np.inf, *policy.edges, np.inf]
+    top = max(c.cost for f in policy.frontiers for c in f) * 2
+    for b, (ax, front) in enumerate(zip(axes, policy.frontiers, strict=True)):
+        for i, c in enumerate(front):
+            end = front[i + 1].cost if i + 1 < len(front) else top
+            ax.plot([c.cost, end], [c.accuracy] * 2, color=colors[c.label], lw=3)
+            ax.plot([c.cost], [c.accuracy], "o", color=colors[c.label], ms=5)
+            ax.annotate(str(c.budget), (c.cost, c.accuracy), fontsize=7,
+                        xytext=(2, 4), textcoords="offset points")  # fmt: skip
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="x", labelsize=7)
+        ax.set_title(f"bin {b}: ({edges[b]:.2g}, {edges[b + 1]:.2g}]", fontsize=9)
+        ax.set_xlabel(f"{policy.axis} per problem", fontsize=8)
+        _percent_y(ax)
+    axes[0].set_ylabel("best accuracy in the bin")
+    handles = [Line2D([], [], color=colors[label], lw=3, label=label) for label in labels]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(labels)),
+               fontsize="small")  # fmt: skip
+    feature = "oracle pass rate" if policy.pilot.feature == "oracle" else policy.pilot.feature
+    fig.suptitle(f"best strategy per difficulty bin ({feature}; number: its lab budget)")
+    return _png(fig)
+
+
+def across_png(across: Across) -> bytes:
+    """Uniform vs adaptive allocation at equal total FLOPs, and samples given to each problem."""
+    require()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.5), dpi=110, layout="constrained")
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2)
+    xs = [p.flops for p in across.points]
+    for name, adaptive, color in (
+        ("uniform (majority@k)", False, "tab:gray"),
+        ("adaptive across problems", True, "tab:blue"),
+    ):
+        ys = [p.adaptive if adaptive else p.uniform for p in across.points]
+        left.plot(xs, [y[0] for y in ys], marker="o", color=color, label=name)
+        left.fill_between(xs, [y[1] for y in ys], [y[2] for y in ys], color=color, alpha=0.15)
+    left.set_xscale("log")
+    left.set_xlabel("total FLOPs per problem (equal for both)")
+    left.set_ylabel("accuracy")
+    left.legend(fontsize="small", loc="lower right")
+    _percent_y(left)
+    mid = across.points[len(across.points) // 2]
+    order = range(len(across.problems))
+    right.bar(order, mid.allocation, color="tab:blue", label="adaptive (mean over orders)")
+    right.axhline(mid.k, color="tab:gray", ls="--", label=f"uniform: {mid.k} each")
+    twin = right.twinx()
+    twin.plot(order, across.pass_rate, color="black", lw=1, label="pass rate (oracle)")
+    twin.set_ylim(0, 1)
+    twin.set_ylabel("pass rate of the pool")
+    right.set_xlabel("problem (hardest first)")
+    right.set_ylabel("samples allocated")
+    right.legend(fontsize="small", loc="upper left")
+    fig.suptitle(f"one budget across {len(across.problems)} problems (pool {across.pool})")
     return _png(fig)

@@ -19,8 +19,10 @@ from rich.table import Table
 from rich.text import Text
 
 from testtime.lab import plots
+from testtime.lab.across import Across
 from testtime.lab.curves import AXES, Analysis, CoverageFit, Curve
 from testtime.lab.plots import COVERAGE_LABEL
+from testtime.strategies.policy import Policy
 
 HEADERS = ("strategy", "k", "accuracy [95% CI]", "samples", "tokens", "FLOPs", "estimator", "")
 PARETO_MARK = "*"
@@ -175,17 +177,39 @@ def _html(analysis: Analysis, pngs: dict[str, bytes], budgets: Sequence[int] | N
 
 
 def write_report(
-    analysis: Analysis, out_dir: Path, axis_budgets: Sequence[int] | None = None
+    analysis: Analysis,
+    out_dir: Path,
+    axis_budgets: Sequence[int] | None = None,
+    *,
+    policy: Policy | None = None,
+    across: Across | None = None,
 ) -> ReportFiles:
-    """Write the four PNGs and a self-contained index.html into `out_dir`, each atomically."""
+    """Write the four PNGs (plus the allocation figures when given a policy learned from the
+    run, or an across-problem replay) and a self-contained index.html, each atomically."""
     plots.require()
     out_dir.mkdir(parents=True, exist_ok=True)
     pngs: dict[str, bytes] = {}
     if any(c.points for c in analysis.curves) or analysis.coverage:
         pngs = {f"accuracy_{axis}.png": plots.accuracy_png(analysis, axis) for axis in AXES}
         pngs["coverage.png"] = plots.coverage_png(analysis)
+    if policy is not None:
+        pngs["allocation.png"] = plots.allocation_png(policy)
+    if across is not None and across.points:
+        pngs["across.png"] = plots.across_png(across)
     for name, data in pngs.items():
         _atomic_write(out_dir / name, data)
     page = out_dir / "index.html"  # last, so it never links figures not yet written
     _atomic_write(page, _html(analysis, pngs, axis_budgets).encode())
     return ReportFiles(html=page, pngs=tuple(out_dir / name for name in pngs))
+
+
+def across_lines(across: Across) -> list[str]:
+    """One line per total budget: uniform against adaptive accuracy at equal FLOPs."""
+    return [
+        f"across {len(across.problems)} problems at {human(p.flops)} FLOPs each (= {p.k} "
+        f"samples uniform): uniform {p.uniform[0]:.1%} [{p.uniform[1]:.1%}-{p.uniform[2]:.1%}], "
+        f"adaptive {p.adaptive[0]:.1%} [{p.adaptive[1]:.1%}-{p.adaptive[2]:.1%}] spending "
+        f"{human(p.adaptive_flops)}, samples per problem {min(p.allocation):.1f}-"
+        f"{max(p.allocation):.1f}"
+        for p in across.points
+    ]

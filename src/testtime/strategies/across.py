@@ -34,20 +34,26 @@ class Allocator:
     cap: int = 64  # the most samples one problem may get
     answers: list[list[str | None]] = field(init=False)
     costs: list[list[float]] = field(init=False)
+    _confidence: dict[int, float] = field(init=False)
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold <= 1 or self.cap < 1:
             raise ConfigError("threshold must be in (0, 1] and cap >= 1")
         self.answers = [[] for _ in range(self.problems)]
         self.costs = [[] for _ in range(self.problems)]
+        self._confidence = {}
 
     def add(self, i: int, answer: str | None, cost: float) -> None:
         self.answers[i].append(answer)
         self.costs[i].append(cost)
+        self._confidence.pop(i, None)
 
     def confidence(self, i: int) -> float:
-        cands = [Candidate("", a, id=j) for j, a in enumerate(self.answers[i])]
-        return vote_confidence(group(cands))
+        """P(the leading answer is the mode) under the Beta posterior of its votes."""
+        if i not in self._confidence:
+            cands = [Candidate("", a, id=j) for j, a in enumerate(self.answers[i])]
+            self._confidence[i] = vote_confidence(group(cands))
+        return self._confidence[i]
 
     def settled(self, i: int) -> bool:
         return len(self.answers[i]) >= self.cap or self.confidence(i) >= self.threshold

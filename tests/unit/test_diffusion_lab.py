@@ -71,6 +71,11 @@ def test_a_crashed_run_resumes_with_every_unit_stored_once(tmp_path: Path) -> No
         dlab.run(store, spec, json.dumps(SPEC), on_unit=again.append)
         assert again == []
         points = rep.analyse(store, spec.run_id)
+        same = rep.compare(store, spec.run_id, "fk", "fk")
+        assert [(b, acc[0], rew[0]) for b, acc, rew in same] == [(5, 0.0, 0.0), (10, 0.0, 0.0)]
+        assert len(rep.compare(store, spec.run_id, "fk", "best_of_n")) == 2
+        with pytest.raises(ConfigError, match=r"no arm 'nope'; its arms: \['best_of_n', 'fk'\]"):
+            rep.compare(store, spec.run_id, "nope", "fk")
     assert [(p.arm, p.budget) for p in points] == [("best_of_n", 5), ("best_of_n", 10),
                                                    ("fk", 5), ("fk", 10)]  # fmt: skip
     for p in points:

@@ -133,6 +133,7 @@ def train_cmd(
 
 LabStore = Annotated[Path, typer.Option("--store", help="the experiment store (SQLite)")]
 DEFAULT_STORE = Path("testtime-lab") / "store.sqlite"
+Compare = Annotated[str | None, typer.Option(help="A,B: arm A minus arm B, paired by problem")]
 
 
 @diffuse.command("lab")
@@ -141,6 +142,7 @@ def lab_cmd(
     repeats: Annotated[int | None, typer.Option(help="problems per digit")] = None,
     store: LabStore = DEFAULT_STORE,
     output: Annotated[Path | None, typer.Option("--out", help="plots folder")] = None,
+    compare: Compare = None,
 ) -> None:
     """Strategies x NFE budgets on the digit model, stored (and resumed) in the lab store;
     prints accuracy and reward per budget with 95% intervals and writes the plots."""
@@ -155,7 +157,7 @@ def lab_cmd(
     store.parent.mkdir(parents=True, exist_ok=True)
     with open_store(store) as db, progress(dlab.units(spec), spec.name) as advance:
         run_id = dlab.run(db, spec, json.dumps(data), on_unit=advance)
-    _report(store, run_id, output)
+    _report(store, run_id, output, compare)
 
 
 @diffuse.command("report")
@@ -163,19 +165,26 @@ def report_cmd(
     run_id: Annotated[str, typer.Argument(help="a diffusion run in the store")],
     store: LabStore = DEFAULT_STORE,
     output: Annotated[Path | None, typer.Option("--out", help="plots folder")] = None,
+    compare: Compare = None,
 ) -> None:
     """Rebuild a stored diffusion run's table and plots without sampling again."""
-    _report(store, run_id, output)
+    _report(store, run_id, output, compare)
 
 
-def _report(store: Path, run_id: str, output: Path | None) -> None:
+def _report(store: Path, run_id: str, output: Path | None, compare: str | None) -> None:
     from testtime.lab import diffusion_report as rep
     from testtime.lab.store import open_store
 
+    pair = compare.split(",") if compare else []
+    if compare and len(pair) != 2:
+        raise ConfigError(f"--compare takes two arm labels, A,B; got {compare!r}")
     with open_store(store, readonly=True) as db:
         points = rep.analyse(db, run_id)
+        diffs = rep.compare(db, run_id, pair[0], pair[1]) if pair else None
     title = f"{run_id}: reward and judged accuracy against NFE"
     out.print(rep.table(points, title))
+    if diffs is not None:
+        out.print(rep.comparison(diffs, pair[0], pair[1]))
     for path in rep.write_plots(points, output or store.parent / run_id, run_id):
         out.print(f"plot: {path}")
 

@@ -12,9 +12,11 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.table import Table
+from rich.text import Text
 
 from testtime.core.errors import ConfigError
 from testtime.diffusion import files
@@ -37,26 +39,52 @@ class NfePoint:
     reward: tuple[float, float, float]
 
 
+Rows = dict[tuple[str, int], dict[str, tuple[float, float, dict[str, float]]]]
+
+
 def analyse(store: Store, run_id: str) -> list[NfePoint]:
     """Every (arm, budget) point of a diffusion run, in spec order."""
-    record = store.run(run_id)
-    spec = record["spec"]
+    spec, found = _rows(store, run_id)
+    points = []
+    for arm in spec["arms"]:
+        for budget in arm["budgets"]:
+            got = found.get((arm["label"], budget))
+            if got:
+                points.append(_point(arm["label"], budget, list(got.values())))
+    return points
+
+
+def compare(store: Store, run_id: str, a: str, b: str) -> list[tuple[int, Any, Any]]:
+    """Arm a minus arm b at each budget both ran, paired by problem (the same noise
+    stream): (budget, (accuracy diff, lo, hi), (reward diff, lo, hi))."""
+    spec, found = _rows(store, run_id)
+    labels = [arm["label"] for arm in spec["arms"]]
+    for label in (a, b):
+        if label not in labels:
+            raise ConfigError(f"run {run_id} has no arm {label!r}; its arms: {labels}")
+    out = []
+    for budget in sorted({k[1] for k in found if k[0] == a} & {k[1] for k in found if k[0] == b}):
+        left, right = found[(a, budget)], found[(b, budget)]
+        both = sorted(set(left) & set(right))
+        diff = np.array([[left[p][0] - right[p][0], left[p][1] - right[p][1]] for p in both])
+        lo, hi = bootstrap_ci_many(diff, LEVEL, RESAMPLES)
+        mean = diff.mean(axis=0)
+        out.append((budget, (mean[0], lo[0], hi[0]), (mean[1], lo[1], hi[1])))
+    return out
+
+
+def _rows(store: Store, run_id: str) -> tuple[dict[str, Any], Rows]:
+    spec = store.run(run_id)["spec"]
     if spec.get("kind") != KIND:
         raise ConfigError(f"run {run_id} is not a diffusion run; use `testtime lab report`")
     rows = store.db.execute(
         "SELECT arm, budget, problem, correct, cost, json_extract(trace, '$.chosen_reward')"
         " FROM results WHERE run = ? ORDER BY arm, budget, problem", (run_id,),
     ).fetchall()  # fmt: skip
-    found: dict[tuple[str, int], list[tuple[float, float, dict[str, float]]]] = defaultdict(list)
-    for arm, budget, _problem, correct, cost, reward in rows:
-        found[(arm, budget)].append((float(correct or 0), float(reward or 0.0), json.loads(cost)))
-    points = []
-    for arm in spec["arms"]:
-        for budget in arm["budgets"]:
-            got = found.get((arm["label"], budget))
-            if got:
-                points.append(_point(arm["label"], budget, got))
-    return points
+    found: Rows = defaultdict(dict)
+    for arm, budget, problem, correct, cost, reward in rows:
+        found[(arm, budget)][problem] = (float(correct or 0), float(reward or 0), json.loads(cost))
+    return spec, found
 
 
 def _point(arm: str, budget: int, got: list[tuple[float, float, dict[str, float]]]) -> NfePoint:
@@ -74,17 +102,29 @@ def _point(arm: str, budget: int, got: list[tuple[float, float, dict[str, float]
 
 def table(points: list[NfePoint], title: str) -> Table:
     t = Table(title=title, caption=f"{LEVEL:.0%} bootstrap intervals over problems")
-    for h in ("strategy", "nfe budget", "nfe spent", "FLOPs", "accuracy [CI]", "reward [CI]", "n"):
-        t.add_column(h, justify="left" if h == "strategy" else "right")
+    t.add_column("strategy", no_wrap=True)
+    for h in ("nfe budget", "nfe spent", "FLOPs", "accuracy [CI]", "reward [CI]", "n"):
+        t.add_column(h, justify="right")
     last = None
     for p in points:
         a, r = p.accuracy, p.reward
         t.add_row(
-            p.arm if p.arm != last else "", str(p.budget), f"{p.nfe:.0f}", human(p.flops),
+            Text(p.arm if p.arm != last else ""), str(p.budget), f"{p.nfe:.0f}", human(p.flops),
             f"{a[0]:.1%} [{a[1]:.1%}, {a[2]:.1%}]", f"{r[0]:.3f} [{r[1]:.3f}, {r[2]:.3f}]",
             str(p.problems),
         )  # fmt: skip
         last = p.arm
+    return t
+
+
+def comparison(rows: list[tuple[int, Any, Any]], a: str, b: str) -> Table:
+    t = Table(title=Text(f"{a} minus {b}, paired by problem"),
+              caption=f"{LEVEL:.0%} bootstrap intervals over problems")  # fmt: skip
+    for h in ("nfe budget", "accuracy difference [CI]", "reward difference [CI]"):
+        t.add_column(h, justify="right")
+    for budget, acc, rew in rows:
+        t.add_row(str(budget), f"{acc[0]:+.1%} [{acc[1]:+.1%}, {acc[2]:+.1%}]",
+                  f"{rew[0]:+.3f} [{rew[1]:+.3f}, {rew[2]:+.3f}]")  # fmt: skip
     return t
 
 

@@ -11,12 +11,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-Axis = Literal["samples", "tokens", "flops"]
+Axis = Literal["samples", "tokens", "flops", "eflops"]
 AXES: tuple[Axis, ...] = ("samples", "tokens", "flops")
+MEMORY: Axis = "eflops"  # Kinetics's memory-aware cost, where the model's KV shape is known
 AXIS_LABELS: dict[Axis, str] = {
     "samples": "samples per problem",
     "tokens": "generated tokens per problem",
     "flops": "FLOPs per problem",
+    "eflops": "eFLOPs per problem (FLOPs + 562.5 x KV bytes, Kinetics)",
 }
 
 
@@ -31,6 +33,7 @@ class Point:
     samples: float  # mean cost per problem, in the three units a curve can be plotted against
     tokens: float
     flops: float
+    eflops: float = 0.0  # FLOPs + intensity x KV-cache bytes read (0: KV shape unknown)
 
     def x(self, axis: Axis) -> float:
         return float(getattr(self, axis))

@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from testtime.core.kinetics import INTENSITY, KVShape, kv_bytes
 from testtime.lab import estimators, fit
-from testtime.lab.curves import AXES, Analysis, Ceiling, Curve, Point
+from testtime.lab.costs import exchange_lines, kv_shape
+from testtime.lab.curves import AXES, MEMORY, Analysis, Ceiling, Curve, Point
 from testtime.lab.pools import Pool, coverage, rule
 from testtime.lab.spec import ArmSpec, RunSpec, spec_from_dict, verifier_key
 from testtime.lab.store import Store
@@ -38,16 +40,19 @@ def analyse(store: Store, run_id: str, *, draws: int = DRAWS, seed: int = 0) -> 
     n_params = _n_params(record)
     pools = _pools(store, run_id)
     curves: list[Curve] = []
+    shapes = {m: kv_shape(m) for m in spec.models}
     several = len(spec.models) > 1 or len(spec.tasks) > 1
     for model, task in sorted({(m, t) for m, t, _ in pools} | _result_pairs(store, run_id)):
         prefix = f"{model}/{task}/" if several else ""
         for arm in spec.arms:
             key = (model, task, pool_key(arm.sampling))
             if arm.replay is not None and key in pools:
-                curves.append(
-                    _replayed(arm, pools[key], n_params.get(model, 0), prefix, draws, seed)
-                )
-        curves += _measured(store, run_id, spec, model, task, prefix, n_params.get(model, 0))
+                curves.append(_replayed(
+                    arm, pools[key], n_params.get(model, 0), prefix, draws, seed, shapes[model]
+                ))  # fmt: skip
+        curves += _measured(
+            store, run_id, spec, model, task, prefix, n_params.get(model, 0), shapes[model]
+        )
     main = _main_pool(pools)
     cover = _coverage(main, n_params.get(main[0][0], 0) if main else 0) if main else None
     law = None
@@ -74,7 +79,8 @@ def analyse(store: Store, run_id: str, *, draws: int = DRAWS, seed: int = 0) -> 
                     [(c.label, p.budget, p.x(axis), p.accuracy) for c in curves for p in c.points]
                 )
             )
-            for axis in AXES
+            for axis in (*AXES, MEMORY)
+            if axis != MEMORY or any(p.eflops > 0 for c in curves for p in c.points)
         },
         notes=(
             "majority@k, best-of-k and pass@k: exact expectations over all k-subsets of each "
@@ -84,6 +90,9 @@ def analyse(store: Store, run_id: str, *, draws: int = DRAWS, seed: int = 0) -> 
             f"intervals: {CI_LEVEL:.0%} percentile bootstrap over problems "
             f"({RESAMPLES} resamples); seeds are averaged within a problem",
             "cost per problem at k: prompt once + k samples (+ k verifier passes if scored)",
+            "eFLOPs (Kinetics): FLOPs + 562.5 x KV-cache bytes read while decoding, each "
+            "sample with its own copy of the prompt's cache (core/kinetics.py)",
+            *exchange_lines(n_params),
         ),
     )
 
@@ -107,7 +116,7 @@ def _points(
     pools: dict[str, list[Pool]],
     ks: Sequence[int],
     value: Callable[[Pool, Sequence[int]], list[float]],
-    cost: Callable[[Pool, int], tuple[float, float, float]],
+    cost: Callable[[Pool, int], tuple[float, ...]],
 ) -> tuple[Point, ...]:
     """Mean over problems at each k (seeds averaged first), with bootstrap bands."""
     problems = sorted(pools)
@@ -133,22 +142,37 @@ def _replay_ks(pools: dict[str, list[Pool]], arm: ArmSpec, estimator: str) -> li
 
 
 def _replayed(
-    arm: ArmSpec, pools: dict[str, list[Pool]], n_params: int, prefix: str, draws: int, seed: int
+    arm: ArmSpec,
+    pools: dict[str, list[Pool]],
+    n_params: int,
+    prefix: str,
+    draws: int,
+    seed: int,
+    shape: KVShape | None = None,
 ) -> Curve:
     record = {**arm.to_dict(), "verifier_key": verifier_key(arm.verifier) if arm.verifier else ""}
     value, estimator = rule(arm.replay or "", record, draws, seed)
     scored = arm.verifier is not None
 
-    def cost(pool: Pool, k: int) -> tuple[float, float, float]:
+    def cost(pool: Pool, k: int) -> tuple[float, float, float, float]:
         per = np.mean(pool.flops) + (np.mean(pool.verifier_flops) if scored else 0.0)
         prompt = 2.0 * n_params * pool.prompt_tokens
-        return float(k), k * float(np.mean(pool.tokens)), prompt + k * float(per)
+        flops = prompt + k * float(per)
+        return float(k), k * float(np.mean(pool.tokens)), flops, _eflops(pool, k, flops, shape)
 
     ks = _replay_ks(pools, arm, estimator)
     points = _points(pools, ks, value, cost)
     if estimator == "exact":
         return Curve(prefix + arm.label, points, "exact", True)
     return Curve(prefix + arm.label, points, "monte-carlo", True)
+
+
+def _eflops(pool: Pool, k: int, flops: float, shape: KVShape | None) -> float:
+    """Kinetics's cost of k samples: FLOPs plus the KV traffic of k mean samples."""
+    if shape is None:
+        return 0.0
+    kv = np.mean([kv_bytes(shape, pool.prompt_tokens, t) for t in pool.tokens])
+    return flops + INTENSITY * k * float(kv)
 
 
 def _coverage(main: tuple[PoolKey, dict[str, list[Pool]]], n_params: int) -> Curve | None:
@@ -187,7 +211,14 @@ def _ceilings(pools: dict[str, list[Pool]]) -> tuple[Ceiling, ...]:
 
 
 def _measured(
-    store: Store, run_id: str, spec: RunSpec, model: str, task: str, prefix: str, n_params: int
+    store: Store,
+    run_id: str,
+    spec: RunSpec,
+    model: str,
+    task: str,
+    prefix: str,
+    n_params: int,
+    shape: KVShape | None = None,
 ) -> list[Curve]:
     """Curves of the arms that ran at each budget, from their stored results.
 
@@ -198,10 +229,14 @@ def _measured(
     rows: dict[str, dict[int, dict[str, list[tuple[float, dict[str, Any]]]]]] = defaultdict(
         lambda: defaultdict(lambda: defaultdict(list))
     )
-    for m, t, arm, budget, _seed, problem, correct, cost, prompt in store.results(run_id):
+    kv = store.kv_terms(run_id) if shape is not None else {}
+    for m, t, arm, budget, seed, problem, correct, cost, prompt in store.results(run_id):
         if (m, t) == (model, task):
             c = json.loads(cost)
             c["flops"] += 2.0 * n_params * (prompt - c["prompt_tokens"])
+            terms = kv.get((m, t, arm, budget, seed, problem), 0.0)
+            per_token = shape.bytes_per_token if shape is not None else 0
+            c["eflops"] = c["flops"] + INTENSITY * per_token * terms if shape else 0.0
             rows[arm][budget][problem].append((float(correct or 0), c))
     curves = []
     for arm in spec.arms:
@@ -219,6 +254,7 @@ def _measured(
                 sum(c["samples"] for c in costs) / per,
                 sum(c["generated_tokens"] for c in costs) / per,
                 sum(c["flops"] for c in costs) / per,
+                sum(c["eflops"] for c in costs) / per,
             ))  # fmt: skip
         curves.append(Curve(prefix + arm.label, tuple(points), "run", False))
     return curves

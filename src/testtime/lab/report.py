@@ -20,7 +20,7 @@ from rich.text import Text
 
 from testtime.lab import plots
 from testtime.lab.across import Across
-from testtime.lab.curves import AXES, Analysis, CoverageFit, Curve
+from testtime.lab.curves import AXES, MEMORY, Analysis, CoverageFit, Curve
 from testtime.lab.plots import COVERAGE_LABEL
 from testtime.strategies.policy import Policy
 
@@ -192,6 +192,8 @@ def write_report(
     if any(c.points for c in analysis.curves) or analysis.coverage:
         pngs = {f"accuracy_{axis}.png": plots.accuracy_png(analysis, axis) for axis in AXES}
         pngs["coverage.png"] = plots.coverage_png(analysis)
+        if any(p.eflops > 0 for c in analysis.curves for p in c.points):
+            pngs[f"accuracy_{MEMORY}.png"] = plots.accuracy_png(analysis, MEMORY)
     if policy is not None:
         pngs["allocation.png"] = plots.allocation_png(policy)
     if across is not None and across.points:

@@ -254,6 +254,12 @@ class Store:
             (run_id,),
         ).fetchall()
 
+    def kv_terms(self, run_id: str) -> dict[tuple[Any, ...], float]:
+        """Per stored result, the sum over its candidates of P*L + L*(L+1)/2 (P prompt and
+        L generated tokens): what their KV-cache traffic is proportional to (core.kinetics)."""
+        rows = self.db.execute(_kv_terms_sql(), (run_id,)).fetchall()
+        return {tuple(r[:6]): float(r[6]) for r in rows}
+
     def results(self, run_id: str) -> list[tuple[Any, ...]]:
         """(model, task, arm, budget, seed, problem, correct, cost, prompt tokens of the
         first candidate), in key order."""
@@ -263,6 +269,17 @@ class Store:
             " WHERE run = ? ORDER BY model, task, arm, budget, seed, problem",
             (run_id,),
         ).fetchall()
+
+
+def _kv_terms_sql() -> str:
+    return (
+        "SELECT model, task, arm, budget, seed, problem, coalesce(sum("
+        " json_extract(c.value, '$.prompt_tokens') * json_extract(c.value, '$.generated_tokens')"
+        " + json_extract(c.value, '$.generated_tokens')"
+        " * (json_extract(c.value, '$.generated_tokens') + 1) / 2.0), 0)"
+        " FROM results, json_each(results.candidates) AS c WHERE run = ?"
+        " GROUP BY model, task, arm, budget, seed, problem"
+    )
 
 
 def open_store(path: Path | str, *, readonly: bool = False) -> Store:

@@ -210,6 +210,30 @@ def across_cmd(
         out.print(line)
 
 
+@lab.command("exchange")
+def exchange_cmd(
+    small: str,
+    large: str,
+    ratio: Annotated[
+        list[float], typer.Option("--ratio", "-r", help="inference:pretraining tokens, R")
+    ] = [],  # noqa: B006
+) -> None:
+    """Snell et al.'s exchange rate between two installed models: how many times the larger
+    model's inference tokens the smaller may spend at equal total FLOPs, K = M + 3(M-1)/R."""
+    from testtime.lab.costs import SNELL_RATIOS, exchange_lines, n_params
+
+    sizes = {small: n_params(small), large: n_params(large)}
+    if sizes[small] >= sizes[large]:
+        raise ConfigError(
+            f"{small!r} ({sizes[small]:,} parameters) is not smaller than {large!r} "
+            f"({sizes[large]:,}); give the smaller model first"
+        )
+    if any(r <= 0 for r in ratio):
+        raise ConfigError("--ratio must be positive: inference tokens / pretraining tokens")
+    for line in exchange_lines(sizes, tuple(ratio) or SNELL_RATIOS):
+        out.print(line)
+
+
 def policy_table(policy: Any) -> Table:
     """Each bin's frontier: from which budget on each choice is the best."""
     pilot = policy.pilot

@@ -69,13 +69,14 @@ def _vae(**config: float) -> Any:
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A tiny SD pipeline, a tiny Flux pipeline and a tiny CLIP reward, saved to disk."""
+    """Tiny SD, SDXL and Flux pipelines and a tiny CLIP reward, saved to disk."""
     from diffusers import (
         DDIMScheduler,
         FlowMatchEulerDiscreteScheduler,
         FluxPipeline,
         FluxTransformer2DModel,
         StableDiffusionPipeline,
+        StableDiffusionXLPipeline,
         UNet2DConditionModel,
     )  # fmt: skip
     from tokenizers import Tokenizer, models
@@ -84,6 +85,7 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         CLIPModel,
         CLIPTextConfig,
         CLIPTextModel,
+        CLIPTextModelWithProjection,
         T5Config,
         T5EncoderModel,
         T5TokenizerFast,
@@ -127,7 +129,18 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     pre = {"crop_size": {"height": 16, "width": 16}, "image_mean": [0.5] * 3,
            "image_std": [0.5] * 3}  # fmt: skip
     (root / "clip" / "preprocessor_config.json").write_text(json.dumps(pre))
-    return {"sd": root / "sd", "flux": root / "flux", "clip": root / "clip", "root": root}
+    xl_unet = UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=8, cross_attention_dim=32,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), norm_num_groups=4,
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), attention_head_dim=2,
+        addition_embed_type="text_time", addition_time_embed_dim=4,
+        projection_class_embeddings_input_dim=4 * 6 + 16,  # 6 size/crop ids + pooled text
+    )  # fmt: skip
+    text_2 = CLIPTextModelWithProjection(CLIPTextConfig(**_text_config(len(tok))))
+    StableDiffusionXLPipeline(vae=_vae(), text_encoder=text, text_encoder_2=text_2, tokenizer=tok,
+                              tokenizer_2=tok, unet=xl_unet, scheduler=sched,
+                              ).save_pretrained(root / "xl")  # fmt: skip
+    return {"sd": root / "sd", "xl": root / "xl", "flux": root / "flux", "clip": root / "clip"}
 
 
 @pytest.mark.parametrize("kind", ["sd", "flux"])
@@ -150,6 +163,13 @@ def test_every_strategy_drives_a_real_pipeline(folders, kind: str, name: str, pa
     assert result.cost.nfe % (3 * den.evals_per_call) == 0 and result.cost.flops > 0
     assert den.evals_per_call == (2 if kind == "sd" else 1)  # CFG doubles SD's evaluations
     assert json.loads(json.dumps(result.to_dict())) == result.to_dict()
+
+
+@pytest.mark.parametrize("name", ["best_of_n", "fk_steering"])
+def test_sdxl_runs_with_its_pooled_text_and_size_conditioning(folders, name: str) -> None:  # type: ignore[no-untyped-def]
+    den = open_pipeline(folders["xl"], size=(16, 16))
+    out = solve(P, strategy_spec(name, {"steps": 2}), den, open_reward(folders["clip"]))
+    assert out.images.shape[1:] == (3, 16, 16) and out.result.cost.nfe > 0
 
 
 def test_the_flow_path_reproduces_diffusers_own_flux_sampler(folders) -> None:  # type: ignore[no-untyped-def]

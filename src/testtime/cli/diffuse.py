@@ -26,7 +26,10 @@ diffuse = typer.Typer(help="Diffusion: noise search and FK steering under an NFE
 app.add_typer(diffuse, name="diffuse")
 
 BUDGET_HELP = "e.g. '160 nfe', '1e9 flops', '30 seconds'; sets the width unless --particles"
-GUIDANCE_HELP = "digit model: 0 = unconditional (only the reward steers), 1 = class-conditional"
+GUIDANCE_HELP = (
+    "digit model: 1 = class-conditional (default), 0 = unconditional (only the reward "
+    "steers, as in the science check)"
+)
 
 
 @diffuse.callback(invoke_without_command=True)

@@ -39,7 +39,7 @@ def open_setup(
                 "--pipeline, --reward and --size are for text-to-image pipelines; the digit "
                 "model is 8x8 and ships its own reward. Drop them, or use --prompt"
             )
-        return open_digits(digit, 0.0 if guidance is None else guidance)
+        return open_digits(digit, 1.0 if guidance is None else guidance)  # draw the digit asked
     if pipeline is None or reward is None:
         raise ConfigError(
             "--prompt needs --pipeline DIR (a local diffusers pipeline) and --reward DIR "

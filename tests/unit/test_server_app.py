@@ -282,7 +282,10 @@ async def test_a_full_queue_is_a_429_with_retry_after() -> None:
     async with client(FakeGenerator(latency=0.3), max_queue=2, max_concurrent=1) as c:
         first = asyncio.create_task(chat(c))
         second = asyncio.create_task(chat(c))
-        await asyncio.sleep(0.05)
+        for _ in range(200):  # until both are admitted (at most 2 s)
+            if (await c.get("/health")).json()["admitted"] == 2:
+                break
+            await asyncio.sleep(0.01)
         third = await chat(c)
         stats = (await c.get("/v1/testtime/stats")).json()
         done = [await first, await second]

@@ -66,6 +66,11 @@ def serve(
         (port, "--port"),
     ):
         positive(value, flag)
+    if max_queue < max_concurrent:
+        raise ConfigError(
+            f"--max-queue ({max_queue}) counts running and waiting requests, so it must be at "
+            f"least --max-concurrent ({max_concurrent})"
+        )
     if not deadline > 0:
         raise ConfigError(f"--deadline must be a positive number of seconds, got {deadline}")
     if (upstream is None) != (upstream_model is None):

@@ -251,3 +251,27 @@ def test_the_allocate_command_writes_a_policy_or_one_red_line(
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1
         assert "Traceback" not in err
     assert not (tmp_path / "missing").exists()
+
+
+def test_a_chosen_vote_reuses_the_pilot_and_draws_the_pools_next_samples(
+    trained, tmp_path: Path
+) -> None:
+    store, run_id = trained
+    with open_store(store, readonly=True) as db:
+        policy = allocate(db, run_id, bins=2, pilot=2)
+        pools = stored_pools(db, run_id)
+    params = {"n": 4, "temperature": 0.8, "top_p": 1.0}
+    vote = Choice("sc", {"name": "self_consistency", "params": params}, None, 4, 1e9, 1.0)
+    only = replace(policy, trained_on=(), frontiers=((vote,), (vote,)))
+    save_policy(only, tmp_path / "p.json")
+    t = build_task(**task(0))
+    problem = t.problems()[1]
+    (pool,) = [v[problem.id][0] for k, v in pools.items() if k[2] == "T0.8-p1"]
+    # 1e9 FLOPs of choice after a pilot that it reuses: fits a budget of exactly 1e9
+    spec = STRATEGIES.spec("compute_optimal", {"policy": str(tmp_path / "p.json"), "budget": 1e9})
+    gen = FakeGenerator()
+    result = asyncio.run(solve(problem, spec, gen, task=t, max_tokens=128))
+    assert result.trace is not None and result.trace["choice"]["label"] == "sc"
+    assert result.cost.samples == 4 and len(result.candidates) == 4  # the pilot paid once
+    assert [c.answer for c in result.candidates] == pool.answers[:4]  # the pool's stream
+    assert [q.first_index for q in gen.requests] == [0, 2]

@@ -59,6 +59,7 @@ class Context:
         self._calls = 0
         self._unscored = 0  # candidates whose verifier FLOPs are reserved but not yet spent
         self._pending: dict[object, Cost] = {}  # worst cases of requests still generating
+        self._reuse: tuple[tuple[Candidate, ...], Request] | None = None  # see `reuse`
 
     # -- generation ---------------------------------------------------------------------
     async def sample(
@@ -81,7 +82,11 @@ class Context:
         """
         max_tokens = max_tokens or self.max_tokens
         out: list[Candidate] = []
+        stream = self._reused(n, prefix, temperature, top_p, max_tokens, stop, first_finish)
+        if stream is not None:
+            out = list(stream[0])
         while len(out) < n:
+            seed, first = (stream[1].seed, stream[1].n) if stream else (self._next_seed(), 0)
             request = Request(
                 self.problem.messages,
                 prefix=prefix,
@@ -90,7 +95,8 @@ class Context:
                 temperature=temperature,
                 top_p=top_p,
                 stop=tuple(stop),
-                seed=self._next_seed(),
+                seed=seed,
+                first_index=first,
                 logprobs=logprobs or bool(self.verifier and self.verifier.needs_logprobs),
                 first_finish=first_finish,
             )
@@ -114,9 +120,29 @@ class Context:
                 out.append(self._add(Candidate(text, found, completion=comp, parent=parent)))
             if self.verifier is not None:
                 self._unscored += len(gen.completions)
-            if first_finish:
+            if first_finish or stream is not None:
                 break
         return out
+
+    def reuse(self, candidates: Sequence[Candidate], request: Request) -> None:
+        """Serve these samples, drawn by `request` (the first of this problem), to the next
+        request that samples alike: they are its first samples, and the rest continue the
+        same seeded stream. A pilot's samples are then paid for once (compute_optimal)."""
+        self._reuse = (tuple(candidates), request)
+
+    def _reused(
+        self, n: int, prefix: str, temperature: float, top_p: float, max_tokens: int,
+        stop: Sequence[str], first_finish: bool,
+    ) -> tuple[tuple[Candidate, ...], Request] | None:  # fmt: skip
+        """The samples to reuse for this request, and the request that drew them."""
+        if self._reuse is None:
+            return None
+        kept, drawn = self._reuse
+        self._reuse = None
+        alike = (prefix, temperature, top_p, max_tokens, tuple(stop), first_finish) == (
+            drawn.prefix, drawn.temperature, drawn.top_p, drawn.max_tokens, drawn.stop, False
+        )  # fmt: skip
+        return (kept[:n], replace(drawn, n=len(kept))) if alike else None
 
     def _fit(self, request: Request) -> tuple[int, Cost]:
         """How many of the request's samples fit, and the worst-case cost reserved for them

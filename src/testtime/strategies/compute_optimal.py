@@ -1,6 +1,8 @@
 """Compute-optimal scaling (Snell et al. 2024): predict a problem's difficulty from a few
 pilot samples, then run what a policy learned to be best for that difficulty at the budget
-that is left. The pilot is charged to the budget; no gold answer is used.
+that is left. The pilot is charged to the budget; no gold answer is used. The pilot is the
+problem's first request, drawn as the lab drew its pools, and a chosen strategy that samples
+alike gets the pilot's samples as its first ones (`Context.reuse`), so they are paid once.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from testtime.core.registry import Params
 from testtime.core.types import Request, Result
 from testtime.core.voting import group, leader
 from testtime.generators.base import Generator
-from testtime.strategies.base import STRATEGIES, Context, strategy
-from testtime.strategies.policy import Policy, difficulty, load_policy
+from testtime.strategies.base import STRATEGIES, Context, call_seed, strategy
+from testtime.strategies.policy import Choice, Policy, difficulty, load_policy
 from testtime.strategies.run import build_verifier
 from testtime.verifiers.base import Verifier
 
+# strategies that draw all their samples in their first request (parallel.py)
+ONE_REQUEST = frozenset({"self_consistency", "best_of_n", "weighted_majority", "best_of_majority"})
 _BUILT: weakref.WeakKeyDictionary[Generator, dict[str, Verifier]] = weakref.WeakKeyDictionary()
 
 
@@ -56,24 +60,50 @@ async def compute_optimal(ctx: Context, p: ComputeOptimalParams) -> Result:
             f"compute_optimal: a budget of {budget:g} {policy.axis} cannot pay for the "
             f"{pilot.samples} pilot samples; raise the budget"
         )
-    drawn = await ctx.sample(pilot.samples, temperature=pilot.temperature, top_p=pilot.top_p)
+    drawn = await ctx.sample(
+        pilot.samples, temperature=pilot.temperature, top_p=pilot.top_p, logprobs=True
+    )
     scores: list[float] = []
     if ctx.verifier is not None:
         scores = [ctx.verifier_score(c) for c in await ctx.score(drawn)]
     hard = difficulty(drawn, pilot.feature, scores)
     bin_ = policy.bin(hard)
     left = budget - _spent(ctx, policy)
-    choice = policy.choose(bin_, left)
+    choice = _choose(policy, bin_, left, _spent(ctx, policy))
     trace = {"difficulty": hard, "bin": bin_, "left": left, "pilot": [c.id for c in drawn]}
     if choice is None:  # nothing the policy knows fits: the pilot's own vote answers
         top = leader(group(drawn, same=ctx.same))
         chosen = drawn[top.members[0]] if top else None
         return ctx.finish(chosen, trace={**trace, "choice": None})
     ctx.verifier = _verifier(ctx, choice.verifier)
+    first = Request(ctx.problem.messages, n=len(drawn), max_tokens=ctx.max_tokens,
+                    temperature=pilot.temperature, top_p=pilot.top_p,
+                    seed=call_seed(ctx.seed, ctx.problem.id, 1))  # fmt: skip
+    ctx.reuse(drawn, first)
     spec = STRATEGIES.spec(choice.strategy["name"], choice.strategy["params"])
     inner = await STRATEGIES.get(spec.name).factory(ctx, spec.params)
     made = {"label": choice.label, "budget": choice.budget, "expected": choice.accuracy}
     return replace(inner, trace={**trace, "choice": made, "inner": inner.trace})
+
+
+def _choose(policy: Policy, bin_: int, left: float, pilot: float) -> Choice | None:
+    """The bin's most accurate choice that fits what is left; a one-request sampling
+    strategy at least as wide as the pilot reuses it, so the pilot's cost comes back."""
+    fitting = [
+        c for c in policy.frontiers[bin_]
+        if c.cost - (pilot if _reuses(c, policy) else 0.0) <= left
+    ]  # fmt: skip
+    return fitting[-1] if fitting else None
+
+
+def _reuses(choice: Choice, policy: Policy) -> bool:
+    params = choice.strategy["params"]
+    return (
+        choice.strategy["name"] in ONE_REQUEST
+        and int(params.get("n", 0)) >= policy.pilot.samples
+        and (params.get("temperature"), params.get("top_p"))
+        == (policy.pilot.temperature, policy.pilot.top_p)
+    )
 
 
 def _check(ctx: Context, policy: Policy) -> None:

@@ -22,7 +22,7 @@ from testtime.core.errors import BudgetError, ConfigError
 from testtime.core.types import Candidate
 from testtime.generators.fake import FakeGenerator
 from testtime.lab import runner
-from testtime.lab.allocate import _bin, allocate, configurations, quantile_edges
+from testtime.lab.allocate import _bin, allocate, configurations, merge_small, quantile_edges
 from testtime.lab.replay import analyse, stored_pools
 from testtime.lab.spec import parse_spec
 from testtime.lab.store import open_store
@@ -87,6 +87,9 @@ def test_quantile_bins_hold_equal_shares_and_keep_ties_together() -> None:
     assert len(edges) == 4
     assert [sum(_bin(edges, v) == b for v in values) for b in range(5)] == [2, 2, 2, 2, 2]
     tied = quantile_edges([0.0] * 6 + [1.0] * 4, 5)
+    assert tied == sorted(set(tied))  # repeated edges merge
+    lonely = merge_small([0.1, 0.5, 0.9], [0.0] * 5 + [0.3] * 5 + [0.7, 0.95], 4)
+    assert lonely == [0.1]  # the two small bins above 0.5 merged into the one below
     assert {_bin(tied, 0.0)} == {0} and _bin(tied, 1.0) > 0
 
 
@@ -209,7 +212,7 @@ def test_bad_budgets_and_models_are_refused(trained, tmp_path: Path) -> None:
     problem = t.problems()[0]
     tiny = STRATEGIES.spec("compute_optimal", {"policy": str(tmp_path / "p.json"), "budget": 10})
     gen = FakeGenerator()
-    with pytest.raises(BudgetError, match="cannot pay for the 2 pilot samples"):
+    with pytest.raises(BudgetError, match="smaller than one pilot sample"):
         asyncio.run(solve(problem, tiny, gen, task=t))
     assert gen.requests == []
     spec = STRATEGIES.spec("compute_optimal", {"policy": str(tmp_path / "p.json")})

@@ -236,11 +236,13 @@ def exchange_cmd(
 
 def policy_table(policy: Any) -> Table:
     """Each bin's frontier: from which budget on each choice is the best."""
+    from rich.markup import escape
+
     pilot = policy.pilot
     how = "oracle pass rate" if pilot.feature == "oracle" else (
         f"{pilot.samples} pilot samples, {pilot.feature}" + (f" ({pilot.key})" if pilot.key else "")
     )  # fmt: skip
-    table = Table(title=f"compute-optimal policy of run {policy.run} (difficulty: {how})",
+    table = Table(title=escape(f"compute-optimal policy of run {policy.run} (difficulty: {how})"),
                   title_justify="left")  # fmt: skip
     for col in ("bin", "difficulty", "problems", f"from {policy.axis}", "choice", "accuracy"):
         table.add_column(col, justify="left" if col in ("choice", "difficulty") else "right")
@@ -252,7 +254,7 @@ def policy_table(policy: Any) -> Table:
             first = i == 0
             table.add_row(str(b) if first else "", span if first else "",
                           str(sizes[b]) if first and b < len(sizes) else "", human(c.cost),
-                          f"{c.label} @ {c.budget}", f"{c.accuracy:.0%}",
+                          escape(f"{c.label} @ {c.budget}"), f"{c.accuracy:.0%}",
                           end_section=i + 1 == len(front))  # fmt: skip
     return table
 

@@ -63,6 +63,7 @@ def allocate(
     verifier: str | None = None,
     model: str | None = None,
     task: str | None = None,
+    min_bin: int = 4,
 ) -> Policy:
     """The compute-optimal policy of a stored run: bins' edges and per-bin frontiers."""
     if bins < 1 or pilot < 1:
@@ -85,7 +86,8 @@ def allocate(
     if not configs:
         raise DataError(f"run {run_id} has no graded results for {model} on {task} to learn from")
     problems = sorted(set.intersection(*(set(c.accuracy) for c in configs)) & set(hard))
-    edges = quantile_edges([hard[q] for q in problems], bins)
+    edges = merge_small(quantile_edges([hard[q] for q in problems], bins),
+                        [hard[q] for q in problems], min_bin)  # fmt: skip
     members: dict[int, list[str]] = defaultdict(list)
     for q in problems:
         members[_bin(edges, hard[q])].append(q)
@@ -105,10 +107,24 @@ def allocate(
 
 
 def quantile_edges(values: Sequence[float], bins: int) -> list[float]:
-    """The bins-1 inner quantile edges of `values` (equal-size bins, ties kept together)."""
+    """The inner quantile edges of `values` for `bins` equal-size bins; ties stay together,
+    so repeated edges merge (fewer, larger bins) rather than leave bins empty."""
     if not values:
         return []
-    return [float(np.quantile(values, i / bins)) for i in range(1, bins)]
+    return sorted({float(np.quantile(values, i / bins)) for i in range(1, bins)})
+
+
+def merge_small(edges: Sequence[float], values: Sequence[float], minimum: int) -> list[float]:
+    """Edges with every bin holding at least `minimum` values: a small bin merges into its
+    neighbour (the next one, or the previous for the last), so no choice rests on a few."""
+    out = list(edges)
+    while out:
+        sizes = [sum(_bin(out, v) == b for v in values) for b in range(len(out) + 1)]
+        small = next((b for b, n in enumerate(sizes) if n < minimum), None)
+        if small is None:
+            break
+        del out[min(small, len(out) - 1)]
+    return out
 
 
 def _bin(edges: Sequence[float], x: float) -> int:

@@ -28,7 +28,8 @@ _BUILT: weakref.WeakKeyDictionary[Generator, dict[str, Verifier]] = weakref.Weak
 @dataclass(frozen=True)
 class ComputeOptimalParams(Params):
     policy: str = ""  # the policy file written by `testtime lab allocate RUN_ID --out FILE`
-    budget: float = 0.0  # per problem, on the policy's axis; 0: the context's budget
+    budget: float = 0.0  # per problem, on the policy's axis (the pilot is always drawn, then
+    # the best choice that fits what is left); 0: the context's budget in that unit
 
     def validate(self) -> None:
         if not self.policy:
@@ -55,10 +56,10 @@ async def compute_optimal(ctx: Context, p: ComputeOptimalParams) -> Result:
     budget = p.budget or _context_budget(ctx, policy)
     pilot = policy.pilot
     ctx.verifier = _verifier(ctx, pilot.verifier)
-    if _pilot_worst(ctx, policy) > budget:
+    if _one_sample(ctx, policy) > budget:
         raise BudgetError(
-            f"compute_optimal: a budget of {budget:g} {policy.axis} cannot pay for the "
-            f"{pilot.samples} pilot samples; raise the budget"
+            f"compute_optimal: a budget of {budget:g} {policy.axis} is smaller than one pilot "
+            "sample; raise the budget"
         )
     drawn = await ctx.sample(
         pilot.samples, temperature=pilot.temperature, top_p=pilot.top_p, logprobs=True
@@ -138,15 +139,14 @@ def _spent(ctx: Context, policy: Policy) -> float:
     )
 
 
-def _pilot_worst(ctx: Context, policy: Policy) -> float:
-    """The most the pilot may cost: every sample at max_tokens, the prompt prefilled once."""
-    n, tokens = policy.pilot.samples, policy.pilot.samples * ctx.max_tokens
+def _one_sample(ctx: Context, policy: Policy) -> float:
+    """The most one sample may cost: max_tokens generated, the prompt prefilled."""
     if policy.axis == "samples":
-        return float(n)
+        return 1.0
     if policy.axis == "tokens":
-        return float(tokens)
+        return float(ctx.max_tokens)
     prompt = ctx.generator.count_prompt_tokens(Request(ctx.problem.messages))
-    return 2.0 * ctx.generator.n_params * (prompt + tokens)
+    return 2.0 * ctx.generator.n_params * (prompt + ctx.max_tokens)
 
 
 def _verifier(ctx: Context, spec: dict[str, object] | None) -> Verifier | None:

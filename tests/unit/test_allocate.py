@@ -22,7 +22,16 @@ from testtime.core.errors import BudgetError, ConfigError
 from testtime.core.types import Candidate
 from testtime.generators.fake import FakeGenerator
 from testtime.lab import runner
-from testtime.lab.allocate import _bin, allocate, configurations, merge_small, quantile_edges
+from testtime.lab.allocate import (
+    _bin,
+    allocate,
+    configurations,
+    cost_to_reach,
+    efficiency,
+    merge_small,
+    quantile_edges,
+)
+from testtime.lab.curves import Curve, Point
 from testtime.lab.replay import analyse, stored_pools
 from testtime.lab.spec import parse_spec
 from testtime.lab.store import open_store
@@ -278,3 +287,16 @@ def test_a_chosen_vote_reuses_the_pilot_and_draws_the_pools_next_samples(
     assert result.cost.samples == 4 and len(result.candidates) == 4  # the pilot paid once
     assert [c.answer for c in result.candidates] == pool.answers[:4]  # the pool's stream
     assert [q.first_index for q in gen.requests] == [0, 2]
+
+
+def test_efficiency_at_equal_accuracy_interpolates_the_baselines_envelope() -> None:
+    def pt(k: int, acc: float, flops: float) -> Point:
+        return Point(k, acc, acc, acc, k, k, flops)
+
+    base = Curve("b", (pt(1, 0.2, 10), pt(2, 0.1, 20), pt(4, 0.6, 100)))
+    assert cost_to_reach(base.points, 0.2) == 10
+    assert cost_to_reach(base.points, 0.4) == pytest.approx(10**1.5)  # between 10 and 100
+    assert cost_to_reach(base.points, 0.7) is None
+    mine = Curve("a", (pt(1, 0.4, 10), pt(2, 0.9, 20)))
+    (first, r1), (_, r2) = efficiency(mine, base)
+    assert first.budget == 1 and r1 == pytest.approx(10**0.5) and r2 is None

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from testtime.cli import app
 from testtime.cli.common import err, human, out, progress
 from testtime.core.errors import ConfigError
 from testtime.core.registry import parse_params
+
+if TYPE_CHECKING:
+    from testtime.lab.curves import Axis as CostAxis
 
 lab = typer.Typer(help="Experiments: store every sample, replay every budget, fit, report.",
                   no_args_is_help=False)  # fmt: skip
@@ -234,10 +238,37 @@ def exchange_cmd(
         out.print(line)
 
 
+@lab.command("efficiency")
+def efficiency_cmd(
+    run_id: str,
+    arm: str,
+    against: Annotated[list[str], typer.Option("--against", "-a", help="arm(s) to compare")],
+    axis: Annotated[str, typer.Option(help="samples, tokens, flops or eflops")] = "flops",
+    store: Store = DEFAULT_STORE,
+) -> None:
+    """How many times the cost of each point of ARM another arm needs for the same accuracy
+    (Snell et al.'s efficiency at equal accuracy), from the stored run."""
+    from testtime.lab.allocate import efficiency
+    from testtime.lab.replay import analyse
+    from testtime.lab.store import open_store
+
+    if axis not in ("samples", "tokens", "flops", "eflops"):
+        raise ConfigError(f"--axis must be samples, tokens, flops or eflops; got {axis!r}")
+    on = cast("CostAxis", axis)
+    with open_store(store, readonly=True) as db:
+        curves = {c.label: c for c in analyse(db, run_id).curves}
+    for label in (arm, *against):
+        if label not in curves:
+            raise ConfigError(f"run {run_id} has no arm {label!r}; arms: {', '.join(curves)}")
+    for other in against:
+        for p, ratio in efficiency(curves[arm], curves[other], on):
+            needs = "never reaches it" if ratio is None else f"needs {ratio:.2f}x the {axis}"
+            out.print(escape(f"{arm} @ {p.budget}: {p.accuracy:.1%} [{p.lo:.0%}-{p.hi:.0%}] "
+                             f"at {human(p.x(on))} {axis}; {other} {needs}"))  # fmt: skip
+
+
 def policy_table(policy: Any) -> Table:
     """Each bin's frontier: from which budget on each choice is the best."""
-    from rich.markup import escape
-
     pilot = policy.pilot
     how = "oracle pass rate" if pilot.feature == "oracle" else (
         f"{pilot.samples} pilot samples, {pilot.feature}" + (f" ({pilot.key})" if pilot.key else "")

@@ -21,6 +21,8 @@ import numpy as np
 from testtime.core.errors import ConfigError, DataError
 from testtime.core.registry import Spec
 from testtime.core.types import Candidate, Problem
+from testtime.lab.curves import Axis as CostAxis
+from testtime.lab.curves import Curve, Point
 from testtime.lab.pools import Pool, rule
 from testtime.lab.replay import DRAWS, stored_pools
 from testtime.lab.spec import ArmSpec, RunSpec, spec_from_dict, verifier_key
@@ -303,3 +305,31 @@ def _same_task(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
         return {k: v for k, v in t["params"].items() if k not in ("size", "seed")}
 
     return bool(a["name"] == b["name"] and core(a) == core(b))
+
+
+def cost_to_reach(
+    points: Sequence[Point], accuracy: float, axis: CostAxis = "flops"
+) -> float | None:
+    """The least cost at which a curve reaches `accuracy` (its best-so-far envelope,
+    interpolated linearly in log cost between points); None when it never does."""
+    pts = sorted((p.x(axis), p.accuracy) for p in points if p.x(axis) > 0)
+    best_x, best_acc = None, -1.0
+    for x, acc in pts:
+        if acc >= accuracy:
+            if best_x is None:
+                return x
+            t = (accuracy - best_acc) / (acc - best_acc)
+            return float(np.exp(np.log(best_x) + t * (np.log(x) - np.log(best_x))))
+        if acc > best_acc:
+            best_x, best_acc = x, acc
+    return None
+
+
+def efficiency(a: Curve, b: Curve, axis: CostAxis = "flops") -> list[tuple[Point, float | None]]:
+    """For each point of `a`: how many times its cost `b` needs to reach the same accuracy
+    (Snell et al.'s efficiency at equal accuracy); None when `b` never reaches it."""
+    out = []
+    for p in a.points:
+        need = cost_to_reach(b.points, p.accuracy, axis)
+        out.append((p, None if need is None else need / p.x(axis)))
+    return out

@@ -26,12 +26,11 @@ from testtime.lab.allocate import (
     _bin,
     allocate,
     configurations,
-    cost_to_reach,
-    efficiency,
     merge_small,
     quantile_edges,
 )
 from testtime.lab.curves import Curve, Point
+from testtime.lab.fit import cost_to_reach, efficiency
 from testtime.lab.replay import analyse, stored_pools
 from testtime.lab.spec import parse_spec
 from testtime.lab.store import open_store

@@ -20,15 +20,12 @@ import numpy as np
 
 from testtime.core.errors import ConfigError, DataError
 from testtime.core.registry import Spec
-from testtime.core.types import Candidate, Problem
-from testtime.lab.curves import Axis as CostAxis
-from testtime.lab.curves import Curve, Point
+from testtime.core.types import Candidate
 from testtime.lab.pools import Pool, rule
 from testtime.lab.replay import DRAWS, stored_pools
 from testtime.lab.spec import ArmSpec, RunSpec, spec_from_dict, verifier_key
 from testtime.lab.store import Store
 from testtime.lab.work import at_budget, pool_key
-from testtime.strategies.compute_optimal import ComputeOptimalParams
 from testtime.strategies.policy import (
     Axis,
     Choice,
@@ -37,9 +34,7 @@ from testtime.strategies.policy import (
     Policy,
     difficulty,
     frontier,
-    load_policy,
 )
-from testtime.tasks.base import Task
 
 SKIPPED = frozenset({"oracle", "fake"})  # they read the gold answer: unusable at inference
 
@@ -264,72 +259,3 @@ def _pilot_verifier(spec: RunSpec, sampling: tuple[float, float], name: str | No
             f"--verifier {name!r} did not score the pool; it was scored by: {listing}"
         )
     return found[name]
-
-
-def check_policies(spec: RunSpec, tasks: Mapping[str, tuple[Task, list[Problem]]],
-                   fingerprints: Mapping[str, str]) -> None:  # fmt: skip
-    """Refuse, before anything runs, a compute_optimal arm whose policy was made for another
-    model or task, or trained on any problem this run would evaluate it on."""
-    for arm in spec.arms:
-        if not isinstance(arm.strategy.params, ComputeOptimalParams):
-            continue
-        path = arm.strategy.params.policy
-        policy = load_policy(path)
-        for model in spec.models:
-            if model != policy.model or fingerprints.get(model, policy.fingerprint) != (
-                policy.fingerprint
-            ):
-                raise ConfigError(
-                    f"{path} was made for model {policy.model!r} (its file hash recorded), "
-                    f"not {model!r}; allocate a policy from a run of this model"
-                )
-        for t in spec.tasks:
-            if not _same_task(t.to_dict(), policy.task):
-                raise ConfigError(
-                    f"{path} was made for task {policy.task['name']!r} {policy.task['params']}, "
-                    f"not {t.name!r}; allocate one from a run of this task"
-                )
-        overlap = sorted({p.id for _, ps in tasks.values() for p in ps} & set(policy.trained_on))
-        if overlap:
-            raise ConfigError(
-                f"{path} was trained on {len(overlap)} of this run's problems (e.g. "
-                f"{', '.join(overlap[:3])}); evaluate it on held-out problems, e.g. a task "
-                "with another seed"
-            )
-
-
-def _same_task(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Same task and settings; the split (size, seed) may differ."""
-
-    def core(t: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in t["params"].items() if k not in ("size", "seed")}
-
-    return bool(a["name"] == b["name"] and core(a) == core(b))
-
-
-def cost_to_reach(
-    points: Sequence[Point], accuracy: float, axis: CostAxis = "flops"
-) -> float | None:
-    """The least cost at which a curve reaches `accuracy` (its best-so-far envelope,
-    interpolated linearly in log cost between points); None when it never does."""
-    pts = sorted((p.x(axis), p.accuracy) for p in points if p.x(axis) > 0)
-    best_x, best_acc = None, -1.0
-    for x, acc in pts:
-        if acc >= accuracy:
-            if best_x is None:
-                return x
-            t = (accuracy - best_acc) / (acc - best_acc)
-            return float(np.exp(np.log(best_x) + t * (np.log(x) - np.log(best_x))))
-        if acc > best_acc:
-            best_x, best_acc = x, acc
-    return None
-
-
-def efficiency(a: Curve, b: Curve, axis: CostAxis = "flops") -> list[tuple[Point, float | None]]:
-    """For each point of `a`: how many times its cost `b` needs to reach the same accuracy
-    (Snell et al.'s efficiency at equal accuracy); None when `b` never reaches it."""
-    out = []
-    for p in a.points:
-        need = cost_to_reach(b.points, p.accuracy, axis)
-        out.append((p, None if need is None else need / p.x(axis)))
-    return out

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from testtime.core.errors import ConfigError
-from testtime.lab.curves import Ceiling, CoverageFit
+from testtime.lab.curves import Axis, Ceiling, CoverageFit, Curve, Point
 
 _EPS = 1e-12
 
@@ -147,3 +147,29 @@ def pareto(points: Sequence[tuple[str, int, float, float]]) -> list[tuple[str, i
             front.append((label, budget))
             best = (cost, accuracy)
     return front
+
+
+def cost_to_reach(points: Sequence[Point], accuracy: float, axis: Axis = "flops") -> float | None:
+    """The least cost at which a curve reaches `accuracy` (its best-so-far envelope,
+    interpolated linearly in log cost between points); None when it never does."""
+    pts = sorted((p.x(axis), p.accuracy) for p in points if p.x(axis) > 0)
+    best_x, best_acc = None, -1.0
+    for x, acc in pts:
+        if acc >= accuracy:
+            if best_x is None:
+                return x
+            t = (accuracy - best_acc) / (acc - best_acc)
+            return float(np.exp(np.log(best_x) + t * (np.log(x) - np.log(best_x))))
+        if acc > best_acc:
+            best_x, best_acc = x, acc
+    return None
+
+
+def efficiency(a: Curve, b: Curve, axis: Axis = "flops") -> list[tuple[Point, float | None]]:
+    """For each point of `a`: how many times its cost `b` needs to reach the same accuracy
+    (Snell et al.'s efficiency at equal accuracy); None when `b` never reaches it."""
+    out = []
+    for p in a.points:
+        need = cost_to_reach(b.points, p.accuracy, axis)
+        out.append((p, None if need is None else need / p.x(axis)))
+    return out

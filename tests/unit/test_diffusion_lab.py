@@ -94,3 +94,22 @@ def test_llm_reports_refuse_diffusion_runs_and_back(tmp_path: Path) -> None:
         dlab.run(store, spec, "{}")
         with pytest.raises(ConfigError):
             analyse(store, spec.run_id)
+
+
+def test_lab_commands_route_or_refuse_a_diffusion_run(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from testtime.cli import app
+
+    spec = dlab.parse_diffusion_spec({**SPEC, "digits": [1], "repeats": 1, "budgets": [5]})
+    db = tmp_path / "s.sqlite"
+    with open_store(db) as store:
+        dlab.run(store, spec, "{}")
+    cli = CliRunner()
+    shown = cli.invoke(app, ["lab", "report", spec.run_id, "--store", str(db)])
+    assert shown.exit_code == 0 and (tmp_path / "reports" / spec.run_id / "reward_nfe.png").exists()
+    for args in (["lab", "run", "--repeat", spec.run_id], ["lab", "allocate", spec.run_id]):
+        refused = cli.invoke(app, [*args, "--store", str(db)])
+        assert isinstance(refused.exception, ConfigError) and "diffusion run" in str(
+            refused.exception
+        )

@@ -160,7 +160,7 @@ def lab_cmd(
     store.parent.mkdir(parents=True, exist_ok=True)
     with open_store(store) as db, progress(dlab.units(spec), spec.name) as advance:
         run_id = dlab.run(db, spec, json.dumps(data), on_unit=advance)
-    _report(store, run_id, output, compare)
+    show_report(store, run_id, output, compare)
 
 
 @diffuse.command("report")
@@ -171,10 +171,11 @@ def report_cmd(
     compare: Compare = None,
 ) -> None:
     """Rebuild a stored diffusion run's table and plots without sampling again."""
-    _report(store, run_id, output, compare)
+    show_report(store, run_id, output, compare)
 
 
-def _report(store: Path, run_id: str, output: Path | None, compare: str | None) -> None:
+def show_report(store: Path, run_id: str, output: Path | None, compare: str | None) -> None:
+    """Print a stored diffusion run's table (and an A,B comparison) and write its plots."""
     from testtime.lab import diffusion_report as rep
     from testtime.lab.store import open_store
 

@@ -134,10 +134,16 @@ def ls_cmd(store: Store = DEFAULT_STORE) -> None:
 @lab.command("report")
 def report_cmd(run_id: str, store: Store = DEFAULT_STORE, out_dir: OutDir = None) -> None:
     """Rebuild a run's table, plots and HTML page from the store (nothing is generated)."""
+    from testtime.cli.diffuse import show_report
+    from testtime.lab.diffusion import KIND
     from testtime.lab.store import open_store
 
+    folder = out_dir or store.parent / "reports" / run_id
     with open_store(store, readonly=True) as db:
-        _report(db, run_id, out_dir or store.parent / "reports" / run_id)
+        if db.run(run_id)["spec"].get("kind") != KIND:
+            _report(db, run_id, folder)
+            return
+    show_report(store, run_id, folder, None)  # a diffusion run: reward and accuracy vs NFE
 
 
 def _run_and_report(

@@ -14,6 +14,9 @@ def probe_examples(store: Store, run_id: str) -> tuple[str, list[Request], list[
     """(model, one request per graded sample - the problem with the sample as its prefix -,
     labels 1/0, problem ids). Refuses runs with several models or no graded samples."""
     record = store.run(run_id)
+    if "models" not in record["spec"]:
+        raise DataError(f"run {run_id} generated no text (a diffusion run?); train a probe on a "
+                        "language-model run from `testtime lab run`")  # fmt: skip
     models = record["spec"]["models"]
     if len(models) != 1:
         raise DataError(f"run {run_id} used {len(models)} models; a probe is trained for one")

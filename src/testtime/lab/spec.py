@@ -300,6 +300,12 @@ def _bad(what: str, value: Any) -> int:
 
 def spec_from_dict(stored: Mapping[str, Any]) -> RunSpec:
     """The RunSpec a stored run was made from (its resolved record), re-validated."""
+    if stored.get("kind") == "diffusion":
+        raise ConfigError(
+            f"run {stored.get('name', '')!r} is a diffusion run: rebuild its report with "
+            "`testtime lab report RUN_ID` or `testtime diffuse report RUN_ID`, and re-run it "
+            "with `testtime diffuse lab SPEC`"
+        )
     if stored.get("version") != SPEC_VERSION:
         raise ConfigError(
             f"the stored run spec has version {stored.get('version')!r}; this testtime reads "

@@ -152,5 +152,12 @@ def _load(path: str, stamp: int) -> Policy:
 def save_policy(policy: Policy, path: Path) -> None:
     """Write the policy atomically (a temporary file, then renamed into place)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(policy.to_dict(), indent=1) + "\n")
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w") as f:
+            f.write(json.dumps(policy.to_dict(), indent=1) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -10,8 +10,9 @@ import pytest
 from rich.console import Console
 
 from testtime.core.errors import ConfigError
+from testtime.core.files import write_atomic
 from testtime.lab.curves import Analysis, Ceiling, CoverageFit, Curve, Point
-from testtime.lab.report import ReportFiles, _atomic_write, human, table, write_report
+from testtime.lab.report import ReportFiles, human, table, write_report
 
 pytest.importorskip("matplotlib")
 
@@ -154,11 +155,11 @@ def test_nothing_to_plot_yet(tmp_path: Path) -> None:
 
 def test_atomic_write_replaces_and_cleans_up(tmp_path: Path) -> None:
     target = tmp_path / "x.bin"
-    _atomic_write(target, b"old")
-    _atomic_write(target, b"new")
+    write_atomic(target, b"old")
+    write_atomic(target, b"new")
     assert target.read_bytes() == b"new"
     with pytest.raises(TypeError):
-        _atomic_write(target, "not bytes")  # type: ignore[arg-type]
+        write_atomic(target, "not bytes")  # type: ignore[arg-type]
     assert target.read_bytes() == b"new"
     assert os.listdir(tmp_path) == ["x.bin"]
 

@@ -82,11 +82,11 @@ def draw(
     )  # fmt: skip
     result = outcome.result
     grid_png = grid.png(outcome.images, result, setup.reward.name)
-    from testtime.diffusion import files
+    from testtime.core.files import write_atomic
 
-    files.write(output, grid_png)
+    write_atomic(output, grid_png)
     if trace is not None:
-        files.write(trace, json.dumps(result.to_dict(), indent=1).encode())
+        write_atomic(trace, json.dumps(result.to_dict(), indent=1).encode())
     if as_json:
         out.print_json(json.dumps({**result.to_dict(), "grid": str(output)}))
     else:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,6 +25,7 @@ from testtime.cli.common import (
 from testtime.core.budget import Budget
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
+from testtime.core.files import write_atomic
 from testtime.core.registry import parse_params
 from testtime.core.types import Problem, Result
 from testtime.strategies.base import STRATEGIES
@@ -142,15 +142,9 @@ async def _run(
 def _write_trace(path: Path, results: list[Result]) -> None:
     """All results as JSON, written atomically (a temp file beside it, then renamed)."""
     data = json.dumps([r.to_dict() for r in results], indent=1).encode()
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomic(path, data)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise ConfigError(f"cannot write --trace {path}: {e.strerror}") from None
     err.print(f"trace: {path}")
 

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from testtime.core.errors import ConfigError
-from testtime.diffusion import files
+from testtime.core.files import write_atomic
 from testtime.diffusion.nets import NULL, DigitClassifier, DigitDenoiser, n_params
 from testtime.diffusion.schedule import VP
 
@@ -141,7 +141,7 @@ def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
     buf = io.BytesIO()
     np.savez(buf, **arrays)  # type: ignore[arg-type]
     path.parent.mkdir(parents=True, exist_ok=True)
-    files.write(path, buf.getvalue())
+    write_atomic(path, buf.getvalue())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from testtime.core.errors import ConfigError
-from testtime.diffusion import files
+from testtime.core.files import write_atomic
 from testtime.lab.diffusion import KIND
 from testtime.lab.estimators import bootstrap_ci_many
 from testtime.lab.report import human
@@ -156,6 +156,6 @@ def write_plots(points: list[NfePoint], out_dir: Path, title: str) -> list[Path]
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
         path = out_dir / f"{metric}_nfe.png"
-        files.write(path, buf.getvalue())
+        write_atomic(path, buf.getvalue())
         written.append(path)
     return written

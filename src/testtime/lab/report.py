@@ -6,11 +6,8 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import math
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +15,7 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
+from testtime.core.files import write_atomic
 from testtime.lab import plots
 from testtime.lab.across import Across
 from testtime.lab.curves import AXES, MEMORY, Analysis, CoverageFit, Curve
@@ -127,22 +125,6 @@ def table(analysis: Analysis, axis_budgets: Sequence[int] | None = None) -> Tabl
     return t
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so a reader or a crash never sees a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 _CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}
 table{border-collapse:collapse;font-size:.9em}th,td{padding:.2em .7em;text-align:right}
 th:first-child,td:first-child{text-align:left}tr.first td{border-top:1px solid #ccc}
@@ -199,9 +181,9 @@ def write_report(
     if across is not None and across.points:
         pngs["across.png"] = plots.across_png(across)
     for name, data in pngs.items():
-        _atomic_write(out_dir / name, data)
+        write_atomic(out_dir / name, data)
     page = out_dir / "index.html"  # last, so it never links figures not yet written
-    _atomic_write(page, _html(analysis, pngs, axis_budgets).encode())
+    write_atomic(page, _html(analysis, pngs, axis_budgets).encode())
     return ReportFiles(html=page, pngs=tuple(out_dir / name for name in pngs))
 
 

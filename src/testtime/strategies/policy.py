@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from testtime.core.errors import ConfigError
+from testtime.core.files import write_atomic
 from testtime.core.types import Candidate
 from testtime.core.voting import group
 
@@ -151,13 +151,4 @@ def _load(path: str, stamp: int) -> Policy:
 
 def save_policy(policy: Policy, path: Path) -> None:
     """Write the policy atomically (a temporary file, then renamed into place)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with tmp.open("w") as f:
-            f.write(json.dumps(policy.to_dict(), indent=1) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, (json.dumps(policy.to_dict(), indent=1) + "\n").encode())

@@ -9,6 +9,7 @@ it was trained on; the file records which (name and weight hash) and refuses ano
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import numpy as np
 
 from testtime.core.cost import Cost, flops
 from testtime.core.errors import ConfigError, DataError
+from testtime.core.files import write_atomic
 from testtime.core.registry import Params
 from testtime.core.steps import Aggregate, SplitMode, StepSplitter
 from testtime.core.types import Candidate, Problem, Request
@@ -42,10 +44,10 @@ class Probe:
 
     def save(self, path: Path) -> None:
         """Written to a temp file beside `path`, then renamed: never half a file."""
-        tmp = path.with_name(f".{path.name}.tmp.npz")
-        np.savez(tmp, w=self.w, b=self.b, mean=self.mean, std=self.std,
+        buf = io.BytesIO()
+        np.savez(buf, w=self.w, b=self.b, mean=self.mean, std=self.std,
                  meta=json.dumps(self.meta))  # fmt: skip
-        tmp.replace(path)
+        write_atomic(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> Probe:

@@ -1,5 +1,5 @@
-"""Atomic writes: a temp file beside the target, fsynced, then renamed over it, so a crash
-or a reader never sees a half-written weights file, grid or trace."""
+"""Atomic writes, the one copy: a temp file beside the target, fsynced, then renamed over
+it, so a crash or a reader never sees a half-written report, policy, probe, trace or grid."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from testtime.core.errors import ConfigError
 
 
-def write(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: bytes) -> None:
     """Write `data` to `path` atomically; a ConfigError when its folder does not exist."""
     if not path.parent.is_dir():
         raise ConfigError(f"cannot write {path}: the folder {path.parent} does not exist")

@@ -11,7 +11,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from testtime.core.cost import Cost
+from testtime.core.cost import Cost, flops
 from testtime.core.errors import ConfigError
 
 UNITS = ("samples", "tokens", "flops", "seconds", "nfe")
@@ -117,7 +117,7 @@ class Budget:
         if self.tokens is not None:
             k = min(k, (self.tokens - spent.generated_tokens) // max_tokens)
         if self.flops is not None:
-            left = self.flops - spent.flops - 2.0 * n_params * prompt_tokens
-            per = 2.0 * n_params * max_tokens + extra_flops_per_sample
+            left = self.flops - spent.flops - flops(n_params, prompt_tokens)
+            per = flops(n_params, max_tokens) + extra_flops_per_sample
             k = min(k, int(left // per) if per > 0 else k)
         return max(0, k)

@@ -70,6 +70,6 @@ class Cost:
         )
 
 
-def flops(n_params: int, tokens: int) -> float:
+def flops(n_params: int, tokens: float) -> float:
     """Inference FLOPs: 2 x parameters x tokens processed."""
     return 2.0 * n_params * tokens

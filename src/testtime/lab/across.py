@@ -66,11 +66,11 @@ def replay_across(
     ks = ks or tuple(2**i for i in range(size.bit_length()) if 2**i <= size // 2)
     order = sorted(by_problem, key=lambda q: (float(np.mean(by_problem[q].correct)), q))
     pools_ = [by_problem[q] for q in order]
-    prompt = [2.0 * n_params * p.prompt_tokens for p in pools_]
+    prompt = [p.flops_at(0, n_params) for p in pools_]  # each prompt prefilled once
     points = []
     for k in ks:
         uniform = np.array([[majority(p, [k])[0]] for p in pools_])
-        total = sum(prompt[i] + k * float(np.mean(p.flops)) for i, p in enumerate(pools_))
+        total = sum(p.flops_at(k, n_params) for p in pools_)
         runs = [_adaptive(pools_, prompt, total, min(initial, k), threshold, random.Random(
             f"{seed}:{k}:{d}")) for d in range(draws)]  # fmt: skip
         acc = np.mean([r[0] for r in runs], axis=0)[:, None]

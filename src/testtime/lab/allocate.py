@@ -22,7 +22,7 @@ from testtime.core.errors import ConfigError, DataError
 from testtime.core.registry import Spec
 from testtime.core.types import Candidate
 from testtime.lab.pools import Pool, rule
-from testtime.lab.replay import DRAWS, stored_pools
+from testtime.lab.replay import DRAWS, alone, stored_pools
 from testtime.lab.spec import ArmSpec, RunSpec, spec_from_dict, verifier_key
 from testtime.lab.store import Store
 from testtime.lab.work import at_budget, pool_key
@@ -144,8 +144,7 @@ def configurations(
     )
     for m, t, label, budget, _seed, problem, correct, cost, prompt in store.results(run_id):
         if (m, t) == (model, task) and correct is not None:
-            c = json.loads(cost)
-            c["flops"] += 2.0 * n_params * (prompt - c["prompt_tokens"])  # as replay does
+            c = alone(json.loads(cost), prompt, n_params)
             results[(label, budget)][problem].append((float(correct), _on(c, axis)))
     for arm in spec.arms:
         for budget in arm.budgets if arm.replay is None else ():
@@ -178,8 +177,7 @@ def _pool_cost(pool: Pool, k: int, arm: ArmSpec, n_params: int, axis: Axis) -> f
         return float(k)
     if axis == "tokens":
         return k * float(np.mean(pool.tokens))
-    per = float(np.mean(pool.flops)) + (float(np.mean(pool.verifier_flops)) if arm.verifier else 0)
-    return 2.0 * n_params * pool.prompt_tokens + k * per
+    return pool.flops_at(k, n_params, scored=arm.verifier is not None)
 
 
 def _on(cost: Mapping[str, Any], axis: Axis) -> float:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from testtime.core.cost import flops
 from testtime.core.types import Candidate
 from testtime.core.voting import frequent_groups, group, leader
 from testtime.lab import estimators
@@ -45,6 +46,12 @@ class Pool:
         self.scores.append(json.loads(scores))
         self.verifier_flops.append(float(v_flops))
         self.prompt_tokens = int(prompt)
+
+    def flops_at(self, k: int, n_params: int, scored: bool = False) -> float:
+        """Replayed FLOPs of k samples: the prompt prefilled once, k mean samples (and their
+        verifier passes when `scored`), as one strategy drawing them alone would spend."""
+        per = float(np.mean(self.flops)) + (float(np.mean(self.verifier_flops)) if scored else 0.0)
+        return flops(n_params, self.prompt_tokens) + k * per
 
     @property
     def size(self) -> int:

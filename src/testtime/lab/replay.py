@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from testtime.core.cost import flops
 from testtime.core.kinetics import INTENSITY, KVShape, kv_bytes
 from testtime.lab import estimators, fit
 from testtime.lab.costs import exchange_lines, kv_shape
@@ -155,9 +156,7 @@ def _replayed(
     scored = arm.verifier is not None
 
     def cost(pool: Pool, k: int) -> tuple[float, float, float, float]:
-        per = np.mean(pool.flops) + (np.mean(pool.verifier_flops) if scored else 0.0)
-        prompt = 2.0 * n_params * pool.prompt_tokens
-        flops = prompt + k * float(per)
+        flops = pool.flops_at(k, n_params, scored)
         return float(k), k * float(np.mean(pool.tokens)), flops, _eflops(pool, k, flops, shape)
 
     ks = _replay_ks(pools, arm, estimator)
@@ -167,12 +166,20 @@ def _replayed(
     return Curve(prefix + arm.label, points, "monte-carlo", True)
 
 
-def _eflops(pool: Pool, k: int, flops: float, shape: KVShape | None) -> float:
+def alone(cost: dict[str, Any], prompt: int, n_params: int) -> dict[str, Any]:
+    """A run arm's stored cost on the replayed arms' footing: its recomputed prompt FLOPs
+    (which depend on what else shared the prefix cache during the run) replaced by one
+    prefill of the `prompt` tokens, as if the strategy had run alone."""
+    cost["flops"] += flops(n_params, prompt - cost["prompt_tokens"])
+    return cost
+
+
+def _eflops(pool: Pool, k: int, total: float, shape: KVShape | None) -> float:
     """Kinetics's cost of k samples: FLOPs plus the KV traffic of k mean samples."""
     if shape is None:
         return 0.0
     kv = np.mean([kv_bytes(shape, pool.prompt_tokens, t) for t in pool.tokens])
-    return flops + INTENSITY * k * float(kv)
+    return total + INTENSITY * k * float(kv)
 
 
 def _coverage(main: tuple[PoolKey, dict[str, list[Pool]]], n_params: int) -> Curve | None:
@@ -182,8 +189,7 @@ def _coverage(main: tuple[PoolKey, dict[str, list[Pool]]], n_params: int) -> Cur
         return None
 
     def cost(pool: Pool, k: int) -> tuple[float, float, float]:
-        gen = 2.0 * n_params * pool.prompt_tokens + k * float(np.mean(pool.flops))
-        return k, k * float(np.mean(pool.tokens)), gen
+        return k, k * float(np.mean(pool.tokens)), pool.flops_at(k, n_params)
 
     points = _points(pools, list(range(1, size + 1)), coverage, cost)
     return Curve(f"coverage ({main[0][2]})", points, "exact", True)
@@ -232,8 +238,7 @@ def _measured(
     kv = store.kv_terms(run_id) if shape is not None else {}
     for m, t, arm, budget, seed, problem, correct, cost, prompt in store.results(run_id):
         if (m, t) == (model, task):
-            c = json.loads(cost)
-            c["flops"] += 2.0 * n_params * (prompt - c["prompt_tokens"])
+            c = alone(json.loads(cost), prompt, n_params)
             terms = kv.get((m, t, arm, budget, seed, problem), 0.0)
             per_token = shape.bytes_per_token if shape is not None else 0
             c["eflops"] = c["flops"] + INTENSITY * per_token * terms if shape else 0.0

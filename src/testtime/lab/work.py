@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from testtime.core.budget import Budget
+from testtime.core.cost import flops
 from testtime.core.errors import DataError
 from testtime.core.registry import Spec
 from testtime.core.types import Candidate, Problem, Request, Result
@@ -130,7 +131,7 @@ class Bench:
                 finish=c.completion.finish_reason if c.completion else None,
                 prompt_tokens=c.completion.prompt_tokens if c.completion else 0,
                 generated_tokens=c.completion.generated_tokens if c.completion else 0,
-                flops=2.0 * n_params * (c.completion.generated_tokens if c.completion else 0),
+                flops=flops(n_params, c.completion.generated_tokens if c.completion else 0),
                 seconds=seconds,
                 scores=s,
                 verifier_flops=v_flops,

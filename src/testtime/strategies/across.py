@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from testtime.core.budget import Budget
-from testtime.core.cost import Cost
+from testtime.core.cost import Cost, flops
 from testtime.core.errors import BudgetError, ConfigError
 from testtime.core.types import Candidate, Problem, Request, Result
 from testtime.core.voting import group, leader, vote_confidence
@@ -146,7 +146,7 @@ class _Gate:
                 break
             tokens = n * self.max_tokens
             reserved += Cost(samples=n, generated_tokens=tokens,
-                             flops=2.0 * self.generator.n_params * (prompt + tokens))  # fmt: skip
+                             flops=flops(self.generator.n_params, prompt + tokens))  # fmt: skip
             count += 1
         return count
 

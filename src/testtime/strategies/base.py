@@ -18,7 +18,7 @@ from typing import Any
 from testtime.core.answers import equivalent
 from testtime.core.answers import extract as extract_answer
 from testtime.core.budget import Budget
-from testtime.core.cost import Cost
+from testtime.core.cost import Cost, flops
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Params, Registry, Spec
 from testtime.core.steps import aggregate
@@ -161,7 +161,7 @@ class Context:
         worst = Cost(
             samples=k,
             generated_tokens=k * request.max_tokens,
-            flops=2.0 * n_params * (prompt + k * request.max_tokens) + k * verifier_flops,
+            flops=flops(n_params, prompt + k * request.max_tokens) + k * verifier_flops,
         )
         return k, worst
 

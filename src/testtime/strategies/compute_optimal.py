@@ -10,6 +10,7 @@ from __future__ import annotations
 import weakref
 from dataclasses import dataclass, replace
 
+from testtime.core.cost import flops
 from testtime.core.errors import BudgetError, ConfigError
 from testtime.core.registry import Params
 from testtime.core.types import Request, Result
@@ -146,7 +147,7 @@ def _one_sample(ctx: Context, policy: Policy) -> float:
     if policy.axis == "tokens":
         return float(ctx.max_tokens)
     prompt = ctx.generator.count_prompt_tokens(Request(ctx.problem.messages))
-    return 2.0 * ctx.generator.n_params * (prompt + ctx.max_tokens)
+    return flops(ctx.generator.n_params, prompt + ctx.max_tokens)
 
 
 def _verifier(ctx: Context, spec: dict[str, object] | None) -> Verifier | None:

@@ -6,27 +6,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from testtime.cli import main
 from testtime.core.budget import Budget
 from testtime.diffusion.models import open_digits
 from testtime.diffusion.run import fill, solve, strategy_spec
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]
 STRATEGIES = ("best_of_n", "zero_order", "path_search", "fk_steering")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", STRATEGIES)

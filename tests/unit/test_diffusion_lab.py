@@ -4,11 +4,9 @@ crashed run resumes without losing or repeating a unit, reports rebuilt from the
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from testtime.core.errors import ConfigError
 from testtime.lab import diffusion as dlab
@@ -22,12 +20,7 @@ SPEC = {
 }  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ back equal; the searches do what their papers say."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from functools import cache
 
 import pytest
@@ -29,13 +28,7 @@ STRATEGIES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread: on a shared 2-core machine, spinning thread pools cost 100x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def run(name: str, budget: Budget | None = None, seed: int = 0, **params):  # type: ignore[no-untyped-def]

@@ -16,17 +16,6 @@ from testtime.strategies.run import build_task, build_verifier, solve_many
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def generator():
-    import asyncio
-
-    from testtime.generators.models import load_generator
-
-    gen = load_generator("smollm2-135m")
-    yield gen
-    asyncio.run(gen.aclose())
-
-
 @pytest.mark.parametrize(
     ("strategy", "params", "verifier"),
     [

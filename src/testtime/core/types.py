@@ -68,7 +68,9 @@ class Request:
     reproducible stream, so a pool of K samples can be drawn in pieces (and resumed) and
     still equal one request for all K. With `first_finish`, the generator stops the other
     n-1 sequences as soon as one ends with stop/eos and returns them with finish reason
-    "cancelled" (first-finish search).
+    "cancelled" (first-finish search). At `deadline` (a `time.monotonic()` value, set from
+    a seconds budget) the generator ends every sample where it is, with finish reason
+    "length", and raises `DeadlineError` for a request it had not started.
     """
 
     messages: tuple[Message, ...]
@@ -83,6 +85,7 @@ class Request:
     top_logprobs: int = 0  # also return the k most likely tokens at each position
     first_finish: bool = False  # return when the first of the n finishes; cut the rest
     first_index: int = 0  # these n are samples first_index.. of the seeded stream
+    deadline: float | None = None  # time.monotonic() by which to return what was generated
 
     def __post_init__(self) -> None:
         if not self.messages:

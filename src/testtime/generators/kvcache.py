@@ -20,8 +20,18 @@ class SlotCache:
 
     is_compileable = False
 
-    def __init__(self, n_layers: int, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(
+        self,
+        n_layers: int,
+        device: torch.device,
+        dtype: torch.dtype,
+        *,
+        token_bytes: int = 0,
+        max_bytes: int | None = None,
+    ) -> None:
         self.n_layers = n_layers
+        self.token_bytes = token_bytes  # K and V of one token over all layers
+        self.max_bytes = max_bytes  # geometric growth stops here (the engine's ceiling)
         self.device = device
         self.dtype = dtype
         self.keys: list[torch.Tensor | None] = [None] * n_layers
@@ -37,22 +47,52 @@ class SlotCache:
         """A column never read: padding queries write their K/V here."""
         return self.width - 1
 
+    @staticmethod
+    def bytes_for(rows: int, width: int, token_bytes: int) -> int:
+        """What `rows` rows of `width` readable columns (plus scratch) take."""
+        return rows * (width + 1) * token_bytes
+
+    @property
+    def nbytes(self) -> int:
+        """What the buffers take now (0 before the first forward allocates them)."""
+        buffers = (b for b in (*self.keys, *self.values) if b is not None)
+        return sum(b.numel() * b.element_size() for b in buffers)
+
     def reserve(self, rows: int, width: int) -> None:
         """Make room for `rows` rows and `width` readable columns (plus scratch), keeping data."""
         new_rows, new_width = max(rows, self.rows), max(width + 1, self.width)
         if new_rows == self.rows and new_width == self.width:
             return
-        # grow geometrically so a growing batch or sequence reallocates rarely
-        if new_rows > self.rows:
-            new_rows = max(new_rows, int(self.rows * 1.5))
-        if new_width > self.width:
-            new_width = max(new_width, int(self.width * 1.5))
+        # grow geometrically so a growing batch or sequence reallocates rarely, but never
+        # past the ceiling (the engine admits only work whose exact need fits under it)
+        grown_rows = max(new_rows, int(self.rows * 1.5)) if new_rows > self.rows else new_rows
+        grown_width = max(new_width, int(self.width * 1.5)) if new_width > self.width else new_width
+        if self.max_bytes is None or grown_rows * grown_width * self.token_bytes <= self.max_bytes:
+            new_rows, new_width = grown_rows, grown_width
+        self._resize(new_rows, new_width)
+
+    def fit(self, rows: int, width: int) -> None:
+        """Give memory back: shrink to `rows` x `width` (+ scratch) when that halves a side."""
+        if rows == 0:
+            self.clear()
+        elif rows * 2 <= self.rows or (width + 1) * 2 <= self.width:
+            self._resize(rows, width + 1)
+
+    def clear(self) -> None:
+        """Drop every buffer (they come back at the next forward)."""
+        self.keys = [None] * self.n_layers
+        self.values = [None] * self.n_layers
+        self.rows = self.width = 0
+
+    def _resize(self, new_rows: int, new_width: int) -> None:
+        keep_rows, keep_cols = min(self.rows, new_rows), min(self.width, new_width) - 1
         for store in (self.keys, self.values):
             for i, old in enumerate(store):
                 if old is None:
                     continue
                 new = old.new_zeros((new_rows, old.shape[1], new_width, old.shape[3]))
-                new[: self.rows, :, : self.width - 1] = old[:, :, : self.width - 1]
+                if keep_cols > 0:
+                    new[:keep_rows, :, :keep_cols] = old[:keep_rows, :, :keep_cols]
                 store[i] = new
         self.rows, self.width = new_rows, new_width
 

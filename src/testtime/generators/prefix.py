@@ -52,7 +52,7 @@ class PrefixCache:
             return
         if len(prompt) > self.capacity:
             return
-        entry = SlotCache(src.n_layers, src.device, src.dtype)
+        entry = SlotCache(src.n_layers, src.device, src.dtype, token_bytes=src.token_bytes)
         entry.reserve(1, len(prompt))
         entry.copy_rows(src, [row], [0], len(prompt))
         self._entries[prompt] = entry

@@ -25,6 +25,8 @@ class Runner:
     """Runs a transformers causal LM one batched step at a time."""
 
     def __init__(self, model: Any) -> None:
+        import torch
+
         self.model = model
         cfg = model.config
         self.n_layers: int = int(cfg.num_hidden_layers)
@@ -38,9 +40,21 @@ class Runner:
         self.dtype: torch.dtype = param.dtype
         self.max_positions: int = int(getattr(cfg, "max_position_embeddings", 0) or 1 << 30)
         self.cache_arg = cache_argument(model)
+        heads = int(cfg.num_attention_heads)
+        kv_heads = int(getattr(cfg, "num_key_value_heads", None) or heads)
+        head_dim = int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads)
+        itemsize = torch.empty((), dtype=self.dtype).element_size()
+        # K and V of one token over every layer: what each cache column costs per row
+        self.token_bytes = 2 * self.n_layers * kv_heads * head_dim * itemsize
 
-    def new_cache(self) -> SlotCache:
-        return SlotCache(self.n_layers, self.device, self.dtype)
+    def new_cache(self, max_bytes: int | None = None) -> SlotCache:
+        return SlotCache(
+            self.n_layers,
+            self.device,
+            self.dtype,
+            token_bytes=self.token_bytes,
+            max_bytes=max_bytes,
+        )
 
     def forward(
         self, cache: SlotCache, ids: torch.Tensor, pos: torch.Tensor, prefill: bool = False

@@ -35,10 +35,27 @@ class Job:
     seqs: list[Seq] = field(default_factory=list)
     recomputed: int = 0  # prompt tokens this job's prefill computed
     cached: int = 0  # prompt tokens served from a cache (the n-1 shared copies included)
+    error: BaseException | None = None  # set when this request failed; its rows are dropped
 
     @property
     def abandoned(self) -> bool:
         return self.future.done()  # the caller cancelled (or a result is already set)
+
+    @property
+    def extent(self) -> int:
+        """The most cache columns one of its rows can need: prompt plus every new token."""
+        return len(self.prompt) + self.max_tokens
+
+    def fail(self, exc: BaseException) -> None:
+        """This request failed: end its sequences; the engine hands `exc` to the caller."""
+        self.error = self.error or exc
+        for s in self.seqs:
+            if s.finish is None:
+                s.finish = "cancelled"
+
+    def past(self, now: float) -> bool:
+        """Whether the request's deadline has passed."""
+        return self.request.deadline is not None and now >= self.request.deadline
 
     def done(self) -> bool:
         return all(s.finish is not None for s in self.seqs)

@@ -27,7 +27,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from testtime.core.cost import Cost
-from testtime.core.errors import ConfigError
+from testtime.core.errors import ConfigError, DeadlineError
 from testtime.core.types import Request
 from testtime.generators import http_wire as wire
 from testtime.generators.base import Generation, Generator
@@ -163,7 +163,8 @@ class HTTPGenerator(Generator):
     async def _call(self, request: Request, n: int, offset: int) -> wire.Reply:
         """One request for samples offset.. of the request's seeded stream."""
         seed = None if request.seed is None else request.seed + request.first_index + offset
-        data = await self._post(wire.body(request, self.model, self.endpoint, n, seed))
+        body = wire.body(request, self.model, self.endpoint, n, seed)
+        data = await self._post(body, request.deadline)
         reply = wire.parse_reply(
             data,
             request,
@@ -182,17 +183,29 @@ class HTTPGenerator(Generator):
     def _url(self) -> str:
         return f"{self.base_url}/{wire.PATHS[self.endpoint]}"
 
-    async def _post(self, body: dict[str, Any]) -> Any:
+    async def _post(self, body: dict[str, Any], deadline: float | None = None) -> Any:
+        """POST with retries. Each try is bounded as a whole by `read_timeout` (httpx's read
+        timeout alone restarts at every byte, so a trickling server could hold a call
+        forever) and by the request's deadline, which raises `DeadlineError`."""
         import httpx
 
         url = self._url()
         failure: httpx.Response | httpx.TransportError | None = None
         for attempt in range(self.retries + 1):
             if attempt:
-                await asyncio.sleep(self._wait(attempt - 1, failure))
+                await asyncio.sleep(min(self._wait(attempt - 1, failure), _left(deadline)))
             async with self._slots:
+                bound = min(self.read_timeout, _left(deadline))
                 try:
-                    response = await self._client.post(url, json=body)
+                    async with asyncio.timeout(bound):
+                        response = await self._client.post(url, json=body)
+                except TimeoutError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise DeadlineError(
+                            f"the seconds budget ran out while waiting for {url}"
+                        ) from None
+                    failure = httpx.ReadTimeout(f"no whole answer within {bound:g} s")
+                    continue
                 except httpx.TransportError as exc:  # refused, reset, timed out
                     failure = exc
                     continue
@@ -308,3 +321,13 @@ def _httpx() -> Any:
             "the HTTP generator needs httpx; install it with `pip install 'testtime[http]'`"
         ) from None
     return httpx
+
+
+def _left(deadline: float | None) -> float:
+    """Seconds until `deadline` (a `time.monotonic()` value); `DeadlineError` once past."""
+    if deadline is None:
+        return math.inf
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise DeadlineError("the seconds budget ran out before this request could be sent")
+    return left

@@ -151,7 +151,8 @@ async def _finished(task: asyncio.Task[Any], receive: Receive) -> bool:
         gone.cancel()
         if not task.done():  # the client left, or this handler itself was cancelled
             task.cancel()
-    return not task.cancelled()
+    # a task just cancelled is not done yet (it stops at its next await): not finished
+    return task.done() and not task.cancelled()
 
 
 def _uncancel() -> None:

@@ -109,10 +109,14 @@ class Jobs:
             seed=p.seed,
         )
         if not result.candidates and result.budget_exhausted:
+            why = (
+                "ran out of time before even one sample"
+                if p.budget.seconds is not None
+                else f"is too small for even one sample of max_tokens={p.max_tokens}"
+            )
             raise ApiError(
                 400,
-                f"the budget ({p.budget}) is too small for even one sample of max_tokens="
-                f"{p.max_tokens}; raise the budget or lower max_tokens",
+                f"the budget ({p.budget}) {why}; raise the budget or lower max_tokens",
                 param="testtime.budget",
                 code="budget_too_small",
             )

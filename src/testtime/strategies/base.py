@@ -19,7 +19,7 @@ from testtime.core.answers import equivalent
 from testtime.core.answers import extract as extract_answer
 from testtime.core.budget import Budget
 from testtime.core.cost import Cost, flops
-from testtime.core.errors import ConfigError
+from testtime.core.errors import ConfigError, DeadlineError
 from testtime.core.registry import Params, Registry, Spec
 from testtime.core.steps import aggregate
 from testtime.core.types import Candidate, Problem, Request, Result
@@ -54,6 +54,9 @@ class Context:
         self.max_tokens = max_tokens
         self.seed = seed
         self.cost = Cost()
+        # a seconds budget is a deadline from now, which the generator respects too
+        seconds = self.budget.seconds
+        self.deadline = time.monotonic() + seconds if seconds is not None else None
         self.exhausted = False  # the budget refused something
         self.candidates: list[Candidate] = []
         self._calls = 0
@@ -86,6 +89,8 @@ class Context:
         if stream is not None:
             out = list(stream[0])
         while len(out) < n:
+            if self.out_of_time():
+                break
             seed, first = (stream[1].seed, stream[1].n) if stream else (self._next_seed(), 0)
             request = Request(
                 self.problem.messages,
@@ -99,6 +104,7 @@ class Context:
                 first_index=first,
                 logprobs=logprobs or bool(self.verifier and self.verifier.needs_logprobs),
                 first_finish=first_finish,
+                deadline=self.deadline,
             )
             k, worst = self._fit(request)
             if k < request.n:
@@ -111,6 +117,9 @@ class Context:
             self._pending[ticket] = worst
             try:
                 gen = await self.generator.generate(request)
+            except DeadlineError:  # the time ran out before the generator started it
+                self.exhausted = True
+                break
             finally:
                 del self._pending[ticket]
             self.cost += replace(gen.cost, seconds=time.perf_counter() - started)
@@ -122,7 +131,15 @@ class Context:
                 self._unscored += len(gen.completions)
             if first_finish or stream is not None:
                 break
+        self.out_of_time()
         return out
+
+    def out_of_time(self) -> bool:
+        """Whether a seconds budget's deadline has passed (then the budget is exhausted)."""
+        late = self.deadline is not None and time.monotonic() >= self.deadline
+        if late:
+            self.exhausted = True
+        return late
 
     def reuse(self, candidates: Sequence[Candidate], request: Request) -> None:
         """Serve these samples, drawn by `request` (the first of this problem), to the next

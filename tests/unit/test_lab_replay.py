@@ -117,3 +117,29 @@ def test_analysis_has_every_curve_coverage_and_costs(stored: Path) -> None:
     assert analysis.coverage is not None
     cover = [p.accuracy for p in analysis.coverage.points]
     assert cover == sorted(cover) and cover[-1] >= sc.points[-1].accuracy
+
+
+def test_replayed_votes_group_as_the_task_does() -> None:
+    """An equation is not a vote for its result (the task grades '2 + 3 = 5' wrong): the
+    replay agrees with an exact-string vote, 6 winning 4 votes to 3, where grouping by
+    core's old equivalence read 5 votes for a group that was 60% right."""
+    answers = ["5", "2 + 3 = 5", "6", "5", "2 + 3 = 5", "6", "5", "6", "6", "-0", "0"]
+    correct = [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+    pool = Pool(answers=answers[:9], correct=correct[:9])
+    value, _ = rule("majority", {}, draws=10, seed=0)
+    assert value(pool, [9]) == [0.0]
+    assert pool.canonical()[:3] == ["5", "2 + 3 = 5", "6"]
+    assert Pool(answers=answers[9:], correct=correct[9:]).canonical() == ["0", "0"]
+
+
+def test_a_replayed_weighted_vote_weighs_scores_as_the_verifier_declares() -> None:
+    """15 samples of 42 at mean log-probability -0.5, one 99 at -3: likelihood weighs
+    exp(score), so 42 wins every subset that holds it (raw log-probabilities elected 99)."""
+    pool = Pool(
+        answers=["42"] * 15 + ["99"],
+        correct=[1.0] * 15 + [0.0],
+        scores=[{"likelihood": -0.5}] * 15 + [{"likelihood": -3.0}],
+    )
+    arm = {"verifier": {"name": "likelihood", "params": {}}, "verifier_key": "likelihood"}
+    value, estimator = rule("weighted", arm, draws=200, seed=0)
+    assert estimator == "monte-carlo" and value(pool, [16]) == [1.0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,12 +13,15 @@ from hypothesis import strategies as st
 
 import testtime.strategies  # noqa: F401  (registers the strategies)
 from testtime.core.budget import Budget
+from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
-from testtime.core.types import Problem, Result
+from testtime.core.types import Completion, Problem, Request, Result
+from testtime.generators.base import Generation, Generator
 from testtime.generators.fake import FakeGenerator, render
 from testtime.strategies.base import STRATEGIES
-from testtime.strategies.run import solve, solve_many
+from testtime.strategies.run import build_verifier, solve, solve_many
 from testtime.tasks.base import Task
+from testtime.verifiers.base import Verifier
 from testtime.verifiers.fake import FakeVerifier
 
 Q = "What is 3 + 4?"
@@ -54,7 +58,7 @@ async def run(
     name: str,
     gen: FakeGenerator,
     *,
-    verifier: FakeVerifier | None = None,
+    verifier: Verifier | None = None,
     budget: Budget | None = None,
     seed: int = 0,
     max_tokens: int = 64,
@@ -188,7 +192,7 @@ async def test_best_of_majority_filters_rare_answers_before_the_verifier() -> No
     r = await run("best_of_majority", gen, verifier=v, n=8, alpha=0.3)
     assert r.answer == "7"  # 9 scores higher but was sampled once (1/8 < alpha)
     assert r.trace == {"kept": ["8", "7"], "samples": 8}
-    assert r.cost.verifier_calls == 7  # only the kept samples were scored
+    assert r.cost.verifier_calls == 2  # only the kept samples, each distinct text once
 
 
 async def test_best_of_majority_falls_back_to_the_most_frequent_answer() -> None:
@@ -225,12 +229,24 @@ async def test_a_missing_verifier_is_a_clear_error_before_any_sampling(name: str
 
 @pytest.mark.parametrize("name", sorted(SCORED))
 async def test_verifier_cost_is_charged_to_the_result(name: str) -> None:
-    gen = FakeGenerator.from_answers({Q: {"7": 1.0}}, n_params=1000)
+    gen = FakeGenerator({Q: [f"Step {i}.\n\nAnswer: 7" for i in range(4)]}, n_params=1000)
     v = FakeVerifier({"7": 1.0}, n_params=500, tokens_per_candidate=10)
     r = await run(name, gen, verifier=v, n=4)
     assert (r.cost.verifier_calls, r.cost.verifier_tokens) == (4, 40)
     policy = 2 * 1000 * (r.cost.prompt_tokens + r.cost.generated_tokens)
     assert r.cost.flops == policy + 2 * 500 * 40
+
+
+@pytest.mark.parametrize("name", sorted(SCORED))
+async def test_identical_responses_are_scored_once(name: str) -> None:
+    """its_hub's best-of-N scores each distinct response once: a verifier call is cost."""
+    gen = in_turn("7", "8", "7", "7", "8", "7")
+    v = FakeVerifier({"7": 0.9, "8": 0.2}, n_params=500, tokens_per_candidate=10)
+    extra = {"alpha": 0.3} if name == "best_of_majority" else {}
+    r = await run(name, gen, verifier=v, n=6, **extra)
+    assert (r.cost.verifier_calls, r.cost.verifier_tokens) == (2, 20)
+    assert [c.scores["fake"] for c in r.candidates] == [0.9, 0.2, 0.9, 0.9, 0.2, 0.9]
+    assert r.answer == "7"
 
 
 @pytest.mark.parametrize("name", SAMPLING)
@@ -267,6 +283,39 @@ async def test_adaptive_stops_at_max_samples_and_samples_in_batches() -> None:
     assert r.answer == "7"  # 5 votes to 4
 
 
+@pytest.mark.parametrize(("threshold", "stop"), [(0.6, 2), (0.75, 2), (0.9, 3), (0.95, 4)])
+async def test_adaptive_never_stops_on_one_sample(threshold: float, stop: int) -> None:
+    """its_hub checks the Beta rule from two samples on: 1 - I_0.5(v1 + 1, 1) is 0.875 at
+    two unanimous votes, 0.9375 at three, 0.96875 at four (one vote alone is 0.75)."""
+    r = await run("adaptive_consistency", answers({"7": 1.0}), threshold=threshold)
+    assert r.trace is not None and (r.trace["samples"], r.trace["stopped"]) == (stop, "confident")
+
+
+async def test_adaptive_threshold_one_spends_the_whole_budget() -> None:
+    """The posterior of 53 unanimous votes rounds to 1.0; threshold 1 still never stops."""
+    r = await run("adaptive_consistency", answers({"7": 1.0}), threshold=1.0, max_samples=64)
+    assert r.trace is not None and (r.trace["samples"], r.trace["stopped"]) == (64, "max_samples")
+
+
+@pytest.mark.parametrize(
+    ("answers_in_turn", "cap", "sizes", "stopped"),
+    [
+        (("7", "8", "7", "7"), 16, [2, 2], "confident"),  # 3 of 4 agree: 0.75 >= 0.75
+        (("7", "7"), 16, [2], "confident"),
+        (("1", "2", "3", "4", "5", "6", "7", "8", "9", "10"), 10, [2, 2, 4, 2], "max_samples"),
+    ],
+)
+async def test_adaptive_doubling_rule_matches_its_hub(
+    answers_in_turn: tuple[str, ...], cap: int, sizes: list[int], stopped: str
+) -> None:
+    """its_hub's AdaptiveSelfConsistency: 2 samples, then double the total, stopping once
+    a supermajority (0.75) agrees; the check is skipped at the budget."""
+    gen = in_turn(*answers_in_turn)
+    r = await run("adaptive_consistency", gen, rule="doubling", max_samples=cap)
+    assert [q.n for q in gen.requests] == sizes
+    assert r.trace is not None and (r.trace["samples"], r.trace["stopped"]) == (sum(sizes), stopped)
+
+
 async def test_adaptive_reports_a_budget_stop() -> None:
     r = await run("adaptive_consistency", in_turn("7", "8"), budget=Budget(samples=5))
     assert r.budget_exhausted and r.trace is not None
@@ -298,6 +347,9 @@ async def test_solve_many_runs_concurrently_and_keeps_the_order() -> None:
         ("weighted_majority", {"top_p": 1.5}, "top_p"),
         ("best_of_majority", {"alpha": 0.0}, "alpha"),
         ("adaptive_consistency", {"threshold": 1.5}, "threshold"),
+        ("adaptive_consistency", {"threshold": 0.5}, "threshold"),  # a tie would stop it
+        ("adaptive_consistency", {"supermajority": 0.5}, "supermajority"),
+        ("adaptive_consistency", {"rule": "halving"}, "rule"),
         ("adaptive_consistency", {"batch": 0}, "batch"),
         ("first_finish", {"n": "eight"}, "n"),
     ],
@@ -307,3 +359,50 @@ def test_bad_parameters_are_refused_naming_the_field(
 ) -> None:
     with pytest.raises(ConfigError, match=f"{name}.*'{field}'"):
         STRATEGIES.spec(name, params)
+
+
+# -- weighted majority with token-probability verifiers -------------------------------------
+
+
+class Logprobbed(Generator):
+    """Answers in turn, each with a given mean token log-probability (None: no logprobs)."""
+
+    name = "logprobbed"
+
+    def __init__(self, *samples: tuple[str, float | None]) -> None:
+        self.samples, self.turn = samples, 0
+
+    def count_prompt_tokens(self, request: Request) -> int:
+        return 5
+
+    async def generate(self, request: Request) -> Generation:
+        out = []
+        for _ in range(request.n):
+            answer, lp = self.samples[self.turn % len(self.samples)]
+            self.turn += 1
+            series = None if lp is None else (lp, lp)
+            text = f"Sample {self.turn}.\nAnswer: {answer}"
+            out.append(Completion(text, 5, 2, "eos", logprobs=series, certainty=series))
+        return Generation(tuple(out), Cost.of_generation(0, 5, 0, 2 * request.n, request.n))
+
+
+async def test_weighted_majority_by_likelihood_elects_the_majority() -> None:
+    """15 samples answering 42 at mean log-probability -0.5 and one answering 99 at -3.0:
+    summed log-probabilities (-7.5 against -3) elected 99; exp weights (its_hub) elect 42."""
+    gen = Logprobbed(*[("42", -0.5)] * 15, ("99", -3.0))
+    r = await run("weighted_majority", gen, verifier=build_verifier("likelihood"), n=16)
+    assert r.answer == "42" and r.trace is not None
+    assert r.trace["votes"] == pytest.approx({"42": 15 * math.exp(-0.5), "99": math.exp(-3.0)})
+
+
+async def test_a_sample_without_logprobs_weighs_nothing_instead_of_failing() -> None:
+    gen = Logprobbed(("7", -0.2), ("8", None), ("8", None), ("7", -0.4))
+    for name in ("likelihood", "self_certainty"):
+        r = await run("weighted_majority", gen, verifier=build_verifier(name), n=4)
+        assert r.answer == "7" and r.trace is not None and r.trace["votes"]["8"] == 0.0
+
+
+async def test_no_sample_with_logprobs_is_a_clear_error() -> None:
+    gen = Logprobbed(("7", None), ("8", None))
+    with pytest.raises(ConfigError, match="no candidate has them; sample with logprobs=True"):
+        await run("weighted_majority", gen, verifier=build_verifier("likelihood"), n=2)

@@ -1,9 +1,13 @@
-"""Verifiers: oracle, math equivalence, self-certainty and likelihood, and the LLM judge."""
+"""Verifiers: oracle, math equivalence, self-certainty and likelihood, the LLM judge, and the
+traits each declares (gold, files, logprobs, vote weights) that keep gold out of policies and
+served requests."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +22,7 @@ from testtime.generators.base import Generation, Generator
 from testtime.generators.fake import FakeGenerator, render
 from testtime.strategies.base import Context
 from testtime.tasks.base import TASKS
-from testtime.verifiers.base import VERIFIERS, Verifier, VerifierDeps
+from testtime.verifiers.base import VERIFIERS, Verifier, VerifierDeps, named, traits_of
 from testtime.verifiers.judge import TOP, p_yes
 
 P = Problem.from_prompt("What is 3 + 4?", answer="7", id="q")
@@ -172,3 +176,100 @@ async def test_judge_errors_say_what_is_missing() -> None:
     judge = verifier("judge", VerifierDeps(generator=Scripted(None)))
     with pytest.raises(ConfigError, match="top logprobs"):
         await judge.score(P, cands("7"))
+
+
+# -- traits: what a verifier reads, loads and weighs -----------------------------------------
+
+GOLD = named(lambda t: t.reads_gold)
+
+
+def test_the_servers_and_the_allocators_lists_derive_from_the_traits() -> None:
+    from testtime.lab.allocate import SKIPPED
+    from testtime.server.plan import FILE_VERIFIERS, GOLD_VERIFIERS
+
+    assert {"oracle", "math", "fake", "noisy"} <= set(GOLD)  # noisy may wrap a gold reader
+    assert set(GOLD_VERIFIERS) == set(SKIPPED) == set(GOLD)  # the allocator missed math
+    assert {"prm", "probe"} <= set(FILE_VERIFIERS) == set(named(lambda t: t.loads_file))
+    assert not {"judge", "self_certainty", "likelihood", "step_check"} & set(GOLD)
+
+
+@pytest.mark.parametrize("name", GOLD)
+def test_no_gold_reading_verifier_reaches_a_served_request(name: str) -> None:
+    from testtime.server.errors import ApiError
+    from testtime.server.plan import verifier_spec
+    from testtime.server.settings import Settings
+
+    with pytest.raises(ApiError, match="gold answer"):
+        verifier_spec(name, Settings("smollm2-135m"))
+
+
+@pytest.mark.parametrize("inner", ["oracle", "math", "fake"])
+def test_noisy_over_a_gold_reader_needs_a_tasks_gold_check(inner: str) -> None:
+    from testtime.server.work import build_verifier
+
+    spec = VERIFIERS.spec("noisy", {"inner": inner})
+    with pytest.raises(ConfigError, match="reads the gold answer"):
+        build_verifier(spec, FakeGenerator())  # as the server builds it: no gold check
+    built = verifier("noisy", VerifierDeps(check=lambda p, a: a == p.answer), inner=inner)
+    assert built.traits.reads_gold  # a lab run may study it; a policy never uses it
+
+
+@pytest.mark.parametrize("name", GOLD)
+def test_no_gold_reading_verifier_reaches_a_policy(name: str) -> None:
+    from testtime.lab.allocate import _usable
+    from testtime.lab.spec import ArmSpec
+    from testtime.strategies.base import STRATEGIES
+
+    arm = ArmSpec("arm", STRATEGIES.spec("best_of_n"), VERIFIERS.spec(name), (1, 2))
+    assert not _usable(arm)
+    assert _usable(ArmSpec("arm", STRATEGIES.spec("best_of_n"), VERIFIERS.spec("judge"), (1,)))
+
+
+@pytest.mark.parametrize(
+    ("name", "weight", "logprobs"),
+    [("likelihood", "exp", True), ("self_certainty", "score", True), ("judge", "score", False)],
+)
+def test_built_verifiers_carry_their_registered_traits(
+    name: str, weight: str, logprobs: bool
+) -> None:
+    built = verifier(name, VerifierDeps(generator=FakeGenerator()))
+    assert (built.traits.weight, built.needs_logprobs) == (weight, logprobs)
+    assert built.traits == traits_of(name)
+    noisy = verifier("noisy", VerifierDeps(generator=FakeGenerator()), inner=name)
+    assert noisy.traits == built.traits  # a wrapper takes on its inner verifier's traits
+
+
+async def test_token_scores_without_logprobs_are_the_least_certain() -> None:
+    for name, empty in (("self_certainty", 0.0), ("likelihood", -math.inf)):
+        got = await scores(verifier(name), [with_series((1.0, 2.0)), with_series(None)])
+        assert got == [1.5, empty]
+
+
+# -- the math verifier never matches, nor parses, text that is not an answer ----------------
+
+
+async def test_math_never_matches_nor_evaluates_code(tmp_path: Path, monkeypatch: Any) -> None:
+    """math-verify hands some text to sympy's parse_expr, which evaluates Python."""
+    import math_verify
+    import sympy
+
+    live = tmp_path / "live"
+    payload = "1 + __import__('pathlib').Path('{}').touch()"
+    with contextlib.suppress(Exception):  # the hazard is real: parse_expr runs the payload
+        sympy.parse_expr(payload.format(live))
+    assert live.exists()
+
+    marker = tmp_path / "evaluated"
+    answers = [
+        payload.format(marker),
+        f"1 + __import__('os').system('touch {marker}')",
+        "1 + os.system",
+        "1 apple and exec",
+    ]
+    parsed: list[str] = []
+    real = math_verify.parse
+    monkeypatch.setattr(math_verify, "parse", lambda t, *a, **k: parsed.append(t) or real(t))
+    one = Problem.from_prompt("What is 0 + 1?", answer="1")
+    assert await scores(verifier("math"), cands(*answers), one) == [0.0] * len(answers)
+    assert not marker.exists() and parsed == []
+    assert await scores(verifier("math"), cands("\\frac{2}{2}"), one) == [1.0]  # math still is

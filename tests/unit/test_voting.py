@@ -1,4 +1,5 @@
-"""Voting in core: grouping by equivalence, ties to the first seen, the Beta stopping rule."""
+"""Voting in core: grouping by the same answer, ties to the first seen, vote weights, and the
+stopping rules of adaptive self-consistency (Beta, doubling), against its_hub's values."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from testtime.core.answers import equivalent
 from testtime.core.types import Candidate
 from testtime.core.voting import (
+    agreement,
     beta_confidence,
     frequent_groups,
     group,
     leader,
     majority,
     vote_confidence,
+    vote_weight,
     weighted_majority,
 )
 
@@ -24,12 +28,22 @@ def cands(*answers: str | None) -> list[Candidate]:
     return [Candidate(f"Answer: {a}", a, id=i) for i, a in enumerate(answers)]
 
 
-def test_group_merges_equivalent_answers_in_first_seen_order() -> None:
-    groups = group(cands("0.5", "7", None, "1/2", "7.0", "\\frac{1}{2}"))
+def test_group_merges_spellings_of_one_number_in_first_seen_order() -> None:
+    groups = group(cands("0.5", "7", None, "1/2", "7.0", "\\frac{1}{2}", "-0", "0"))
     assert [(g.answer, g.members, g.weight) for g in groups] == [
-        ("0.5", (0, 3, 5), 3.0),
+        ("0.5", (0, 3), 2.0),
         ("7", (1, 4), 2.0),
+        ("\\frac{1}{2}", (5,), 1.0),  # a task's check may grade LaTeX apart from 0.5
+        ("-0", (6, 7), 2.0),
     ]
+    loose = group(cands("0.5", "1/2", "\\frac{1}{2}"), same=equivalent)  # a task may ask
+    assert [g.members for g in loose] == [(0, 1, 2)]
+
+
+def test_an_equation_is_not_a_vote_for_its_result() -> None:
+    """core's `equivalent` merged '2 + 3 = 5' (graded wrong by the task) with '5' (right)."""
+    groups = group(cands("2 + 3 = 5", "5", "5", "2 + 3 = 5", "2 + 3 = 5"))
+    assert [(g.answer, g.count) for g in groups] == [("2 + 3 = 5", 3), ("5", 2)]
 
 
 def test_majority_ties_go_to_the_first_seen_answer() -> None:
@@ -114,3 +128,85 @@ def test_the_majority_has_the_most_votes_and_appears_first(answers: list[str | N
     assert top.count == best
     assert top.answer == next(a for a in counted if counted.count(a) == best)
     assert leader(group(c)) == top
+
+
+# -- vote weights: its_hub's certainty weighting -------------------------------------------
+
+
+def its_hub_weight(score: float) -> float:
+    """its_hub's `_scores_to_weights` for a higher-is-better score: exp, non-finite -> 0."""
+    w = math.exp(score) if score < 700 else math.inf
+    return w if math.isfinite(w) else 0.0
+
+
+@pytest.mark.parametrize("score", [-0.01, -0.5, -3.0, -40.0, 0.0])
+def test_a_log_probability_weighs_exp_of_itself_as_its_hub_does(score: float) -> None:
+    assert vote_weight(score, "exp") == pytest.approx(its_hub_weight(score))
+
+
+def test_likelihood_weights_elect_the_majority_not_the_minority() -> None:
+    """15 samples answering 42 at mean log-probability -0.5 and one answering 99 at -3: raw
+    log-probabilities as weights (-7.5 against -3) elected 99."""
+    c = cands(*["42"] * 15, "99")
+    scores = [-0.5] * 15 + [-3.0]
+    raw = weighted_majority(c, scores)
+    assert raw is not None and raw.answer == "99"  # what summing log-probabilities did
+    top = weighted_majority(c, [vote_weight(s, "exp") for s in scores])
+    assert top is not None and top.answer == "42"
+    assert top.weight == pytest.approx(15 * math.exp(-0.5))
+
+
+@pytest.mark.parametrize(
+    ("score", "how", "weight"),
+    [
+        (0.9, "score", 0.9),  # a probability (judge, oracle, PRM) weighs as it is
+        (0.0, "score", 0.0),
+        (-0.2, "score", 0.0),  # noise below 0 floors at 0: no negative votes
+        (7.5, "score", 7.5),  # entropy-like: self-certainty, a KL from uniform in nats
+        (-math.log(2), "exp", 0.5),  # a log-probability: exp
+        (-math.inf, "exp", 0.0),  # no tokens (or no logprobs): the least certain
+        (math.inf, "score", 0.0),  # an infinite score never wins a vote
+        (math.inf, "exp", 0.0),
+        (math.nan, "score", 0.0),
+        (math.nan, "exp", 0.0),
+        (1e6, "exp", 0.0),  # overflows to inf: weighs 0 as its_hub's does
+    ],
+)
+def test_vote_weights_are_finite_non_negative_and_monotone(
+    score: float, how: str, weight: float
+) -> None:
+    got = vote_weight(score, how)
+    assert got == pytest.approx(weight) and got >= 0 and math.isfinite(got)
+
+
+@given(st.floats(-50, 50), st.floats(-50, 50), st.sampled_from(["score", "exp"]))
+def test_vote_weights_never_reverse_confidence(a: float, b: float, how: str) -> None:
+    lo, hi = sorted((a, b))
+    assert 0 <= vote_weight(lo, how) <= vote_weight(hi, how)
+
+
+def test_an_infinite_score_no_longer_wins_the_vote() -> None:
+    c = cands("7", "7", "8")
+    top = weighted_majority(c, [vote_weight(s) for s in (0.9, 0.8, math.inf)])
+    assert top is not None and top.answer == "7"
+
+
+def test_an_unknown_weighting_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown weighting 'log'"):
+        vote_weight(0.5, "log")
+
+
+# -- stopping rules, with its_hub's formulas ------------------------------------------------
+
+
+@pytest.mark.parametrize(("v1", "v2"), [(1, 0), (2, 0), (3, 0), (4, 0), (5, 2), (12, 7), (30, 1)])
+def test_beta_confidence_is_its_hubs_stopping_probability(v1: int, v2: int) -> None:
+    from scipy.special import betainc
+
+    assert beta_confidence(v1, v2) == pytest.approx(1.0 - float(betainc(v1 + 1, v2 + 1, 0.5)))
+
+
+def test_agreement_is_the_leaders_share_of_every_sample() -> None:
+    assert agreement(group(cands("7", "8", "7", "7")), 4) == 0.75  # its_hub stops at 0.75
+    assert agreement(group(cands("7", None)), 2) == 0.5  # unanswered samples count
+    assert agreement([], 0) == 0.0

@@ -1,25 +1,32 @@
-"""Voting over answers, written once: grouping by equivalence, majority, weighted majority,
-best-of-majority filtering, and the Beta stopping rule of adaptive self-consistency.
+"""Voting over answers, written once: grouping by the task's notion of the same answer,
+majority, weighted majority (verifier scores turned into vote weights), best-of-majority
+filtering, and the two stopping rules of adaptive self-consistency (Beta, doubling).
 
 Ties between answer groups go to the group seen first (the lowest candidate index), so a
 vote is deterministic given the sample order. Candidates without an answer never vote.
+Answers group by `same` (default: core's canonical form, every task's default notion).
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-from testtime.core.answers import equivalent
+from testtime.core.answers import same_answer
 from testtime.core.types import Candidate
 
 Equivalence = Callable[[str, str], bool]
+Weighting = Literal["score", "exp"]
+WEIGHTINGS: tuple[str, ...] = ("score", "exp")
+_EXP_MAX = math.log(sys.float_info.max)  # exp of more overflows a float
 
 
 @dataclass(frozen=True, slots=True)
 class Group:
-    """Candidates whose answers are equivalent; `answer` is the first one seen."""
+    """Candidates whose answers are the same; `answer` is the first one seen."""
 
     answer: str
     members: tuple[int, ...]  # indices into the candidate list
@@ -33,9 +40,9 @@ class Group:
 def group(
     candidates: Sequence[Candidate],
     weights: Sequence[float] | None = None,
-    same: Equivalence = equivalent,
+    same: Equivalence = same_answer,
 ) -> list[Group]:
-    """Group candidates by equivalent answers in first-seen order, summing `weights` (default 1)."""
+    """Group candidates by `same` answers in first-seen order, summing `weights` (default 1)."""
     answers: list[str] = []
     members: list[list[int]] = []
     totals: list[float] = []
@@ -64,20 +71,40 @@ def leader(groups: Sequence[Group]) -> Group | None:
     return best
 
 
-def majority(candidates: Sequence[Candidate], same: Equivalence = equivalent) -> Group | None:
+def majority(candidates: Sequence[Candidate], same: Equivalence = same_answer) -> Group | None:
     """Plurality vote (self-consistency); None when no candidate has an answer."""
     return leader(group(candidates, None, same))
 
 
 def weighted_majority(
-    candidates: Sequence[Candidate], weights: Sequence[float], same: Equivalence = equivalent
+    candidates: Sequence[Candidate], weights: Sequence[float], same: Equivalence = same_answer
 ) -> Group | None:
-    """Answer with the largest summed weight (Li et al. 2023; Wu et al. 2024)."""
+    """Answer with the largest summed weight (Li et al. 2023; Wu et al. 2024); `weights`
+    come from `vote_weight`, so they are never negative."""
     return leader(group(candidates, weights, same))
 
 
+def vote_weight(score: float, how: str = "score") -> float:
+    """A verifier score as a vote weight: never negative, monotone in the verifier's
+    confidence, and 0 when the score is not finite (a NaN or an infinity never wins a vote).
+
+    `score`: the score already is a confidence >= 0 (a probability, a 0/1 check, a KL
+    from uniform in nats), used as it is, negatives floored at 0. `exp`: the score is a
+    log-probability (<= 0; a mean token log-probability), weighed exp(score), the
+    geometric-mean token probability (its_hub's certainty weighting). A sum of raw
+    log-probabilities would punish agreement: 15 votes at -0.5 lose to one at -3.
+    """
+    if not math.isfinite(score):
+        return 0.0
+    if how == "exp":
+        return math.exp(score) if score < _EXP_MAX else 0.0  # overflow: not finite, as its_hub
+    if how == "score":
+        return max(score, 0.0)
+    raise ValueError(f"unknown weighting {how!r}; known: {', '.join(WEIGHTINGS)}")
+
+
 def frequent_groups(
-    candidates: Sequence[Candidate], alpha: float, same: Equivalence = equivalent
+    candidates: Sequence[Candidate], alpha: float, same: Equivalence = same_answer
 ) -> list[Group]:
     """Groups whose empirical frequency among all candidates is at least `alpha`
     (the filter of best-of-majority, Di et al. 2025). Unanswered candidates count in the total.
@@ -104,3 +131,11 @@ def vote_confidence(groups: Sequence[Group]) -> float:
     if not counts:
         return 0.0
     return beta_confidence(counts[0], counts[1] if len(counts) > 1 else 0)
+
+
+def agreement(groups: Sequence[Group], samples: int) -> float:
+    """The leading answer's share of all `samples` (unanswered ones count in the total):
+    the supermajority test of its_hub's doubling rule (0 with no samples)."""
+    if samples <= 0:
+        return 0.0
+    return max((g.count for g in groups), default=0) / samples

@@ -35,8 +35,9 @@ from testtime.strategies.policy import (
     difficulty,
     frontier,
 )
+from testtime.verifiers.base import named
 
-SKIPPED = frozenset({"oracle", "fake"})  # they read the gold answer: unusable at inference
+SKIPPED = frozenset(named(lambda t: t.reads_gold))  # they may read the gold answer: lab-only
 
 
 @dataclass(frozen=True, slots=True)

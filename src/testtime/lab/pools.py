@@ -5,7 +5,8 @@ Replaying strategy S at budget k means: the expected accuracy of S on a uniforml
 k-subset of the pool (in random order). Majority vote, best-of-k and pass@k have exact
 closed forms (lab.estimators); weighted vote and best-of-majority are estimated by Monte
 Carlo over random subsets, selecting with core's own voting code so the rule is the one
-the strategies use.
+the strategies use: answers group by core's canonical form (every task's notion of the same
+answer), and a verifier's score weighs a vote as the verifier declares.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from testtime.core.answers import canonical
 from testtime.core.cost import flops
 from testtime.core.types import Candidate
-from testtime.core.voting import frequent_groups, group, leader
+from testtime.core.voting import frequent_groups, group, leader, vote_weight
 from testtime.lab import estimators
+from testtime.verifiers.base import VERIFIERS, traits_of
 
 
 @dataclass
@@ -58,15 +61,10 @@ class Pool:
         return len(self.answers)
 
     def canonical(self) -> list[str | None]:
-        """Each answer replaced by its group's first answer, grouping the whole pool once
-        with core's equivalence, so replays can compare answers with plain `==`."""
+        """Each answer in core's canonical form, the one strategies vote by (`Task.same`'s
+        default), so replays compare answers with plain `==` and group as a strategy would."""
         if self._canon is None:
-            cands = [Candidate("", a, id=i) for i, a in enumerate(self.answers)]
-            rep: list[str | None] = [None] * self.size
-            for g in group(cands):
-                for i in g.members:
-                    rep[i] = g.answer
-            self._canon = rep
+            self._canon = [None if a is None else canonical(a) for a in self.answers]
         return self._canon
 
     def score(self, verifier: str) -> list[float]:
@@ -111,17 +109,21 @@ def coverage(pool: Pool, ks: Sequence[int]) -> list[float]:
     return [estimators.pass_at_k(pool.size, round(sum(pool.correct)), k) for k in ks]
 
 
-def weighted(pool: Pool, k: int, verifier: str, draws: int, seed: int) -> float:
-    """Weighted majority@k by Monte Carlo: each sample votes with its verifier score; the
-    winning answer's top-scored sample is submitted (as `weighted_majority` does)."""
-    canon, scores = pool.canonical(), pool.score(verifier)
+def weighted(
+    pool: Pool, k: int, verifier: str, draws: int, seed: int, weighting: str = "score"
+) -> float:
+    """Weighted majority@k by Monte Carlo: each sample votes with its verifier score as a
+    weight (`weighting`, the verifier's declared transform); the winning answer's heaviest
+    sample is submitted (as `weighted_majority` does)."""
+    canon = pool.canonical()
+    weights = [vote_weight(s, weighting) for s in pool.score(verifier)]
 
     def select(idx: np.ndarray) -> float:
         cands = [Candidate("", canon[i], id=int(i)) for i in idx]
-        top = leader(group(cands, [scores[i] for i in idx], _same))
+        top = leader(group(cands, [weights[i] for i in idx], _same))
         if top is None:
             return 0.0
-        chosen = max((int(idx[m]) for m in top.members), key=scores.__getitem__)
+        chosen = max((int(idx[m]) for m in top.members), key=weights.__getitem__)
         return pool.correct[chosen]
 
     return estimators.monte_carlo_at_k(select, pool.size, k, draws, seed)
@@ -151,6 +153,14 @@ def best_of_majority(
 Rule = Callable[[Pool, Sequence[int]], list[float]]
 
 
+def weighting(verifier: dict[str, Any] | None) -> str:
+    """How a stored verifier's scores weigh votes (its registered traits; 'score' if none)."""
+    if not verifier:
+        return "score"
+    spec = VERIFIERS.spec(verifier["name"], verifier.get("params") or {})
+    return traits_of(spec.name, spec.params).weight
+
+
 def rule(kind: str, arm: dict[str, Any], draws: int, seed: int) -> tuple[Rule, str]:
     """The replay rule for an arm's stored record, and its estimator ('exact'/'monte-carlo')."""
     verifier = arm.get("verifier_key") or ""
@@ -161,8 +171,9 @@ def rule(kind: str, arm: dict[str, Any], draws: int, seed: int) -> tuple[Rule, s
     if kind == "best":
         return (lambda pool, ks: best(pool, ks, verifier)), "exact"
     if kind == "weighted":
+        how = weighting(arm.get("verifier"))
         return (
-            lambda pool, ks: [weighted(pool, k, verifier, draws, seed) for k in ks]
+            lambda pool, ks: [weighted(pool, k, verifier, draws, seed, how) for k in ks]
         ), "monte-carlo"
     if kind == "best_of_majority":
         alpha = float(arm["strategy"]["params"]["alpha"])

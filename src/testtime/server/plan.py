@@ -21,11 +21,11 @@ from testtime.server.errors import ApiError
 from testtime.server.schemas import BudgetObject, ChatMessage, ChatRequest, VerifierObject
 from testtime.server.settings import DEFAULT_MAX_TOKENS, Settings
 from testtime.strategies.base import STRATEGIES
-from testtime.verifiers.base import VERIFIERS
+from testtime.verifiers.base import VERIFIERS, named
 
 T = TypeVar("T")
-FILE_VERIFIERS = ("prm", "probe")  # they load a path named in their parameters
-GOLD_VERIFIERS = ("oracle", "math", "fake")  # they compare with a gold answer, which no chat has
+FILE_VERIFIERS = named(lambda t: t.loads_file)  # they may load a path named in their parameters
+GOLD_VERIFIERS = named(lambda t: t.reads_gold)  # they may read a gold answer, which no chat has
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
+from testtime.core.answers import same_answer
 from testtime.core.budget import Budget
 from testtime.core.cost import Cost, flops
 from testtime.core.errors import BudgetError, ConfigError
@@ -102,8 +103,9 @@ async def solve_batch(
         raise ConfigError("solve_batch needs problems, initial >= 1 and width >= 1")
     spec = STRATEGIES.spec("self_consistency", {"temperature": temperature, "top_p": top_p})
     extract = task.extract if task is not None else None
-    ctxs = [Context(p, generator, spec=spec, extract=extract, max_tokens=max_tokens, seed=seed)
-            for p in problems]  # fmt: skip
+    same = task.same if task is not None else same_answer
+    ctxs = [Context(p, generator, spec=spec, extract=extract, same=same, max_tokens=max_tokens,
+                    seed=seed) for p in problems]  # fmt: skip
     alloc = Allocator(len(problems), threshold, cap)
     gate = _Gate(total_budget, generator, max_tokens)
     if gate.fits([c.problem for c in ctxs], 1) < len(ctxs):

@@ -15,8 +15,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from testtime.core.answers import equivalent
 from testtime.core.answers import extract as extract_answer
+from testtime.core.answers import same_answer
 from testtime.core.budget import Budget
 from testtime.core.cost import Cost, flops
 from testtime.core.errors import ConfigError, DeadlineError
@@ -40,7 +40,7 @@ class Context:
         verifier: Verifier | None = None,
         budget: Budget | None = None,
         extract: Callable[[str], str | None] | None = None,
-        same: Equivalence = equivalent,
+        same: Equivalence = same_answer,  # the task's notion of one vote (Task.same)
         max_tokens: int = 256,
         seed: int = 0,
     ) -> None:

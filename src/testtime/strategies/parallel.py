@@ -2,7 +2,8 @@
 
 single sample, best-of-N, self-consistency, weighted majority, best-of-majority and
 first-finish search. Each samples through the context (which keeps the budget) and selects
-with the voting rules in core, so equivalence and ties are decided one way everywhere.
+with the voting rules in core, so the same answer and ties are decided one way everywhere.
+Scoring strategies ask the verifier once per distinct response.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from testtime.core.registry import Params
 from testtime.core.types import Candidate, Result
 from testtime.core.voting import Group, frequent_groups, group, leader
 from testtime.strategies.base import Context, strategy
+from testtime.strategies.select import score_once, vote_weights
 
 
 def check_sampling(temperature: float, top_p: float) -> None:
@@ -71,7 +73,7 @@ async def single(ctx: Context, p: SingleParams) -> Result:
 async def best_of_n(ctx: Context, p: SampleParams) -> Result:
     """Best-of-N (Brown et al. 2024; Snell et al. 2024): N samples, keep the top-scored one."""
     ctx.need_verifier()
-    scored = await ctx.score(await ctx.sample(p.n, temperature=p.temperature, top_p=p.top_p))
+    scored = await score_once(ctx, await ctx.sample(p.n, temperature=p.temperature, top_p=p.top_p))
     best = max(scored, key=ctx.verifier_score, default=None)  # ties: the first sampled
     return ctx.finish(best, trace={"scores": [ctx.verifier_score(c) for c in scored]})
 
@@ -88,12 +90,15 @@ async def self_consistency(ctx: Context, p: SampleParams) -> Result:
 @strategy("weighted_majority", SampleParams)
 async def weighted_majority(ctx: Context, p: SampleParams) -> Result:
     """Weighted majority vote (Li et al. 2023; Wu et al. 2024): each sample votes for its
-    answer with its verifier score; the answer with the largest total wins."""
+    answer with its verifier score, as a weight the verifier declares (never negative: a
+    log-probability weighs exp of itself); the answer with the largest total wins, and its
+    heaviest sample is chosen."""
     ctx.need_verifier()
-    scored = await ctx.score(await ctx.sample(p.n, temperature=p.temperature, top_p=p.top_p))
-    groups = group(scored, [ctx.verifier_score(c) for c in scored], ctx.same)
+    scored = await score_once(ctx, await ctx.sample(p.n, temperature=p.temperature, top_p=p.top_p))
+    weights = vote_weights(ctx, scored)
+    groups = group(scored, weights, ctx.same)
     top = leader(groups)
-    best = max((scored[i] for i in top.members), key=ctx.verifier_score) if top else None
+    best = scored[max(top.members, key=weights.__getitem__)] if top else None  # ties: first
     return ctx.finish(best, trace={"votes": votes(groups)})
 
 
@@ -109,7 +114,7 @@ async def best_of_majority(ctx: Context, p: BestOfMajorityParams) -> Result:
         top = leader(group(samples, same=ctx.same))
         kept = [top] if top else []
     pool = sorted((samples[i] for g in kept for i in g.members), key=lambda c: c.id)
-    scored = await ctx.score(pool)
+    scored = await score_once(ctx, pool)
     best = max(scored, key=ctx.verifier_score, default=None)
     return ctx.finish(best, trace={"kept": [g.answer for g in kept], "samples": len(samples)})
 

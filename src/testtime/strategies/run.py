@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
+from testtime.core.answers import same_answer
 from testtime.core.budget import Budget
 from testtime.core.registry import Spec
 from testtime.core.types import Problem, Result
@@ -34,6 +35,7 @@ async def solve(
         verifier=verifier,
         budget=budget,
         extract=task.extract if task is not None else None,
+        same=task.same if task is not None else same_answer,
         max_tokens=max_tokens,
         seed=seed,
     )

@@ -3,6 +3,8 @@ they share: by vote, by the verifier's best, by verifier-weighted vote, or the l
 
 Sequential strategies (budget forcing, revisions) produce several finished attempts; one of
 these rules picks the answer, with core's voting so ties are decided one way everywhere.
+Scoring asks the verifier once per distinct response (`score_once`), and a weighted vote
+weighs each score as the verifier declares (`vote_weights`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Literal
 
 from testtime.core.errors import BudgetError, ConfigError
 from testtime.core.types import Candidate, Request
-from testtime.core.voting import group, leader
+from testtime.core.voting import group, leader, vote_weight
 from testtime.strategies.base import Context
 
 Selection = Literal["vote", "best", "weighted"]
@@ -25,9 +27,11 @@ async def choose(
     """The chosen attempt among `finals` and the vote tally (answer -> weight)."""
     if how in SCORED:  # score only what is not scored yet
         name = ctx.need_verifier().name
-        fresh = {c.id: c for c in await ctx.score([c for c in finals if name not in c.scores])}
+        fresh = {
+            c.id: c for c in await score_once(ctx, [c for c in finals if name not in c.scores])
+        }
         finals = [fresh.get(c.id, c) for c in finals]
-        weights = [ctx.verifier_score(c) for c in finals]
+        weights = vote_weights(ctx, finals)
     else:
         weights = [1.0] * len(finals)
     groups = group(finals, weights if how == "weighted" else None, ctx.same)
@@ -38,6 +42,36 @@ async def choose(
     if top is None:
         return None, tally
     return finals[max(top.members, key=weights.__getitem__)], tally  # ties: the first
+
+
+async def score_once(ctx: Context, candidates: Sequence[Candidate]) -> list[Candidate]:
+    """`ctx.score`, asking the verifier once per distinct response (text, answer and steps):
+    a duplicate gets its first copy's score. A verifier call is cost; its_hub's best-of-N
+    deduplicates the same way."""
+    first: dict[tuple[str, str | None, tuple[str, ...]], Candidate] = {}
+    for c in candidates:
+        first.setdefault(_response(c), c)
+    scored = {_response(c): c for c in await ctx.score(list(first.values()))}
+    name = ctx.need_verifier().name
+    out = []
+    for c in candidates:
+        done = scored[_response(c)]
+        if done.id != c.id:
+            done = c.with_score(name, done.scores[name])
+            ctx.candidates[c.id] = done
+        out.append(done)
+    return out
+
+
+def _response(c: Candidate) -> tuple[str, str | None, tuple[str, ...]]:
+    return c.text, c.answer, c.steps
+
+
+def vote_weights(ctx: Context, candidates: Sequence[Candidate]) -> list[float]:
+    """Each scored candidate's vote weight: its verifier score through the transform the
+    verifier declares (core.voting.vote_weight: never negative, 0 when not finite)."""
+    how = ctx.need_verifier().traits.weight
+    return [vote_weight(ctx.verifier_score(c), how) for c in candidates]
 
 
 def tokens_of(ctx: Context, text: str, what: str) -> int:

@@ -1,11 +1,11 @@
-"""The task interface: a source of problems, plus how to read and check an answer."""
+"""The task interface: a source of problems, plus how to read, compare and check an answer."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
-from testtime.core.answers import equivalent, extract
+from testtime.core.answers import canonical, equivalent, extract
 from testtime.core.registry import Registry
 from testtime.core.types import Problem
 
@@ -29,6 +29,17 @@ class Task(ABC):
         if answer is None or problem.answer is None:
             return False
         return equivalent(answer, problem.answer)
+
+    def canonical(self, answer: str) -> str:
+        """The form this task's votes group answers by. It must never merge two answers its
+        `check` could grade differently (a vote would pool a right answer with a wrong one).
+        The default, core's `canonical`, merges only spellings of one number ('-0', '0.0',
+        '0'), which every check here grades alike; the lab replays stored votes with it."""
+        return canonical(answer)
+
+    def same(self, a: str, b: str) -> bool:
+        """Whether two answers are one vote for this task (strategies vote with this)."""
+        return self.canonical(a) == self.canonical(b)
 
 
 TaskFactory = Callable[..., Task]

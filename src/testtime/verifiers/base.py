@@ -4,22 +4,39 @@ Outcome verifiers score finished candidates; process verifiers score every step 
 (possibly unfinished) candidate, and serve as outcome verifiers through an aggregate of
 their step scores. A verifier built on a model reports the tokens and FLOPs it spent,
 which the strategy's ledger charges as verifier cost.
+
+Each verifier declares its traits where it is registered (`@verifier(name, Params, Traits(...))`):
+whether it reads the gold answer, loads a file, needs the policy's logprobs, and how its
+score becomes a vote weight. The server's and the allocator's lists derive from them.
 """
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from testtime.core.cost import Cost
-from testtime.core.registry import Registry
+from testtime.core.registry import Params, Registry
 from testtime.core.steps import Aggregate, StepSplitter, aggregate
 from testtime.core.types import Candidate, Problem
+from testtime.core.voting import Weighting
 from testtime.generators.base import Generator
 
 Checker = Callable[[Problem, str | None], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Traits:
+    """What a verifier needs and touches, declared where it is registered."""
+
+    reads_gold: bool = False  # compares with the gold answer: never a policy or served request
+    loads_file: bool = False  # loads a path named in its parameters
+    needs_logprobs: bool = False  # the strategy must sample with logprobs=True
+    weight: Weighting = "score"  # how a score becomes a vote weight (core.voting.vote_weight)
+    wraps: str = ""  # a parameter naming another verifier, whose traits this one takes on
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +51,12 @@ class Verifier(ABC):
     """Scores candidates for a problem."""
 
     name: str = "verifier"
-    needs_logprobs: bool = False  # the strategy must sample with logprobs=True (certainty)
+    traits: Traits = Traits()  # built by name: the registered traits (see `verifier`)
+
+    @property
+    def needs_logprobs(self) -> bool:
+        """Whether the strategy must sample with logprobs=True (self-certainty, likelihood)."""
+        return self.traits.needs_logprobs
 
     @abstractmethod
     async def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
@@ -90,3 +112,47 @@ class VerifierDeps:
 # a factory takes its own Params subclass, already validated by `VERIFIERS.spec`
 VerifierFactory = Callable[[Any, VerifierDeps], Verifier]
 VERIFIERS: Registry[VerifierFactory] = Registry("verifier")
+TRAITS: dict[str, Traits] = {}
+
+
+def verifier(
+    name: str, params: type[Params], traits: Traits = Traits()
+) -> Callable[[VerifierFactory], VerifierFactory]:
+    """Register a verifier factory under `name` with its traits; what it builds carries them."""
+
+    def deco(factory: VerifierFactory) -> VerifierFactory:
+        @functools.wraps(factory)
+        def build(p: Any, deps: VerifierDeps) -> Verifier:
+            built = factory(p, deps)
+            built.traits = traits_of(name, p)
+            return built
+
+        VERIFIERS.register(name, params)(build)
+        TRAITS[name] = traits
+        return factory
+
+    return deco
+
+
+def traits_of(name: str, params: Params | None = None) -> Traits:
+    """A registered verifier's traits; one that wraps another takes on the inner one's
+    (with `params`, that inner verifier; without, any it may wrap: the worst case)."""
+    VERIFIERS.get(name)  # an unknown name: a ConfigError listing the known ones
+    own = TRAITS.get(name, Traits())
+    if not own.wraps:
+        return own
+    if params is not None:
+        return traits_of(str(getattr(params, own.wraps)))
+    inner = [traits_of(n) for n in VERIFIERS.names() if not TRAITS.get(n, Traits()).wraps]
+    return Traits(
+        reads_gold=any(t.reads_gold for t in inner),
+        loads_file=any(t.loads_file for t in inner),
+        needs_logprobs=any(t.needs_logprobs for t in inner),
+        weight=own.weight,
+        wraps=own.wraps,
+    )
+
+
+def named(has: Callable[[Traits], bool]) -> tuple[str, ...]:
+    """Registered verifier names whose traits (for any parameters) have `has`, sorted."""
+    return tuple(n for n in VERIFIERS.names() if has(traits_of(n)))

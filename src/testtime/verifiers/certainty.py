@@ -3,6 +3,10 @@
 `self_certainty` is the mean over generated tokens of KL(uniform || p), the self-certainty
 of Kang et al. 2025: confident answers put their mass on few tokens. `likelihood` is the
 mean token log-probability. Both need logprobs, which the strategy then asks for.
+
+As vote weights (weighted majority): self-certainty is a KL in nats, >= 0 and higher when
+more confident, so it weighs as it is; a log-probability is <= 0, so likelihood weighs
+exp(mean log p), the geometric-mean token probability (its_hub's certainty weighting).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from dataclasses import dataclass
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
 from testtime.core.types import Candidate, Problem
-from testtime.verifiers.base import VERIFIERS, Scores, Verifier, VerifierDeps
+from testtime.verifiers.base import Scores, Traits, Verifier, VerifierDeps, verifier
 
 
 @dataclass(frozen=True)
@@ -25,10 +29,12 @@ class CertaintyParams(Params):
 class TokenScore(Verifier):
     """The mean of a per-token series the generator returned with each completion.
 
-    A completion with no generated tokens scores `empty`: the least certain possible.
+    A completion with no generated tokens, or one that came without the series (a backend
+    that dropped its logprobs), scores `empty`: the least certain possible, weighing 0 in a
+    vote. Only when no candidate has the series is it an error: nothing could be ranked.
     """
 
-    needs_logprobs = True
+    traits = Traits(needs_logprobs=True)
 
     def __init__(self, name: str, field: str, empty: float) -> None:
         self.name = name
@@ -36,28 +42,26 @@ class TokenScore(Verifier):
         self.empty = empty
 
     async def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
-        return Scores(tuple(self._one(c) for c in candidates))
-
-    def _one(self, c: Candidate) -> float:
-        values: tuple[float, ...] | None = (
-            getattr(c.completion, self.field) if c.completion is not None else None
-        )
-        if values is None:
+        series = [self._series(c) for c in candidates]
+        if candidates and all(s is None for s in series):
             raise ConfigError(
-                f"verifier {self.name!r} needs the generator's per-token {self.field}, but "
-                f"candidate {c.id} has none; sample with logprobs=True (strategies do so "
-                "for this verifier) on a backend that returns logprobs, or use another verifier"
+                f"verifier {self.name!r} needs the generator's per-token {self.field}, but no "
+                f"candidate has them; sample with logprobs=True (strategies do so for this "
+                "verifier) on a backend that returns logprobs, or use another verifier"
             )
-        return sum(values) / len(values) if values else self.empty
+        return Scores(tuple(sum(s) / len(s) if s else self.empty for s in series))
+
+    def _series(self, c: Candidate) -> tuple[float, ...] | None:
+        return getattr(c.completion, self.field) if c.completion is not None else None
 
 
-@VERIFIERS.register("self_certainty", CertaintyParams)
+@verifier("self_certainty", CertaintyParams, Traits(needs_logprobs=True))
 def self_certainty(params: Params, deps: VerifierDeps) -> Verifier:
     """Mean per-token KL(uniform || p) of the candidate itself (Kang et al. 2025)."""
     return TokenScore("self_certainty", "certainty", empty=0.0)
 
 
-@VERIFIERS.register("likelihood", CertaintyParams)
+@verifier("likelihood", CertaintyParams, Traits(needs_logprobs=True, weight="exp"))
 def likelihood(params: Params, deps: VerifierDeps) -> Verifier:
     """Mean token log-probability of the candidate under the policy."""
     return TokenScore("likelihood", "logprobs", empty=-math.inf)

@@ -16,7 +16,7 @@ from testtime.core.cost import Cost, flops
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
 from testtime.core.types import Candidate, Problem
-from testtime.verifiers.base import VERIFIERS, Checker, Scores, Verifier, VerifierDeps
+from testtime.verifiers.base import Checker, Scores, Traits, Verifier, VerifierDeps, verifier
 
 ScoreFn = Callable[[Problem, Candidate], float]
 
@@ -101,7 +101,7 @@ class FakeVerifierParams(Params):
                 raise ConfigError(f"parameter {name!r} must be >= 0, got {getattr(self, name)}")
 
 
-@VERIFIERS.register("fake", FakeVerifierParams)
+@verifier("fake", FakeVerifierParams, Traits(reads_gold=True))
 def fake(params: FakeVerifierParams, deps: VerifierDeps) -> Verifier:
     """Scripted scores: 1 for a correct answer, 0 otherwise, plus optional seeded noise."""
     if deps.check is None:

@@ -18,7 +18,7 @@ from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
 from testtime.core.types import Candidate, Message, Problem, Request
 from testtime.generators.base import Generator
-from testtime.verifiers.base import VERIFIERS, Scores, Verifier, VerifierDeps
+from testtime.verifiers.base import Scores, Verifier, VerifierDeps, verifier
 
 TEMPLATE = (
     "Problem:\n{problem}\n\nProposed solution:\n{solution}\n\n"
@@ -108,7 +108,7 @@ def p_yes(top: Mapping[str, float]) -> float:
     return mass["yes"] / total if total > 0 else 0.5
 
 
-@VERIFIERS.register("judge", JudgeParams)
+@verifier("judge", JudgeParams)  # a probability P(yes): it weighs a vote as it is
 def judge(params: JudgeParams, deps: VerifierDeps) -> Verifier:
     """Asks a model "is this solution correct?" and scores by P(Yes); costs its tokens."""
     if deps.generator is None:

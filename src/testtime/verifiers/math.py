@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from testtime.core.answers import Extractor, equivalent, extract
 from testtime.core.registry import Params
 from testtime.core.types import Candidate, Problem
-from testtime.verifiers.base import VERIFIERS, Scores, Verifier, VerifierDeps
+from testtime.verifiers.base import Scores, Traits, Verifier, VerifierDeps, verifier
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class MathVerifier(Verifier):
         return 1.0 if equivalent(answer, problem.answer) else 0.0
 
 
-@VERIFIERS.register("math", MathParams)
+@verifier("math", MathParams, Traits(reads_gold=True))
 def math_verifier(params: MathParams, deps: VerifierDeps) -> Verifier:
     """math-verify equivalence of the extracted answer with the gold answer."""
     return MathVerifier(params.extractor)

@@ -23,8 +23,11 @@ from testtime.verifiers.base import (
     VERIFIERS,
     ProcessVerifier,
     StepScores,
+    Traits,
     Verifier,
     VerifierDeps,
+    traits_of,
+    verifier,
 )
 
 
@@ -58,7 +61,7 @@ class Noisy(ProcessVerifier):
             super().__init__()
         self.inner, self.p = inner, p
         self.name = f"noisy({inner.name})"
-        self.needs_logprobs = inner.needs_logprobs
+        self.traits = inner.traits  # built by name, it takes on the inner verifier's traits
 
     def flops_per_candidate(self, problem: Problem) -> float:
         return self.inner.flops_per_candidate(problem)
@@ -88,8 +91,14 @@ class Noisy(ProcessVerifier):
         return (1.0 - pull) * score + pull * rng.uniform(0.5, 1.0)  # confident, uninformed
 
 
-@VERIFIERS.register("noisy", NoisyParams)
+@verifier("noisy", NoisyParams, Traits(wraps="inner"))
 def noisy(params: NoisyParams, deps: VerifierDeps) -> Verifier:
     """Any verifier with set false-positive / false-negative rates and early overconfidence."""
+    if traits_of(params.inner).reads_gold and deps.check is None:
+        raise ConfigError(
+            f"verifier 'noisy' with inner={params.inner!r} reads the gold answer, which only a "
+            "task with answers has; run it on a task, or wrap a verifier that needs no gold "
+            "(e.g. inner=step_check)"
+        )
     spec = VERIFIERS.spec(params.inner)
     return Noisy(VERIFIERS.get(params.inner).factory(spec.params, deps), params)

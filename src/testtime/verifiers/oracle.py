@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
 from testtime.core.types import Candidate, Problem
-from testtime.verifiers.base import VERIFIERS, Checker, Scores, Verifier, VerifierDeps
+from testtime.verifiers.base import Checker, Scores, Traits, Verifier, VerifierDeps, verifier
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class Oracle(Verifier):
         return Scores(tuple(1.0 if self.check(problem, c.answer) else 0.0 for c in candidates))
 
 
-@VERIFIERS.register("oracle", OracleParams)
+@verifier("oracle", OracleParams, Traits(reads_gold=True))
 def oracle(params: Params, deps: VerifierDeps) -> Verifier:
     """The task's gold check (1 correct, 0 not): a perfect verifier, for coverage."""
     if deps.check is None:

@@ -23,7 +23,14 @@ from testtime.core.errors import ConfigError, ModelNotFoundError
 from testtime.core.registry import Params
 from testtime.core.steps import Aggregate, SplitMode, StepSplitter
 from testtime.core.types import Candidate, Problem
-from testtime.verifiers.base import VERIFIERS, ProcessVerifier, StepScores, Verifier, VerifierDeps
+from testtime.verifiers.base import (
+    ProcessVerifier,
+    StepScores,
+    Traits,
+    Verifier,
+    VerifierDeps,
+    verifier,
+)
 
 Head = Literal["auto", "token_classification", "good_token"]
 
@@ -136,7 +143,7 @@ class HfPrm(ProcessVerifier):
         return tuple(float(x) for x in probs), len(ids)
 
 
-@VERIFIERS.register("prm", PrmParams)
+@verifier("prm", PrmParams, Traits(loads_file=True))
 def prm(params: PrmParams, deps: VerifierDeps) -> Verifier:
     """A process reward model from a local directory (classification or verdict-token head)."""
     return HfPrm(params)

@@ -25,7 +25,14 @@ from testtime.core.registry import Params
 from testtime.core.steps import Aggregate, SplitMode, StepSplitter
 from testtime.core.types import Candidate, Problem, Request
 from testtime.generators.base import Generator
-from testtime.verifiers.base import VERIFIERS, ProcessVerifier, StepScores, Verifier, VerifierDeps
+from testtime.verifiers.base import (
+    ProcessVerifier,
+    StepScores,
+    Traits,
+    Verifier,
+    VerifierDeps,
+    verifier,
+)
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,7 @@ class ProbeVerifier(ProcessVerifier):
         return StepScores(tuple(tuple(next(probs) for _ in ps) for ps in prefixes), cost)
 
 
-@VERIFIERS.register("probe", ProbeParams)
+@verifier("probe", ProbeParams, Traits(loads_file=True))
 def probe(params: ProbeParams, deps: VerifierDeps) -> Verifier:
     """Logistic regression on the policy's hidden states, trained from a lab run."""
     if deps.generator is None:

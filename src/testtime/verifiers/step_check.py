@@ -16,7 +16,7 @@ from testtime.core.arith import equations
 from testtime.core.registry import Params
 from testtime.core.steps import Aggregate, SplitMode, StepSplitter
 from testtime.core.types import Candidate, Problem
-from testtime.verifiers.base import VERIFIERS, ProcessVerifier, StepScores, Verifier, VerifierDeps
+from testtime.verifiers.base import ProcessVerifier, StepScores, Verifier, VerifierDeps, verifier
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class StepCheck(ProcessVerifier):
         return StepScores(tuple(out))
 
 
-@VERIFIERS.register("step_check", StepCheckParams)
+@verifier("step_check", StepCheckParams)
 def step_check(params: StepCheckParams, deps: VerifierDeps) -> Verifier:
     """Exact arithmetic step checker (a programmatic PRM): 1 while every stated equation holds."""
     return StepCheck(StepSplitter(params.split, params.pattern), params.aggregate)

@@ -21,7 +21,7 @@ from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
 from testtime.core.steps import Aggregate, SplitMode, StepSplitter
 from testtime.core.types import Candidate, Problem
-from testtime.verifiers.base import VERIFIERS, ProcessVerifier, StepScores, Verifier, VerifierDeps
+from testtime.verifiers.base import ProcessVerifier, StepScores, Verifier, VerifierDeps, verifier
 from testtime.verifiers.judge import Judge, JudgeParams
 
 CACHE = 4096  # judgements remembered (a search's siblings share their ancestors')
@@ -81,7 +81,7 @@ class StepJudge(ProcessVerifier):
         return StepScores(tuple(out), cost)
 
 
-@VERIFIERS.register("step_judge", StepJudgeParams)
+@verifier("step_judge", StepJudgeParams)
 def step_judge(params: StepJudgeParams, deps: VerifierDeps) -> Verifier:
     """Asks a model "are these steps correct so far?" for each step; P(Yes), each prefix once."""
     if deps.generator is None:

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from testtime.cli import app
-from testtime.cli.common import err, human, out, progress
+from testtime.cli.common import err, human, out, progress, status
 from testtime.core.errors import ConfigError
 from testtime.core.registry import parse_params
 
@@ -158,11 +158,10 @@ def _run_and_report(
 ) -> None:
     from testtime.lab import runner
     from testtime.lab.store import open_store
-    from testtime.lab.work import load_problems
 
-    with err.status("checking models and problems ...", spinner="dots"):
+    with status("checking models and problems ..."):
         env = runner.environment(spec)  # a missing model fails here, before the store opens
-        load_problems(spec)
+        runner.checked_problems(spec)
     with open_store(store_path) as db:
         plan = runner.prepare(db, spec, source, run_id, env)
         done = len(plan.units) - len(plan.pending)
@@ -190,7 +189,7 @@ def _report(db: Any, run_id: str, folder: Path) -> None:
 
     spec = db.run(run_id)["spec"]
     budgets = sorted({b for arm in spec["arms"] for b in arm["budgets"]} | {spec["pool"]})
-    with err.status("replaying the stored samples ...", spinner="dots"):
+    with status("replaying the stored samples ..."):
         analysis = analyse(db, run_id)
         policy, across = _allocations(db, run_id)
         files = write_report(analysis, folder, budgets, policy=policy, across=across)

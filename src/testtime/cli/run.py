@@ -22,18 +22,21 @@ from testtime.cli.common import (
     progress,
     total_cost,
 )
-from testtime.core.budget import Budget
+from testtime.core.budget import UNITS, Budget
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
 from testtime.core.files import write_atomic
-from testtime.core.registry import parse_params
+from testtime.core.registry import Spec, parse_params
 from testtime.core.types import Problem, Result
+from testtime.lab.arms import BUDGET_PARAM, WIDTH_BUDGET
+from testtime.lab.spec import sized
 from testtime.strategies.base import STRATEGIES
 from testtime.strategies.run import build_task, build_verifier, solve_many
 from testtime.tasks.base import Task
 
 MODEL_HELP = "packaged model name, a local model directory or .gguf file, or 'fake'"
 BUDGET_HELP = "ceiling, e.g. '16 samples', '4096 tokens', '1e12 flops', '30 seconds'"
+DEFAULT_LIMIT = 10
 Params = Annotated[list[str], typer.Option("--param", "-p", help="strategy parameter key=value")]
 
 
@@ -42,7 +45,10 @@ def run(
     prompt: Annotated[str | None, typer.Argument(help="a prompt; omit it to run a task")] = None,
     task: Annotated[str | None, typer.Option("--task", "-t", help="task name")] = None,
     task_param: Annotated[list[str], typer.Option("--task-param", help="task key=value")] = [],  # noqa: B006
-    limit: Annotated[int, typer.Option("--limit", "-n", help="problems to run from the task")] = 10,
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", "-n", help="problems to run from the task [default: 10]"),
+    ] = None,
     strategy: Annotated[str, typer.Option("--strategy", "-s")] = "self_consistency",
     param: Params = [],  # noqa: B006
     verifier: Annotated[str | None, typer.Option("--verifier", "-v")] = None,
@@ -64,7 +70,8 @@ def run(
     """Run one strategy on a prompt or on problems of a task; print answers and cost."""
     if prompt is not None and task is not None:
         raise ConfigError("give either a prompt or --task, not both")
-    positive(limit, "--limit")
+    if limit is not None:
+        positive(limit, "--limit")
     positive(max_tokens, "--max-tokens")
     if trace is not None and not trace.parent.is_dir():
         raise ConfigError(f"--trace {trace}: the folder {trace.parent} does not exist")
@@ -74,8 +81,14 @@ def run(
     if prompt is not None:
         problems = [Problem.from_prompt(prompt, answer=answer)]
     else:
-        the_task = build_task(task or "arithmetic", parse_params(task_param))
-        problems = list(the_task.problems())[:limit]
+        name, params = task or "arithmetic", parse_params(task_param)
+        the_task = build_task(name, sized(name, params, limit))
+        problems = list(the_task.problems())[: limit or DEFAULT_LIMIT]
+        if limit is not None and len(problems) < limit:  # asked for more than there are
+            err.print(
+                f"note: task {name!r} has {len(problems)} problems; running all of them "
+                f"(-n asked for {limit})"
+            )
     results = asyncio.run(
         _run(
             problems,
@@ -97,6 +110,9 @@ def run(
         _print_json(results, single=prompt is not None)
     else:
         _print_table(results, spec_str=str(spec))
+        if the_budget is not None:
+            err.print(budget_line(the_budget, results, spec))
+        _print_cost(total_cost(results))
 
 
 async def _run(
@@ -189,7 +205,37 @@ def _print_table(results: list[Result], spec_str: str) -> None:
     acc = accuracy(results)
     if acc is not None:
         out.print(f"accuracy: {acc:.1%} on {len(results)} problems")
-    _print_cost(total_cost(results))
+
+
+def budget_line(budget: Budget, results: list[Result], spec: Spec) -> str:
+    """What ran under a ceiling: the most one problem spent on each capped axis, how many
+    problems reached it, and the parameter that stopped the strategy first, if one did."""
+    spent = {
+        "samples": max(r.cost.samples for r in results),
+        "tokens": max(r.cost.generated_tokens for r in results),
+        "flops": max(r.cost.flops for r in results),
+        "seconds": max(r.cost.seconds for r in results),
+        "nfe": max(r.cost.nfe for r in results),
+    }
+    parts = [
+        f"{_amount(unit, spent[unit])} of {_amount(unit, cap)} {unit}"
+        for unit in UNITS
+        if (cap := getattr(budget, unit)) is not None
+    ]
+    line = f"budget per problem (a ceiling): spent at most {', '.join(parts)}"
+    reached = sum(r.budget_exhausted for r in results)
+    if reached:
+        line += f"; {reached} of {len(results)} problem(s) reached it"
+    param = BUDGET_PARAM.get(spec.name)
+    size = getattr(spec.params, param, None) if param else None
+    cap = budget.samples
+    if cap and isinstance(size, int) and spec.name not in WIDTH_BUDGET and size < cap:
+        line += f"; {spec.name} stops at {param}={size} (-p {param}={cap} lets it spend more)"
+    return line
+
+
+def _amount(unit: str, x: float) -> str:
+    return human(x) if unit == "flops" else f"{x:.1f}" if unit == "seconds" else f"{x:g}"
 
 
 def _print_cost(c: Cost) -> None:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
+import re
 import shutil
+import struct
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -139,20 +142,59 @@ def resolve(name_or_path: str) -> Path:
         )
     if path.is_file():
         return _converted(path, None)
+    names = ", ".join(PACKAGED)
+    if _HUB_ID.fullmatch(name_or_path) and not name_or_path.endswith(".gguf"):
+        raise ModelNotFoundError(
+            f"no model at {name_or_path!r}: it is not a local path, and testtime never "
+            f"downloads models (it looks like a Hugging Face Hub id); use a packaged model "
+            f"({names}) or point -m at a local copy: a transformers directory (e.g. from "
+            f"`hf download {name_or_path} --local-dir DIR`) or a .gguf file"
+        )
     if os.sep in name_or_path or name_or_path.endswith(".gguf"):
         raise ModelNotFoundError(f"no model file or directory at {path}; check the path")
-    names = ", ".join(PACKAGED)
     raise ConfigError(
-        f"unknown model {name_or_path!r}; available: {names}, or a path to a transformers "
-        f"model directory or a .gguf file"
+        f"unknown model {name_or_path!r}; available: {names}, 'fake', or a path to a "
+        f"transformers model directory or a .gguf file"
     )
 
 
-def load_generator(name_or_path: str = DEFAULT_MODEL, **opts: Any) -> Generator:
-    """The engine-backed generator for a packaged model name or a local path.
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # owner/name, as the Hub writes them
+DEVICE = re.compile(r"auto|cpu|mps|(cuda|xpu)(:\d+)?")
 
-    Options go to `TransformersGenerator.from_dir`: device, dtype, threads, max_batch, ...
+
+def check_device(device: str) -> None:
+    """Refuse a device name no backend here runs on, before anything loads (torch-free)."""
+    if not DEVICE.fullmatch(device):
+        raise ConfigError(
+            f"unknown device {device!r}; use auto (a GPU when there is one), cpu, cuda, "
+            f"cuda:N, mps or xpu"
+        )
+
+
+def load_generator(name_or_path: str = DEFAULT_MODEL, **opts: Any) -> Generator:
+    """The generator for a packaged model name, a local path, 'fake' or a served model.
+
+    A packaged name or a path (a transformers directory or a .gguf file) gives the
+    engine-backed `TransformersGenerator`; options go to its `from_dir` (device, dtype,
+    threads, max_batch, ...). 'fake' gives the scripted `FakeGenerator` (no model needed),
+    and `http(s)://HOST:PORT/v1#MODEL` that model on an OpenAI-compatible server (options go
+    to `HTTPGenerator`: n_params, api_key_env, ...). A device is refused by the two that
+    have none, so it is never silently ignored.
     """
+    device = opts.get("device")
+    if device is not None:
+        check_device(device)
+    if name_or_path == "fake" or is_url(name_or_path):
+        _no_device(name_or_path, opts)
+        opts = {k: v for k, v in opts.items() if k not in ("device", "dtype")}
+    if name_or_path == "fake":
+        from testtime.generators.fake import FakeGenerator
+
+        return FakeGenerator(**opts)
+    if is_url(name_or_path):
+        from testtime.generators.http import HTTPGenerator
+
+        return HTTPGenerator.from_url(name_or_path, **opts)
     from testtime.generators.transformers import TransformersGenerator
 
     path = resolve(name_or_path)
@@ -160,19 +202,21 @@ def load_generator(name_or_path: str = DEFAULT_MODEL, **opts: Any) -> Generator:
     return TransformersGenerator.from_dir(path, name=name, **opts)
 
 
-def open_generator(name_or_path: str = DEFAULT_MODEL, **opts: Any) -> Generator:
-    """Like `load_generator`; 'fake' gives the scripted FakeGenerator (no model needed), and
-    `http(s)://HOST:PORT/v1#MODEL` that model on an OpenAI-compatible server (options go to
-    `HTTPGenerator`: n_params, api_key_env, ...)."""
-    if name_or_path == "fake":
-        from testtime.generators.fake import FakeGenerator
+open_generator = load_generator  # the name the CLI and the lab call it by
 
-        return FakeGenerator()
-    if is_url(name_or_path):
-        from testtime.generators.http import HTTPGenerator
 
-        return HTTPGenerator.from_url(name_or_path, **opts)
-    return load_generator(name_or_path, **opts)
+def _no_device(name: str, opts: dict[str, Any]) -> None:
+    """The fake runs on this CPU and a served model on its server: neither has a device or
+    dtype to choose, so one given is refused rather than ignored (the fake takes cpu)."""
+    fine = ("auto", "cpu") if name == "fake" else ("auto",)
+    given = [k for k in ("device", "dtype") if opts.get(k) is not None and opts[k] not in fine]
+    if given:
+        fake = name == "fake"
+        where = (
+            "the scripted fake runs on this CPU" if fake else "a served model runs on its server"
+        )
+        flags = " and ".join(f"--{k} {opts[k]}" for k in given)
+        raise ConfigError(f"{where}, so {flags} would do nothing; drop it")
 
 
 def is_url(name: str) -> bool:
@@ -207,6 +251,70 @@ def fingerprint(name_or_path: str) -> str:
 
 
 _WEIGHTS = {".gguf", ".safetensors", ".bin"}
+
+
+# -- checks that name the bad file, without torch ------------------------------------------
+def check_model_dir(path: Path) -> None:
+    """Fail fast, naming the file, on a model directory whose config.json is not JSON or
+    whose safetensors weights are corrupt or truncated (reads their headers only)."""
+    converted = cache_dir() / "models"
+    how = (
+        f"remove {path} and it is converted again on the next load"
+        if path.resolve().parent == converted.resolve()
+        else "download or convert the model again"
+    )
+    config = path / "config.json"
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ModelNotFoundError(f"cannot read {config} ({exc.strerror}); {how}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelNotFoundError(f"{config} is not valid JSON ({_reason(exc)}); {how}") from None
+    if not isinstance(data, dict):
+        raise ModelNotFoundError(f"{config} must hold a JSON object, not {type(data).__name__}")
+    for weights in sorted(path.glob("*.safetensors")):
+        problem = _safetensors_problem(weights)
+        if problem:
+            raise ModelNotFoundError(
+                f"{weights} is not a valid safetensors file ({problem}); {how}"
+            )
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    return str(exc)
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a safetensors file's header, or None (the format: an 8-byte
+    little-endian header length, a JSON header of tensor byte ranges, then the data)."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                return f"{size} bytes, too short for a header"
+            (length,) = struct.unpack("<Q", head)
+            if length > min(size - 8, 100 << 20):
+                return f"its header claims {length} bytes in a file of {size}"
+            header = json.loads(f.read(length))
+    except OSError as exc:
+        return f"cannot read it: {exc.strerror}"
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return "its header is not JSON"
+    if not isinstance(header, dict):
+        return "its header is not a JSON object"
+    data = size - 8 - length
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2):
+            return f"tensor {name!r} has no byte range"
+        if offsets[1] > data:
+            return f"truncated: tensor {name!r} ends at byte {offsets[1]} of {data}"
+    return None
 
 
 # -- GGUF -> transformers directory, once --------------------------------------------------

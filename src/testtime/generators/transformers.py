@@ -15,10 +15,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from testtime.core.errors import ConfigError
+from testtime.core.errors import ConfigError, ModelNotFoundError
 from testtime.core.types import Message, Request
 from testtime.generators.base import Generation, Generator
 from testtime.generators.engine import Engine
+from testtime.generators.models import check_device, check_model_dir
 from testtime.generators.runner import Runner
 
 END_OF_TURN = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>", "<|endoftext|>")
@@ -58,16 +59,31 @@ class TransformersGenerator(Generator):
 
         hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]  # CLI has its own
         dev = pick_device(device)
+        check_model_dir(Path(path))  # names a corrupt config.json or weights file
         threads = threads or (_cores() if dev.type == "cpu" else None)
         if threads:
             torch.set_num_threads(threads)
-        tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(path),
-            dtype=pick_dtype(dtype, dev),
-            local_files_only=True,
-            attn_implementation="sdpa",
-        )
+        try:
+            tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        except Exception as exc:  # transformers raises many kinds; the user needs one line
+            raise ModelNotFoundError(
+                f"cannot read the tokenizer in {path} ({_said(exc)}); a model directory needs "
+                "its tokenizer files (tokenizer.json, tokenizer_config.json)"
+            ) from exc
+        try:
+            model = AutoModelForCausalLM.from_pretrained(
+                str(path),
+                dtype=pick_dtype(dtype, dev),
+                local_files_only=True,
+                attn_implementation="sdpa",
+            )
+        except (ConfigError, ModelNotFoundError):
+            raise
+        except Exception as exc:
+            raise ModelNotFoundError(
+                f"cannot load the model in {path} ({_said(exc)}); check its config.json and "
+                "weights files, or download or convert it again"
+            ) from exc
         model.to(dev).eval()
         return cls(model, tok, name=name or Path(path).name, threads=threads, **engine)
 
@@ -151,15 +167,46 @@ def quiet_threads() -> None:
 
 
 def pick_device(device: str) -> Any:
-    """`auto` is CUDA when present, else CPU; anything else is passed to torch."""
+    """`auto` is CUDA when present, else CPU; a named device must exist on this machine."""
     import torch
 
+    check_device(device)
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from exc
+    dev = torch.device(device)
+    if dev.type == "cpu":
+        return dev
+    found = _devices(torch, dev.type)
+    if not found:
+        built = torch.version.cuda or getattr(torch.version, "hip", None)
+        why = (
+            f"this torch ({torch.__version__}) was built without CUDA"
+            if dev.type == "cuda" and not built
+            else f"no {dev.type} device is visible here"
+        )
+        raise ConfigError(f"device {device!r}: {why}; use cpu, or auto (a GPU when there is one)")
+    if dev.index is not None and dev.index >= found:
+        raise ConfigError(
+            f"device {device!r} does not exist: this machine has {found} {dev.type} "
+            f"device(s), {dev.type}:0 to {dev.type}:{found - 1}"
+        )
+    return dev
+
+
+def _devices(torch: Any, kind: str) -> int:
+    """How many devices of a kind torch can use here."""
+    if kind == "mps":
+        return int(torch.backends.mps.is_available())
+    backend = getattr(torch, kind, None)
+    if backend is None or not backend.is_available():
+        return 0
+    return int(backend.device_count())
+
+
+def _said(exc: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:300]}" if lines else type(exc).__name__
 
 
 def pick_dtype(dtype: str, device: Any) -> Any:

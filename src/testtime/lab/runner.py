@@ -16,14 +16,16 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from testtime.core.errors import DataError, TesttimeError
+from testtime.core.errors import ConfigError, DataError, TesttimeError
+from testtime.core.types import Problem
 from testtime.generators.base import Generator
 from testtime.generators.models import fingerprint, open_generator
 from testtime.lab.heldout import check_policies
 from testtime.lab.rows import ProblemRow, ResultRow, SampleRow, Unit
 from testtime.lab.spec import RunSpec
 from testtime.lab.store import Store
-from testtime.lab.work import Bench, load_problems, pool_key, problem_rows
+from testtime.lab.work import Bench, load_problems, pool_key, problem_rows, task_key
+from testtime.tasks.base import Task
 
 SLICE = 8  # samples per pool slice: one request, one transaction
 Done = Callable[[Unit, list[SampleRow], ResultRow | None], None]
@@ -65,7 +67,7 @@ def prepare(
     order, prompts or answers), since mixing two datasets would corrupt every estimate.
     """
     run_id = run_id or spec.run_id
-    tasks = load_problems(spec)
+    tasks = checked_problems(spec)
     rows = problem_rows(tasks)
     env = env if env is not None else environment(spec)
     check_policies(spec, tasks, env["models"])  # compute_optimal: held-out, same model/task
@@ -78,6 +80,26 @@ def prepare(
     samples, results = store.done(run_id)
     pending = tuple(u for u in units if not _stored(u, samples, results))
     return Plan(run_id, units, pending, resumed=not created)
+
+
+def checked_problems(spec: RunSpec) -> dict[str, tuple[Task, list[Problem]]]:
+    """Each task's problems, refusing a spec that asks for more problems than a task has
+    (running fewer than the spec records would be silent)."""
+    tasks = load_problems(spec)
+    for key, (_, problems) in tasks.items():
+        if spec.problems is not None and len(problems) < spec.problems:
+            task = next(t for t in spec.tasks if task_key(t) == key)
+            more = (
+                f"raise its size (it is {task.params.size})"
+                if hasattr(task.params, "size")
+                else "give it more problems"
+            )
+            raise ConfigError(
+                f"task {key!r} has {len(problems)} problems and the spec asks for "
+                f"{spec.problems} (problems / --problems); ask for {len(problems)} or fewer "
+                f"(or leave 'problems' out to run them all), or {more}"
+            )
+    return tasks
 
 
 def plan_units(spec: RunSpec, problems: dict[str, list[str]]) -> Iterable[Unit]:

@@ -142,10 +142,13 @@ def parse_spec(data: Any) -> RunSpec:
     models: tuple[str, ...] = get(
         lambda: _strings(_one_or_many(data, "model", "models", "smollm2-135m"), "model"), ()
     )
-    tasks: tuple[Spec, ...] = get(
-        lambda: tuple(_task(t) for t in _one_or_many(data, "task", "tasks", "arithmetic")), ()
-    )
     problems = get(lambda: _optional_positive(data.get("problems"), "problems"), None)
+    tasks: tuple[Spec, ...] = get(
+        lambda: tuple(
+            _task(t, problems) for t in _one_or_many(data, "task", "tasks", "arithmetic")
+        ),
+        (),
+    )
     seeds: tuple[int, ...] = get(lambda: _ints(data.get("seeds", [0]), "seeds", minimum=0), (0,))
     budgets: tuple[int, ...] = get(
         lambda: _ints(data.get("budgets", [1, 2, 4, 8, 16]), "budgets", minimum=1), ()
@@ -200,9 +203,22 @@ def _strings(values: list[Any], what: str) -> tuple[str, ...]:
     return tuple(values)
 
 
-def _task(value: Any) -> Spec:
+def _task(value: Any, problems: int | None) -> Spec:
     name, params = _named(value, "task")
-    return TASKS.spec(name, params)
+    return TASKS.spec(name, sized(name, params, problems))
+
+
+def sized(name: str, params: dict[str, Any], count: int | None) -> dict[str, Any]:
+    """Task parameters that make at least `count` problems where the task can: a task that
+    generates its problems (a `size` parameter, e.g. reasoning-gym) and was left at its
+    default size gets `size=count` when count is larger. Problem i is the same whatever the
+    size, so asking for more problems extends the set instead of silently capping it."""
+    if count is None or "size" in params:
+        return params
+    default = TASKS.defaults(name).get("size")
+    if isinstance(default, int) and count > default:
+        return {**params, "size": count}
+    return params
 
 
 def _named(value: Any, what: str) -> tuple[str, dict[str, Any]]:

@@ -5,6 +5,9 @@ unit of work, and primary keys that name the work (run / model / task / pool or 
 budget / seed / problem / sample index) with INSERT OR IGNORE, so a run killed at any
 moment and started again stores nothing twice and loses nothing it had stored.
 Migrations are numbered; a store written by a newer testtime is refused, never altered.
+A store opened for writing is checked first (`PRAGMA quick_check`: ~0.3 s per GB, measured),
+so a damaged file is refused before anything is written into it; any SQLite failure leaves
+the `with` block as one `DataError` naming the file and what to do.
 """
 
 from __future__ import annotations
@@ -56,6 +59,11 @@ class Store:
 
     def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        if self.path.is_dir():
+            raise DataError(
+                f"--store {self.path} is a folder; give the store file, e.g. "
+                f"{self.path / 'store.sqlite'}"
+            )
         if readonly and not self.path.is_file():
             raise DataError(f"no experiment store at {self.path}; run `testtime lab run` first")
         if not readonly:
@@ -63,23 +71,39 @@ class Store:
         uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
         try:
             self.db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)
+        except sqlite3.Error as e:
+            raise store_error(self.path, e) from None
+        try:
             self.db.execute("PRAGMA busy_timeout = 30000")
             if not readonly:
+                self._check()
                 self.db.execute("PRAGMA journal_mode = WAL")
                 self.db.execute("PRAGMA synchronous = NORMAL")
                 self.db.execute("PRAGMA foreign_keys = ON")
             self._migrate(readonly)
-        except sqlite3.DatabaseError as e:
-            raise DataError(
-                f"{self.path} is not a usable experiment store ({e}); point --store at "
-                f"another file, or move this one away to start afresh"
-            ) from None
+        except sqlite3.Error as e:
+            self.db.close()
+            raise store_error(self.path, e) from None
+        except DataError:
+            self.db.close()
+            raise
 
     def __enter__(self) -> Store:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:  # fmt: skip
+        """Close; an SQLite failure inside the block leaves it as one DataError."""
         self.close()
+        if isinstance(exc, sqlite3.Error):
+            raise store_error(self.path, exc) from None
+
+    def _check(self) -> None:
+        """Refuse a damaged file before writing into it (writes can spread the damage)."""
+        found = [str(r[0]) for r in self.db.execute("PRAGMA quick_check(1)")]
+        if found != ["ok"]:
+            detail = " ".join(found[0].replace("*** in database main ***", "").split())
+            raise damaged(self.path, f"database disk image is malformed: {detail}")
 
     def close(self) -> None:
         self.db.close()
@@ -286,5 +310,38 @@ def open_store(path: Path | str, *, readonly: bool = False) -> Store:
     """Open (creating when writable) the store at `path`."""
     try:
         return Store(path, readonly=readonly)
-    except sqlite3.Error as e:  # e.g. a directory, no permission
-        raise ConfigError(f"cannot open the experiment store {path}: {e}") from None
+    except OSError as e:  # its folder cannot be made
+        raise ConfigError(f"cannot open the experiment store {path}: {e.strerror}") from None
+
+
+def store_error(path: Path, exc: sqlite3.Error) -> DataError:
+    """One line for an SQLite failure: what happened to which file, and what to do next."""
+    kind = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    if kind.startswith("SQLITE_CORRUPT") or "malformed" in text:
+        return damaged(path, text)
+    if kind.startswith("SQLITE_READONLY") or "readonly" in text:
+        todo = (
+            "it cannot be written here: make the file and its folder writable, or copy it "
+            "somewhere writable and point --store at the copy"
+        )
+    elif kind.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in text:
+        todo = "another process holds it (a `testtime lab run`?); let it finish, then retry"
+    elif kind.startswith("SQLITE_FULL"):
+        todo = "the disk is full; free some space and run again (what was stored is kept)"
+    elif kind.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
+        todo = "check that the path is a file in a folder you may read and write"
+    else:  # not SQLite at all (SQLITE_NOTADB), or a failure we cannot name
+        return DataError(
+            f"{path} is not a usable experiment store ({text}); point --store at another "
+            f"file, or move this one aside to start afresh"
+        )
+    return DataError(f"experiment store {path}: {text}; {todo}")
+
+
+def damaged(path: Path, what: str) -> DataError:
+    """The error for a store whose pages are damaged, with how to recover."""
+    return DataError(
+        f"experiment store {path} is damaged ({what}); restore it from a backup, or move it "
+        f"aside to start afresh (`sqlite3 {path} .recover` may save its rows)"
+    )

@@ -1,6 +1,8 @@
 """The request body of `/v1/chat/completions`: OpenAI's fields plus a `testtime` object.
 
-Pydantic checks types and ranges (and the app turns its complaints into 400s); what needs
+Pydantic checks types and ranges (and the app turns its complaints into 400s). Types are
+strict, as OpenAI's are: `"stream": "yes"`, `"n": "4"` or `"temperature": "0.5"` is a 400,
+never read as true, 4 or 0.5 (an integer is still a valid number). What needs
 the registries or the server's limits (strategy names, budgets) is checked in `plan.py`.
 Unknown top-level fields are ignored, as OpenAI-compatible servers do; unknown fields
 inside `testtime` are refused, so a typo there is never silently lost.
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
 MAX_N = 1024  # a hard schema ceiling; the server's --max-budget usually refuses far fewer
 MAX_TOKENS = 1 << 20
@@ -43,10 +45,10 @@ class BudgetObject(BaseModel):
     """A budget written as an object; every field is a ceiling, absent means none."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-    samples: int | None = Field(default=None, ge=1)
-    tokens: int | None = Field(default=None, ge=1)
-    flops: float | None = Field(default=None, gt=0)
-    seconds: float | None = Field(default=None, gt=0)
+    samples: StrictInt | None = Field(default=None, ge=1)
+    tokens: StrictInt | None = Field(default=None, ge=1)
+    flops: StrictFloat | None = Field(default=None, gt=0)
+    seconds: StrictFloat | None = Field(default=None, gt=0)
 
 
 class VerifierObject(BaseModel):
@@ -71,7 +73,7 @@ class TesttimeOptions(BaseModel):
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class ChatRequest(BaseModel):
@@ -80,20 +82,20 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
     model: str = Field(description="MODEL, STRATEGY@MODEL or STRATEGY:k=v,k=v@MODEL")
     messages: list[ChatMessage] = Field(min_length=1)
-    n: int = Field(default=1, ge=1, le=MAX_N)
-    max_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
-    temperature: float | None = Field(default=None, ge=0, le=2)
-    top_p: float | None = Field(default=None, gt=0, le=1)
+    n: StrictInt = Field(default=1, ge=1, le=MAX_N)
+    max_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    max_completion_tokens: StrictInt | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    temperature: StrictFloat | None = Field(default=None, ge=0, le=2)
+    top_p: StrictFloat | None = Field(default=None, gt=0, le=1)
     stop: str | list[str] | None = None
-    seed: int | None = Field(default=None, ge=0, lt=1 << 63)
-    logprobs: bool = False
-    top_logprobs: int | None = Field(default=None, ge=0, le=20)
-    stream: bool = False
+    seed: StrictInt | None = Field(default=None, ge=0, lt=1 << 63)
+    logprobs: StrictBool = False
+    top_logprobs: StrictInt | None = Field(default=None, ge=0, le=20)
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
-    continue_final_message: bool = False  # vLLM: continue the last (assistant) message
-    add_generation_prompt: bool = True  # vLLM: must be false with continue_final_message
+    continue_final_message: StrictBool = False  # vLLM: continue the last (assistant) message
+    add_generation_prompt: StrictBool = True  # vLLM: must be false with continue_final_message
     testtime: TesttimeOptions | None = None
 
     def stops(self) -> tuple[str, ...]:

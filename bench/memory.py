@@ -104,8 +104,8 @@ def main() -> None:
     for c, ceiling in rows:
         r = r0 if (c, ceiling) == (1, None) else run_child(a, c, ceiling)
         label = f"{c}" + (f" (ceiling {ceiling})" if ceiling else "")
-        print(f"{label:>24} {r['peak']:>9.0f} MB {r['peak'] / c:>10.2f} MB {r['kv_per_seq']:>10.2f} MB "
-              f"{r['tokens'] / r['wall']:>7.0f}")  # fmt: skip
+        per, kv, rate = r["peak"] / c, r["kv_per_seq"], r["tokens"] / r["wall"]
+        print(f"{label:>24} {r['peak']:>9.0f} MB {per:>10.2f} MB {kv:>10.2f} MB {rate:>7.0f}")
 
 
 if __name__ == "__main__":

@@ -184,6 +184,14 @@ def test_a_device_for_the_fake_is_checked_not_ignored(cli: Cli, device: str, say
     one_line_error(code, err, says)
 
 
+def test_a_device_for_diffusion_is_checked_before_anything_loads(cli: Cli, tmp_path: Path) -> None:
+    code, _, err = cli("diffuse", "--digit", "3", "--device", "cuda")
+    one_line_error(code, err, "--device cuda", "--pipeline")
+    pipe = ("--prompt", "a cat", "--pipeline", str(tmp_path), "--reward", str(tmp_path))
+    code, _, err = cli("diffuse", *pipe, "--device", "bogus")
+    one_line_error(code, err, "unknown device 'bogus'")
+
+
 def test_the_fake_takes_cpu_and_a_served_model_takes_no_device() -> None:
     assert isinstance(load_generator("fake", device="cpu"), FakeGenerator)
     with pytest.raises(ConfigError, match="served model"):

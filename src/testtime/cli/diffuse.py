@@ -70,6 +70,8 @@ def draw(
         width = positive(particles, "--particles")
         spec = strategy_spec(strategy, {**params, WIDTH[strategy]: width})
     the_budget = Budget.parse(budget) if budget is not None else None
+    if device is not None:
+        device = _device(device, pipeline)
     setup = open_setup(
         digit=digit, prompt=prompt, pipeline=pipeline, reward=reward, guidance=guidance,
         size=positive(size, "--size") if size is not None else None, device=device,
@@ -92,6 +94,18 @@ def draw(
     else:
         _print(result, setup.reward.name, spec, output)
     _print_cost(result.cost)
+
+
+def _device(device: str, pipeline: Path | None) -> str:
+    """The torch device for a pipeline (auto resolved), checked before anything loads."""
+    if pipeline is None:
+        raise ConfigError(
+            f"--device {device} is for text-to-image pipelines (--pipeline); the digit model "
+            "runs on this CPU, so drop it"
+        )
+    from testtime.generators.transformers import pick_device
+
+    return str(pick_device(device))
 
 
 def _print(result: Any, reward: str, spec: Any, output: Path) -> None:

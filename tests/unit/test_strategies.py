@@ -406,3 +406,17 @@ async def test_no_sample_with_logprobs_is_a_clear_error() -> None:
     gen = Logprobbed(("7", None), ("8", None))
     with pytest.raises(ConfigError, match="no candidate has them; sample with logprobs=True"):
         await run("weighted_majority", gen, verifier=build_verifier("likelihood"), n=2)
+
+
+def test_rebase_weighted_selection_weighs_scores_as_the_verifier_declares() -> None:
+    from testtime.core.registry import Params, Spec
+    from testtime.core.types import Candidate
+    from testtime.strategies.base import Context
+    from testtime.strategies.rebase import _select
+
+    ctx = Context(P, FakeGenerator(), spec=Spec("strategy", "rebase", Params()),
+                  verifier=build_verifier("likelihood"))  # fmt: skip
+    pool = [Candidate(render(a), a, id=i, scores={"likelihood": lp})
+            for i, (a, lp) in enumerate([("42", -0.5)] * 15 + [("99", -3.0)])]  # fmt: skip
+    chosen = _select(ctx, pool, "weighted")
+    assert chosen is not None and chosen.answer == "42"  # raw log-probabilities chose 99

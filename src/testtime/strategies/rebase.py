@@ -18,6 +18,7 @@ from testtime.core.resampling import rebase_allocate, top_k
 from testtime.core.types import Candidate, Result
 from testtime.core.voting import group, leader
 from testtime.strategies.base import Context, strategy
+from testtime.strategies.select import vote_weights
 from testtime.strategies.stepwise import ROOT, StepParams, extend, finished
 
 
@@ -105,11 +106,11 @@ async def dvts(ctx: Context, p: DvtsParams) -> Result:
 
 
 def _select(ctx: Context, pool: list[Candidate], how: str) -> Candidate | None:
-    """The best candidate, or the best of the answer with the largest summed score."""
+    """The best candidate, or the best of the answer with the largest summed vote weight."""
     if not pool:
         return None
     if how == "weighted":
-        top = leader(group(pool, [ctx.verifier_score(c) for c in pool], ctx.same))
+        top = leader(group(pool, vote_weights(ctx, pool), ctx.same))
         if top is not None:
             pool = [pool[i] for i in top.members]
     return pool[top_k([ctx.verifier_score(c) for c in pool], 1)[0]]

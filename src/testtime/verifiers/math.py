@@ -2,7 +2,8 @@
 
 Answers are compared exactly, numerically, then symbolically with math-verify (LaTeX
 forms like \\frac{1}{2} = 0.5). Only the extracted answer is compared, never the whole
-text, which would match numbers restated from the question. For reasoning-gym tasks
+text, which would match numbers restated from the question; and only plain math reaches
+math-verify, so code or prose never matches (`core.answers.plain_math`). For reasoning-gym tasks
 prefer `oracle`, which uses the dataset's own scorer.
 """
 

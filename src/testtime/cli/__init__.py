@@ -6,6 +6,8 @@ never a traceback.
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 
 import typer
@@ -23,8 +25,22 @@ app = typer.Typer(
 from testtime.cli import diffuse, lab, listing, run, serve  # noqa: E402,F401  (register commands)
 
 
+def quiet_libraries() -> None:
+    """Library warnings (a deprecation in transformers or torch, say) go to the log, not to
+    the user's terminal; `TESTTIME_DEBUG=1` shows them. The tests turn them into errors
+    instead, so an upstream change is found by us (`make test-latest`)."""
+    if os.environ.get("TESTTIME_DEBUG"):
+        return
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.ERROR)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # we print our own progress
+    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF conversion bar
+
+
 def main() -> None:
     """Entry point of the console script."""
+    quiet_libraries()
     sys.argv[1:] = lab.ray_flag(sys.argv[1:])
     try:
         app()

@@ -167,3 +167,171 @@ async def test_the_server_caps_every_size_parameter(testtime: dict[str, Any]) ->
     assert r.status_code == 400
     message = r.json()["error"]["message"]
     assert "above the maximum of 4096" in message and "--max-param" in message
+
+
+# -- a request names a file only inside a directory the operator allowed --------------------
+def _policy(path: Any) -> Any:
+    from testtime.strategies.policy import Choice, Pilot, Policy, save_policy
+
+    sc = {"name": "self_consistency", "params": {"n": 4, "temperature": 0.8, "top_p": 1.0}}
+    policy = Policy(
+        model="fake", fingerprint="f", n_params=1_000_000, task={}, run="r", trained_on=(),
+        max_tokens=256, axis="samples",
+        pilot=Pilot(samples=2, temperature=0.8, top_p=1.0, feature="vote"),
+        edges=(), frontiers=((Choice("sc4", sc, None, 4, 4.0, 0.9),),),
+    )  # fmt: skip
+    save_policy(policy, path)
+    return path
+
+
+def _co(policy: str) -> dict[str, Any]:
+    return {"strategy": "compute_optimal", "params": {"policy": policy}, "budget": 8}
+
+
+async def _policy_errors(policies: list[str], **settings: Any) -> list[tuple[int, str]]:
+    async with client(**settings) as c:
+        out = []
+        for policy in policies:
+            r = await chat(c, testtime=_co(policy))
+            out.append((r.status_code, r.text))
+    return out
+
+
+def _outside(tmp_path: Any) -> tuple[Any, Any]:
+    allowed, outside = tmp_path / "policies", tmp_path / "outside"
+    allowed.mkdir()
+    outside.mkdir()
+    (outside / "secret.json").write_text('{"version": 1, "secret_key_abc": "hunter2"}')
+    _policy(outside / "policy.json")
+    (allowed / "link.json").symlink_to(outside / "secret.json")
+    return allowed, outside
+
+
+async def test_without_allowed_dirs_a_request_names_no_file(tmp_path: Any) -> None:
+    _, outside = _outside(tmp_path)
+    paths = ["/etc/passwd", "/no/such/file", str(outside / "secret.json"), "/dev/zero"]
+    answers = await _policy_errors(paths)
+    assert {status for status, _ in answers} == {400}
+    assert len({text for _, text in answers}) == 1  # existing and missing files read alike
+    assert "--allow-policy-dir" in answers[0][1] and "hunter2" not in answers[0][1]
+
+
+async def test_a_path_outside_the_allowed_dirs_is_refused_alike_whether_it_exists(
+    tmp_path: Any,
+) -> None:
+    allowed, outside = _outside(tmp_path)
+    paths = [
+        str(outside / "secret.json"),  # exists, JSON, keys to leak
+        str(outside / "policy.json"),  # a valid policy, but not in an allowed dir
+        str(outside / "none.json"),  # does not exist
+        "../outside/secret.json",  # '..' out of the allowed dir
+        str(allowed / ".." / "outside" / "secret.json"),
+        "link.json",  # a symlink inside, pointing out
+        "/etc/passwd",
+        "/dev/zero",
+    ]
+    answers = await _policy_errors(paths, policy_dirs=(allowed,))
+    assert {status for status, _ in answers} == {400}
+    assert len({text for _, text in answers}) == 1, answers
+    assert "inside this server's policy directories" in answers[0][1]
+    assert "secret_key_abc" not in answers[0][1]
+
+
+async def test_a_policy_inside_an_allowed_dir_runs(tmp_path: Any) -> None:
+    allowed = tmp_path / "policies"
+    allowed.mkdir()
+    _policy(allowed / "p.json")
+    async with client(policy_dirs=(allowed,)) as c:
+        by_name = await chat(c, testtime=_co("p.json"))
+        by_path = await chat(c, testtime=_co(str(allowed / "p.json")))
+    for r in (by_name, by_path):
+        assert r.status_code == 200, r.text[:300]
+        assert r.json()["testtime"]["strategy"]["name"] == "compute_optimal"
+
+
+async def test_a_damaged_policy_never_shows_the_files_content(tmp_path: Any) -> None:
+    allowed = tmp_path / "policies"
+    allowed.mkdir()
+    (allowed / "bad.json").write_text('{"version": 1, "secret_key_abc": 1}')
+    (allowed / "keys.json").write_text('{"sk-live-123": {"name": "alice"}}')
+    answers = await _policy_errors(["bad.json", "keys.json"], policy_dirs=(allowed,))
+    for status, text in answers:
+        assert status == 400 and "policy" in text
+        assert "secret_key_abc" not in text and "sk-live-123" not in text and "alice" not in text
+
+
+async def test_a_fifo_is_refused_at_once_and_the_server_keeps_answering(tmp_path: Any) -> None:
+    import asyncio
+    import errno
+    import os
+    import threading
+
+    allowed = tmp_path / "policies"
+    allowed.mkdir()
+    fifo = allowed / "fifo.json"
+    os.mkfifo(fifo)
+    stop = threading.Event()
+
+    def unblock() -> None:  # a safety net: a reader blocked on the FIFO gets EOF after 3 s
+        stop.wait(3)
+        while not stop.is_set():
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                return
+            except OSError as e:
+                if e.errno != errno.ENXIO:
+                    raise
+            stop.wait(0.05)
+
+    helper = threading.Thread(target=unblock, daemon=True)
+    helper.start()
+    try:
+        started = time.perf_counter()
+        async with client(policy_dirs=(allowed,)) as c:
+            stuck = asyncio.create_task(chat(c, testtime=_co("fifo.json")))
+            await asyncio.sleep(0.05)
+            health = await c.get("/health")
+            r = await stuck
+        elapsed = time.perf_counter() - started
+    finally:
+        stop.set()
+        helper.join()
+    assert health.status_code == 200
+    assert r.status_code == 400 and "not a regular file" in r.json()["error"]["message"]
+    assert elapsed < 2
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "fifo", "dir", "huge"])
+def test_the_library_reads_only_small_regular_policy_files(special: str, tmp_path: Any) -> None:
+    import os
+
+    from testtime.strategies.policy import MAX_POLICY_BYTES, load_policy
+
+    path = tmp_path / "p.json"
+    if special == "/dev/zero":
+        path = special
+    elif special == "fifo":
+        os.mkfifo(path)
+    elif special == "dir":
+        path.mkdir()
+    else:
+        with open(path, "wb") as f:  # sparse: no disk used
+            f.truncate(MAX_POLICY_BYTES + 1)
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"not a regular file|larger than a policy may be"):
+        load_policy(str(path))
+    assert time.perf_counter() - started < 1
+
+
+def test_serve_refuses_a_policy_dir_that_does_not_exist(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sys
+
+    from testtime.cli import main
+
+    argv = ["testtime", "serve", "-m", "fake", "--allow-policy-dir", "/no/such/dir"]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as info:
+        main()
+    assert info.value.code == 2 and "is not a directory" in capsys.readouterr().err

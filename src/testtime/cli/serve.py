@@ -52,6 +52,13 @@ def serve(
     allow_file_verifiers: Annotated[
         bool, typer.Option(help="let requests name verifiers that load local files (prm, probe)")
     ] = False,
+    allow_policy_dir: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="a directory whose policy files requests may name (compute_optimal's "
+            "policy=); repeat for more. Without it, requests name no files"
+        ),
+    ] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
@@ -79,6 +86,10 @@ def serve(
         raise ConfigError(f"--deadline must be a positive number of seconds, got {deadline}")
     if (upstream is None) != (upstream_model is None):
         raise ConfigError("--upstream and --upstream-model go together; give both or neither")
+    policy_dirs = tuple(d.expanduser().resolve() for d in allow_policy_dir or ())
+    for d in policy_dirs:
+        if not d.is_dir():
+            raise ConfigError(f"--allow-policy-dir {d} is not a directory; give one that exists")
     settings = Settings(
         model=name or upstream_model or model,
         max_queue=max_queue,
@@ -88,6 +99,7 @@ def serve(
         max_tokens=max_tokens,
         max_param=max_param,
         allow_file_verifiers=allow_file_verifiers,
+        policy_dirs=policy_dirs,
         keys=Keys.load(keys) if keys is not None else None,
         upstream=upstream,
     )

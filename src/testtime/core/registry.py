@@ -55,6 +55,8 @@ class Params:
     """Base of every component's parameter dataclass; subclasses add typed fields."""
 
     _not_sizes: ClassVar[frozenset[str]] = NOT_SIZES  # integer fields that are not capped
+    # fields that name local files: a server takes them only inside directories it allows
+    _paths: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))

@@ -27,7 +27,7 @@ from testtime.generators.base import Generator
 from testtime.server import errors
 from testtime.server.errors import ApiError
 from testtime.server.limits import BodyLimit, Key
-from testtime.server.plan import FILE_VERIFIERS, Plain, Strategic, plan
+from testtime.server.plan import FILE_VERIFIERS, Plain, Strategic, plan_off_loop
 from testtime.server.progress import Metered, Observed
 from testtime.server.schemas import ChatRequest
 from testtime.server.settings import Settings
@@ -104,7 +104,7 @@ def create_app(settings: Settings, generator: Generator) -> FastAPI:
         """A chat completion; with a strategy (testtime.strategy or STRATEGY@MODEL), the
         strategy's answer, with its cost itemised in usage.testtime."""
         key = authorize(request)
-        the_plan = plan(body, settings)
+        the_plan = await plan_off_loop(body, settings)  # it may read files: off the loop
         verifier = await _verifier(the_plan, metered)
         job = Job(the_plan, Observed(metered), body.model, key, verifier)
         task = jobs.start(job)

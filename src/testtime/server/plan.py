@@ -8,9 +8,12 @@ refusal is an ApiError naming the field and what is allowed.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from testtime.core.budget import UNITS, Budget
@@ -45,6 +48,12 @@ class Strategic:
     verifier: Spec | None
     max_tokens: int
     seed: int
+
+
+async def plan_off_loop(body: ChatRequest, settings: Settings) -> Plain | Strategic:
+    """`plan` in a worker thread: checking a request may read files (a policy) and hash
+    its text, which must not hold up the event loop."""
+    return await asyncio.to_thread(plan, body, settings)
 
 
 def plan(body: ChatRequest, settings: Settings) -> Plain | Strategic:
@@ -186,6 +195,8 @@ def strategic(
             f"testtime.strategy is empty; available: {', '.join(STRATEGIES.names())}",
             "testtime.strategy",
         )
+    params = allowed_paths(STRATEGIES.get(name).params._paths if name in STRATEGIES.entries
+                           else frozenset(), params, settings, "testtime.params")  # fmt: skip
     spec = checked(
         lambda: sized(lambda: STRATEGIES.spec(name, params), settings), "testtime.strategy"
     )
@@ -204,6 +215,50 @@ def problem_id(messages: tuple[Message, ...]) -> str:
     problem id does in the library), and different chats draw independent ones."""
     text = "\x00".join(f"{m.role}\x01{m.content}" for m in messages)
     return "chat-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def allowed_paths(
+    paths: frozenset[str], params: Mapping[str, Any], settings: Settings, param: str
+) -> dict[str, Any]:
+    """`params` with each file parameter resolved (symlinks, '..') to a path inside one of
+    the server's --allow-policy-dir directories; a 400 otherwise, the same whether or not
+    the file exists. A relative path is taken inside each directory in turn."""
+    out = dict(params)
+    for name in sorted(paths & set(params)):
+        raw = params[name]
+        if not isinstance(raw, str) or not raw:
+            continue  # the registry refuses it by type
+        if not settings.policy_dirs:
+            raise bad(
+                f"parameter {name!r} names a file, and this server takes no files from "
+                "requests (its operator can allow a directory with --allow-policy-dir DIR)",
+                param,
+            )
+        found = _inside(raw, settings.policy_dirs)
+        if found is None:
+            raise bad(
+                f"parameter {name!r} must name a file inside this server's policy "
+                "directories (symlinks and '..' are followed first); ask its operator which "
+                "policies it serves",
+                param,
+            )
+        out[name] = str(found)
+    return out
+
+
+def _inside(raw: str, dirs: tuple[Path, ...]) -> Path | None:
+    """The real path of `raw` if it lies inside one of `dirs` (the first that has it)."""
+    candidates = []
+    for root in dirs:
+        real_root = Path(os.path.realpath(root))
+        try:  # an absolute raw replaces the root
+            path = Path(os.path.realpath(real_root / raw))
+        except (OSError, ValueError):  # a NUL byte, a symlink loop, ...
+            return None
+        if path != real_root and path.is_relative_to(real_root):
+            candidates.append(path)
+    found = [p for p in candidates if os.path.lexists(p)] or candidates
+    return found[0] if found else None
 
 
 def sized(make: Callable[[], T], settings: Settings) -> T:

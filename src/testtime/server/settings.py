@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from testtime.core.budget import Budget
 from testtime.server.limits import Keys
@@ -25,5 +26,6 @@ class Settings:
     max_body_bytes: int = 1 << 20
     max_param: int = 4096  # the largest size parameter (n, iterations, tokens, ...) of a request
     allow_file_verifiers: bool = False  # verifiers that load local files named in requests
+    policy_dirs: tuple[Path, ...] = ()  # a request's file parameters (policy=) must lie inside
     keys: Keys | None = None
     upstream: str | None = None  # the URL proxied to, for /health

@@ -7,8 +7,10 @@ alike gets the pilot's samples as its first ones (`Context.reuse`), so they are 
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from testtime.core.cost import flops
 from testtime.core.errors import BudgetError, ConfigError
@@ -31,6 +33,7 @@ class ComputeOptimalParams(Params):
     policy: str = ""  # the policy file written by `testtime lab allocate RUN_ID --out FILE`
     budget: float = 0.0  # per problem, on the policy's axis (the pilot is always drawn, then
     # the best choice that fits what is left); 0: the context's budget in that unit
+    _paths: ClassVar[frozenset[str]] = frozenset({"policy"})  # a server allows some dirs only
 
     def validate(self) -> None:
         if not self.policy:
@@ -52,11 +55,11 @@ class ComputeOptimalParams(Params):
 async def compute_optimal(ctx: Context, p: ComputeOptimalParams) -> Result:
     """Compute-optimal scaling (Snell et al. 2024): bin the problem by difficulty predicted
     from pilot samples, then run the policy's best strategy for that bin and what is left."""
-    policy = load_policy(p.policy)
+    policy = await asyncio.to_thread(load_policy, p.policy)  # file reads: off the event loop
     _check(ctx, policy)
     budget = p.budget or _context_budget(ctx, policy)
     pilot = policy.pilot
-    ctx.verifier = _verifier(ctx, pilot.verifier)
+    ctx.verifier = await _verifier(ctx, pilot.verifier)
     if _one_sample(ctx, policy) > budget:
         raise BudgetError(
             f"compute_optimal: a budget of {budget:g} {policy.axis} is smaller than one pilot "
@@ -77,7 +80,7 @@ async def compute_optimal(ctx: Context, p: ComputeOptimalParams) -> Result:
         top = leader(group(drawn, same=ctx.same))
         chosen = drawn[top.members[0]] if top else None
         return ctx.finish(chosen, trace={**trace, "choice": None})
-    ctx.verifier = _verifier(ctx, choice.verifier)
+    ctx.verifier = await _verifier(ctx, choice.verifier)
     first = Request(ctx.problem.messages, n=len(drawn), max_tokens=ctx.max_tokens,
                     temperature=pilot.temperature, top_p=pilot.top_p,
                     seed=call_seed(ctx.seed, ctx.problem.id, 1))  # fmt: skip
@@ -150,15 +153,17 @@ def _one_sample(ctx: Context, policy: Policy) -> float:
     return flops(ctx.generator.n_params, prompt + ctx.max_tokens)
 
 
-def _verifier(ctx: Context, spec: dict[str, object] | None) -> Verifier | None:
+async def _verifier(ctx: Context, spec: dict[str, object] | None) -> Verifier | None:
+    """The policy's verifier, built once per generator, off the event loop (a PRM or probe
+    loads files)."""
     if spec is None:
         return None
     built = _BUILT.setdefault(ctx.generator, {})
     key = repr(sorted(spec.items()))
     if key not in built:
         params = spec.get("params")
-        built[key] = build_verifier(
-            str(spec["name"]), dict(params) if isinstance(params, dict) else {},
+        built[key] = await asyncio.to_thread(
+            build_verifier, str(spec["name"]), dict(params) if isinstance(params, dict) else {},
             generator=ctx.generator,
         )  # fmt: skip
     return built[key]

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
+import stat
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -113,7 +115,8 @@ def difficulty(pilot: Sequence[Candidate], feature: Feature, scores: Sequence[fl
 
 def load_policy(path: str) -> Policy:
     """The policy in a file written by `testtime lab allocate`; a ConfigError saying what is
-    wrong with it otherwise."""
+    wrong with it otherwise (never quoting the file's content). Blocking: a server calls it
+    off its event loop."""
     p = Path(path).expanduser()
     try:
         stamp = p.stat().st_mtime_ns
@@ -127,26 +130,85 @@ def load_policy(path: str) -> Policy:
 @lru_cache(maxsize=32)
 def _load(path: str, stamp: int) -> Policy:
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{path} is not a readable policy file ({e})") from None
+        data = json.loads(_read(Path(path)))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not a policy file: not JSON (line {e.lineno})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path} is not a policy file: not UTF-8 text") from None
+    except RecursionError:
+        raise ConfigError(f"{path} is not a policy file: JSON nested too deeply") from None
     if not isinstance(data, dict) or data.get("version") != POLICY_VERSION:
         raise ConfigError(
             f"{path} is not a version-{POLICY_VERSION} policy; write it again with "
             "`testtime lab allocate`"
         )
     try:
-        frontiers = tuple(tuple(Choice(**c) for c in f) for f in data["frontiers"])
-        policy = Policy(**{
+        frontiers = tuple(
+            tuple(_make(Choice, c, "a choice") for c in _list(f, "a frontier"))
+            for f in _list(data.get("frontiers"), "frontiers")
+        )
+        policy: Policy = _make(Policy, {
             **{k: v for k, v in data.items() if k != "version"},
-            "trained_on": tuple(data["trained_on"]), "pilot": Pilot(**data["pilot"]),
-            "edges": tuple(float(e) for e in data["edges"]), "frontiers": frontiers,
-        })  # fmt: skip
-    except (KeyError, TypeError, ValueError) as e:
-        raise ConfigError(f"{path} is a damaged policy file ({e}); write it again") from None
+            "trained_on": tuple(_list(data.get("trained_on"), "trained_on")),
+            "pilot": _make(Pilot, data.get("pilot"), "pilot"),
+            "edges": tuple(float(e) for e in _list(data.get("edges"), "edges")),
+            "frontiers": frontiers,
+        }, "the policy")  # fmt: skip
+    except (TypeError, ValueError) as e:  # their messages could quote the file: not shown
+        what = str(e) if isinstance(e, _Damaged) else "a value of the wrong type"
+        raise ConfigError(f"{path} is a damaged policy file ({what}); write it again") from None
     if len(policy.frontiers) != len(policy.edges) + 1 or not all(policy.frontiers):
         raise ConfigError(f"{path}: every bin needs a choice; write the policy again")
     return policy
+
+
+MAX_POLICY_BYTES = 16 << 20
+
+
+def _read(path: Path) -> bytes:
+    """A regular file's bytes, at most MAX_POLICY_BYTES: a FIFO or a device (which could
+    block or never end) is refused without reading it."""
+    try:  # O_NONBLOCK: opening a FIFO does not wait for a writer
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise ConfigError(f"cannot read policy file {path} ({e.strerror})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(
+            f"{path} is not a regular file; a policy is the JSON file that "
+            "`testtime lab allocate --out FILE` writes"
+        )
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAX_POLICY_BYTES + 1)
+    if len(data) > MAX_POLICY_BYTES:
+        raise ConfigError(f"{path} is larger than a policy may be ({MAX_POLICY_BYTES} bytes)")
+    return data
+
+
+class _Damaged(ValueError):
+    """A policy file's shape is wrong, said in the policy's own field names only."""
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise _Damaged(f"{what} must be a list")
+    return value
+
+
+def _make(cls: Any, raw: Any, what: str) -> Any:
+    """cls(**raw), refusing missing or unknown fields without naming the unknown ones."""
+    if not isinstance(raw, dict):
+        raise _Damaged(f"{what} must be an object")
+    names = {f.name for f in fields(cls)}
+    required = {
+        f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+    }
+    missing = sorted(required - set(raw))
+    if missing:
+        raise _Damaged(f"{what} lacks {', '.join(missing)}")
+    if set(raw) - names:
+        raise _Damaged(f"{what} has {len(set(raw) - names)} field(s) a policy does not have")
+    return cls(**raw)
 
 
 def save_policy(policy: Policy, path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -208,6 +209,28 @@ def test_a_hub_id_says_models_are_never_downloaded(
 
 def test_the_library_loads_the_fake_like_the_cli() -> None:
     assert isinstance(load_generator("fake"), FakeGenerator)
+
+
+# -- serve ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("port", ["99999", "0", "-5", "65536"])
+def test_a_port_out_of_range_is_one_line(cli: Cli, port: str) -> None:
+    code, _, err = cli("serve", "-m", "fake", "--port", port)
+    one_line_error(code, err, "--port must be 1 to 65535")
+
+
+def test_a_port_in_use_is_one_line_before_the_model_loads(cli: Cli) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, _, err = cli("serve", "-m", "fake", "--port", str(port))
+    one_line_error(code, err, f"127.0.0.1:{port}", "another process")
+    assert "loading model" not in err
+
+
+def test_a_host_not_of_this_machine_is_one_line(cli: Cli) -> None:
+    code, _, err = cli("serve", "-m", "fake", "--host", "192.0.2.1", "--port", "8123")
+    one_line_error(code, err, "192.0.2.1", "127.0.0.1")  # 192.0.2.0/24: for documentation
 
 
 # -- tasks and budgets ---------------------------------------------------------------------

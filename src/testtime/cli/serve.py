@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from testtime.cli import app
-from testtime.cli.common import DEFAULT_MODEL, err, load_model, positive
+from testtime.cli.common import DEFAULT_MODEL, err, listenable, load_model, positive
 from testtime.core.budget import Budget
 from testtime.core.errors import ConfigError
 from testtime.generators.base import Generator
@@ -74,7 +74,6 @@ def serve(
         (max_concurrent, "--max-concurrent"),
         (max_tokens, "--max-tokens"),
         (max_param, "--max-param"),
-        (port, "--port"),
     ):
         positive(value, flag)
     if max_queue < max_concurrent:
@@ -103,6 +102,7 @@ def serve(
         keys=Keys.load(keys) if keys is not None else None,
         upstream=upstream,
     )
+    listenable(host, port)  # a bad or busy port fails now, not after the model loads
     generator = _generator(model, upstream, upstream_model, upstream_params, device)
     where = f"upstream {upstream} ({upstream_model})" if upstream else model
     err.print(f"serving {settings.model!r} from {where} on http://{host}:{port}/v1")

@@ -181,6 +181,12 @@ async def test_best_of_n_takes_the_top_score_even_in_the_minority() -> None:
     assert (r.answer, r.chosen) == ("7", 2)
 
 
+async def test_best_of_n_never_picks_a_nan_score() -> None:
+    v = FakeVerifier({"7": float("nan"), "8": 0.2})
+    r = await run("best_of_n", in_turn("7", "8"), verifier=v, n=2)
+    assert r.answer == "8"  # max() with a NaN first keeps the NaN: it compares False
+
+
 async def test_best_of_n_ties_go_to_the_first_sample() -> None:
     r = await run("best_of_n", in_turn("8", "7", "9"), verifier=FakeVerifier({}), n=3)
     assert (r.answer, r.chosen) == ("8", 0)

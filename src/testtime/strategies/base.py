@@ -10,6 +10,7 @@ the generator's job, never the strategy's.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -248,6 +249,15 @@ class Context:
     def verifier_score(self, c: Candidate) -> float:
         """The attached verifier's score of a scored candidate."""
         return c.scores[self.need_verifier().name]
+
+    def best(self, candidates: Sequence[Candidate]) -> Candidate | None:
+        """The top-scored candidate (ties: the first); a NaN score never wins."""
+
+        def rank(c: Candidate) -> float:
+            score = self.verifier_score(c)
+            return -math.inf if math.isnan(score) else score
+
+        return max(candidates, key=rank, default=None)
 
     # -- result -------------------------------------------------------------------------
     def finish(

@@ -61,5 +61,5 @@ async def beam_search(ctx: Context, p: BeamParams) -> Result:
         if not frontier or len(children) < asked:  # nothing left, or the budget ran out
             break
     pool = [c for c in complete or frontier if c is not ROOT]
-    best = max(pool, key=ctx.verifier_score, default=None)
+    best = ctx.best(pool)
     return ctx.finish(best, trace={"rounds": rounds, "finished": [c.id for c in complete]})

@@ -74,7 +74,7 @@ async def best_of_n(ctx: Context, p: SampleParams) -> Result:
     """Best-of-N (Brown et al. 2024; Snell et al. 2024): N samples, keep the top-scored one."""
     ctx.need_verifier()
     scored = await score_once(ctx, await ctx.sample(p.n, temperature=p.temperature, top_p=p.top_p))
-    best = max(scored, key=ctx.verifier_score, default=None)  # ties: the first sampled
+    best = ctx.best(scored)  # ties: the first sampled
     return ctx.finish(best, trace={"scores": [ctx.verifier_score(c) for c in scored]})
 
 
@@ -115,7 +115,7 @@ async def best_of_majority(ctx: Context, p: BestOfMajorityParams) -> Result:
         kept = [top] if top else []
     pool = sorted((samples[i] for g in kept for i in g.members), key=lambda c: c.id)
     scored = await score_once(ctx, pool)
-    best = max(scored, key=ctx.verifier_score, default=None)
+    best = ctx.best(scored)
     return ctx.finish(best, trace={"kept": [g.answer for g in kept], "samples": len(samples)})
 
 

@@ -37,7 +37,7 @@ async def choose(
     groups = group(finals, weights if how == "weighted" else None, ctx.same)
     tally = {g.answer: g.weight for g in groups}
     if how == "best":
-        return max(finals, key=ctx.verifier_score, default=None), tally
+        return ctx.best(finals), tally
     top = leader(groups)
     if top is None:
         return None, tally

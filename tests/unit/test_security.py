@@ -335,3 +335,54 @@ def test_serve_refuses_a_policy_dir_that_does_not_exist(
     with pytest.raises(SystemExit) as info:
         main()
     assert info.value.code == 2 and "is not a directory" in capsys.readouterr().err
+
+
+# -- a key's cap holds under concurrency --------------------------------------------------
+async def _burst(cap: int, testtime: dict[str, Any] | None, **body: Any) -> tuple[Any, list[Any]]:
+    import asyncio
+
+    from testtime.server.limits import Keys
+
+    keys = Keys.parse({"sk-a": {"name": "alice", "cap_tokens": cap}})
+    auth = {"authorization": "Bearer sk-a"}
+    extra = {"testtime": testtime} if testtime else {}
+    async with client(FakeGenerator(latency=0.05), keys=keys) as c:
+        answers = await asyncio.gather(
+            *(chat(c, headers=auth, seed=i, **extra, **body) for i in range(40))
+        )
+    return keys.keys["sk-a"], answers
+
+
+@pytest.mark.parametrize(
+    ("cap", "testtime", "body"),
+    [
+        (200, None, {"max_tokens": 16}),
+        (200, None, {"max_tokens": 16, "n": 3}),
+        (200, {"strategy": "self_consistency", "params": {"n": 4}}, {"max_tokens": 16}),
+        (1000, {"strategy": "refine", "params": {"n": 3, "sequential": 3},
+                "verifier": "judge"}, {"max_tokens": 16}),
+    ],
+)  # fmt: skip
+async def test_forty_concurrent_requests_never_spend_past_a_keys_cap(
+    cap: int, testtime: dict[str, Any] | None, body: dict[str, Any]
+) -> None:
+    key, answers = await _burst(cap, testtime, **body)
+    served = [r for r in answers if r.status_code == 200]
+    refused = [r for r in answers if r.status_code != 200]
+    assert served, [r.text[:200] for r in answers[:3]]
+    assert key.spent_tokens <= cap, key.spent_tokens  # the issue measured 13,560 on 200 (68x)
+    assert sum(r.json()["usage"]["total_tokens"] for r in served) <= key.spent_tokens
+    assert refused and {r.status_code for r in refused} == {429}
+    assert {r.json()["error"]["code"] for r in refused} == {"insufficient_quota"}
+    assert key.reserved_tokens == 0  # every hold released once its request ended
+
+
+async def test_a_cancelled_request_gives_back_what_it_held() -> None:
+    from testtime.server.limits import Keys
+
+    keys = Keys.parse({"sk-a": {"name": "alice", "cap_tokens": 1000}})
+    async with client(FakeGenerator(latency=5), keys=keys, deadline=0.2) as c:
+        r = await chat(c, headers={"authorization": "Bearer sk-a"}, max_tokens=16, n=2)
+    key = keys.keys["sk-a"]
+    assert r.status_code == 504
+    assert key.reserved_tokens == 0 and key.spent_tokens == 0  # nothing came back to charge

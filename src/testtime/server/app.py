@@ -26,8 +26,8 @@ from testtime.core.errors import TesttimeError
 from testtime.generators.base import Generator
 from testtime.server import errors
 from testtime.server.errors import ApiError
-from testtime.server.limits import BodyLimit, Key
-from testtime.server.plan import FILE_VERIFIERS, Plain, Strategic, plan_off_loop
+from testtime.server.limits import BodyLimit, Charged, Key, Quota
+from testtime.server.plan import FILE_VERIFIERS, Plain, Strategic, plan_off_loop, worst_case
 from testtime.server.progress import Metered, Observed
 from testtime.server.schemas import ChatRequest
 from testtime.server.settings import Settings
@@ -105,9 +105,16 @@ def create_app(settings: Settings, generator: Generator) -> FastAPI:
         strategy's answer, with its cost itemised in usage.testtime."""
         key = authorize(request)
         the_plan = await plan_off_loop(body, settings)  # it may read files: off the loop
-        verifier = await _verifier(the_plan, metered)
-        job = Job(the_plan, Observed(metered), body.model, key, verifier)
-        task = jobs.start(job)
+        quota = Quota(key)  # the request's worst case held now: a 429 before any work
+        quota.hold(*worst_case(the_plan, metered))
+        charged = Charged(metered, quota)  # every call (a judge's too) reserved, then settled
+        try:
+            verifier = await _verifier(the_plan, charged)
+            job = Job(the_plan, Observed(charged), body.model, key, verifier, quota=quota)
+            task = jobs.start(job)
+        except BaseException:
+            quota.close(0)
+            raise
         if body.stream:
             include = bool(body.stream_options and body.stream_options.include_usage)
             return EventStream(job, include)

@@ -3,6 +3,14 @@ with spending caps, and a body-size limit that counts the bytes actually receive
 
 Admission is decided before any work starts: beyond `max_queue` requests (running plus
 waiting) the answer is 429 with Retry-After, so a burst never grows an unbounded backlog.
+
+A key's cap holds under concurrency: each request holds (reserves) its first call's worst
+case when admitted, and every generator call it makes (the policy's, an LLM judge's)
+reserves its own worst case (n x (prompt + max_tokens)) before it runs and is settled to
+what it used after, so concurrent requests cannot together spend past the cap.
+What is not covered: tokens counted outside generator calls (a PRM verifier's own model)
+are charged when the request ends, unreserved; a remote backend's prompt count is its own
+estimate (it errs high).
 """
 
 from __future__ import annotations
@@ -20,8 +28,12 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
+from testtime.core.types import Request
+from testtime.generators.base import Generation, Generator
 from testtime.server.errors import ApiError
+from testtime.server.progress import Relay
 
 
 class Admission:
@@ -80,11 +92,117 @@ class Admission:
 
 @dataclass
 class Key:
-    """One API key's name (what the log shows, never the key) and spending."""
+    """One API key's name (what the log shows, never the key), spending, and the tokens its
+    requests in flight hold against its cap."""
 
     name: str
     cap_tokens: int | None = None
     spent_tokens: int = 0
+    reserved_tokens: int = 0
+
+    def reserve(self, tokens: int) -> None:
+        """Hold `tokens` against the cap, or refuse (429) if spent + held + tokens exceed it."""
+        cap = self.cap_tokens
+        if cap is not None and self.spent_tokens + self.reserved_tokens + tokens > cap:
+            raise ApiError(
+                429,
+                f"API key {self.name!r} cannot cover the {tokens} tokens this request may "
+                f"spend next (its worst case): the cap is {cap}, {self.spent_tokens} are spent and "
+                f"{self.reserved_tokens} held by requests in flight; ask for fewer tokens "
+                "(n, max_tokens), wait for those requests, or ask the operator to raise the cap",
+                code="insufficient_quota",
+                headers={"x-should-retry": "false"},
+            )
+        self.reserved_tokens += tokens
+
+
+def spent(cost: Cost) -> int:
+    """Tokens charged to an API key: every prompt, generated and verifier token."""
+    prompt = cost.prompt_tokens + cost.cached_prompt_tokens
+    return prompt + cost.generated_tokens + cost.verifier_tokens
+
+
+class Quota:
+    """One request's hold on its key: calls take their worst case from the hold (reserving
+    more from the key when it is short) and give it back settled to what they used."""
+
+    def __init__(self, key: Key | None) -> None:
+        self.key = key
+        self.held = 0  # reserved from the key for this request
+        self.in_use = 0  # of which calls now running are backed by
+        self.charged = 0  # what this request's calls used, added to the key's spending
+        self.closed = False
+
+    def hold(self, least: int, most: int | None) -> None:
+        """At admission, reserve the request's worst case (`most`; None: unknown) or as much
+        of it as the key has left, refusing (429) if not even `least` (its first call) fits."""
+        key = self.key
+        if key is None or key.cap_tokens is None:
+            return  # no cap to hold against (calls are still charged)
+        left = key.cap_tokens - key.spent_tokens - key.reserved_tokens
+        tokens = max(least, left if most is None else min(most, left))
+        key.reserve(tokens)  # refuses when not even `least` is left
+        self.held += tokens
+
+    def take(self, worst: int) -> None:
+        """Back a call's worst case, or refuse (429 insufficient_quota) if the key cannot."""
+        if self.key is None:
+            return
+        short = worst - (self.held - self.in_use)
+        if short > 0:
+            self.key.reserve(short)
+            self.held += short
+        self.in_use += worst
+
+    def give(self, worst: int, used: int) -> None:
+        """Settle a call: charge what it used; what it held backs later calls (or, once the
+        request has ended, goes back to the key)."""
+        if self.key is None:
+            return
+        self.in_use -= worst
+        freed = worst if self.closed else min(used, worst)
+        self.held -= freed
+        self.key.reserved_tokens -= freed
+        self.key.spent_tokens += used
+        self.charged += used
+
+    def close(self, total: int) -> None:
+        """The request ended: charge what its calls did not (`total` is its whole cost, a
+        PRM's tokens included) and release what no running call holds."""
+        if self.key is None or self.closed:
+            return
+        self.closed = True
+        self.key.spent_tokens += max(0, total - self.charged)
+        idle = self.held - self.in_use
+        self.held -= idle
+        self.key.reserved_tokens -= idle
+
+
+class Charged(Relay):
+    """The generator as one request sees it: each call reserves its worst case against the
+    request's quota before it runs, and is settled to its real cost after (even if it fails
+    or is cancelled: then to nothing, as no cost came back)."""
+
+    def __init__(self, inner: Generator, quota: Quota) -> None:
+        super().__init__(inner)
+        self.quota = quota
+
+    async def generate(self, request: Request) -> Generation:
+        worst = worst_tokens(self.inner, request)
+        self.quota.take(worst)
+        used = 0
+        try:
+            gen = await self.inner.generate(request)
+            used = spent(gen.cost)
+        finally:
+            self.quota.give(worst, used)
+        return gen
+
+
+def worst_tokens(generator: Generator, request: Request) -> int:
+    """The most a call may charge: every sample its prompt (prefix included) and
+    max_tokens."""
+    return request.n * (generator.count_prompt_tokens(request) + request.max_tokens)
 
 
 @dataclass
@@ -139,11 +257,12 @@ class Keys:
             raise ApiError(
                 401, "invalid API key; ask the server's operator for one", code="invalid_api_key"
             )
-        if key.cap_tokens is not None and key.spent_tokens >= key.cap_tokens:
+        if key.cap_tokens is not None and key.spent_tokens + key.reserved_tokens >= key.cap_tokens:
             raise ApiError(
                 429,
-                f"API key {key.name!r} has spent its cap of {key.cap_tokens} tokens "
-                f"({key.spent_tokens} spent); ask the operator to raise it",
+                f"API key {key.name!r} has spent or holds its cap of {key.cap_tokens} tokens "
+                f"({key.spent_tokens} spent, {key.reserved_tokens} held by requests in flight); "
+                "wait for those, or ask the operator to raise it",
                 code="insufficient_quota",
                 headers={"x-should-retry": "false"},
             )

@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from testtime.core.budget import UNITS, Budget
+from testtime.core.cost import flops
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec, parse_params, size_limit
 from testtime.core.types import Message, Problem, Request
+from testtime.generators.base import Generator
 from testtime.server.errors import ApiError
+from testtime.server.limits import worst_tokens
 from testtime.server.schemas import BudgetObject, ChatMessage, ChatRequest, VerifierObject
 from testtime.server.settings import DEFAULT_MAX_TOKENS, Settings
 from testtime.strategies.base import STRATEGIES
@@ -79,6 +82,27 @@ def plan(body: ChatRequest, settings: Settings) -> Plain | Strategic:
         if named is None:
             return plain(body, settings, max_tokens)
     return strategic(body, settings, named, max_tokens)
+
+
+def worst_case(the_plan: Plain | Strategic, generator: Generator) -> tuple[int, int | None]:
+    """The tokens a plan may charge an API key: its first call's worst case (a plain
+    request's n samples, or one sample of a strategy's problem), and its whole worst case as
+    its budget bounds it (every sample its prompt and max_tokens; None if nothing bounds it).
+    A strategy's later prompts (revisions, tree steps) may be longer: each call reserves its
+    own worst case too."""
+    if isinstance(the_plan, Plain):
+        worst = worst_tokens(generator, the_plan.request)
+        return worst, worst
+    one = Request(the_plan.problem.messages, n=1, max_tokens=the_plan.max_tokens)
+    sample = worst_tokens(generator, one)
+    b, counts = the_plan.budget, []
+    if b.samples is not None:
+        counts.append(b.samples)
+    if b.tokens is not None:
+        counts.append(-(-b.tokens // the_plan.max_tokens))
+    if b.flops is not None and generator.n_params > 0:
+        counts.append(int(b.flops // flops(generator.n_params, sample)) + 1)
+    return sample, (min(counts) * sample if counts else None)
 
 
 def strategy_in_model(model: str, served: str) -> tuple[str, dict[str, Any]] | None:

@@ -19,7 +19,7 @@ from testtime.core.registry import Spec
 from testtime.generators.base import Generator
 from testtime.server import responses
 from testtime.server.errors import ApiError
-from testtime.server.limits import Admission, Key
+from testtime.server.limits import Admission, Key, Quota, spent
 from testtime.server.plan import Plain, Strategic
 from testtime.server.progress import Metered, Observed
 from testtime.server.settings import Settings
@@ -41,6 +41,7 @@ class Job:
     cid: str = ""
     cost: Cost | None = None  # the whole cost, once it succeeded
     task: asyncio.Task[dict[str, Any]] | None = None
+    quota: Quota | None = None  # its hold on the key's cap (limits.py)
 
 
 class Jobs:
@@ -71,7 +72,9 @@ class Jobs:
         if outcome == "failed" and isinstance(task.exception(), ApiError):
             outcome = f"http_{task.exception().status}"  # type: ignore[union-attr]
         self.counts[outcome] += 1
-        if job.key is not None:  # a failed request is charged what it burnt before ending
+        if job.quota is not None:  # calls were charged as they ended; release the hold
+            job.quota.close(spent(job.cost or job.generator.cost))
+        elif job.key is not None:  # a failed request is charged what it burnt before ending
             job.key.spent_tokens += spent(job.cost or job.generator.cost)
 
     async def _run(self, job: Job) -> dict[str, Any]:
@@ -140,12 +143,6 @@ class Jobs:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-
-
-def spent(cost: Cost) -> int:
-    """Tokens charged to an API key: every prompt, generated and verifier token."""
-    prompt = cost.prompt_tokens + cost.cached_prompt_tokens
-    return prompt + cost.generated_tokens + cost.verifier_tokens
 
 
 def build_verifier(spec: Spec | None, generator: Generator) -> Verifier | None:

@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from testtime.core.errors import ConfigError
 from testtime.generators.fake import FakeGenerator
@@ -386,3 +388,40 @@ async def test_a_cancelled_request_gives_back_what_it_held() -> None:
     key = keys.keys["sk-a"]
     assert r.status_code == 504
     assert key.reserved_tokens == 0 and key.spent_tokens == 0  # nothing came back to charge
+
+
+@given(
+    calls=st.lists(st.tuples(st.integers(1, 60), st.floats(0, 1)), max_size=12),
+    hold=st.tuples(st.integers(1, 60), st.one_of(st.none(), st.integers(60, 400))),
+    close_after=st.integers(0, 12),
+)
+@settings(max_examples=200, deadline=None)
+def test_a_quota_never_lets_spending_pass_the_cap_and_returns_every_hold(
+    calls: list[tuple[int, float]], hold: tuple[int, int | None], close_after: int
+) -> None:
+    """Calls start (take), some end before the request closes and some after (stragglers of
+    a gather); each uses at most its worst case. Spending never passes the cap, the key's
+    held tokens never go negative, and all of them come back."""
+    from testtime.server.errors import ApiError
+    from testtime.server.limits import Key, Quota
+
+    key = Key("k", cap_tokens=300)
+    quota = Quota(key)
+    try:
+        quota.hold(lambda: (hold[0], max(hold[0], hold[1]) if hold[1] else None))
+    except ApiError:
+        return
+    running = []
+    for worst, share in calls:
+        try:
+            quota.take(worst)
+        except ApiError:
+            continue
+        running.append((worst, int(worst * share)))
+    for i, (worst, used) in enumerate(running):
+        if i == close_after:
+            quota.close(sum(u for _, u in running[:i]))
+        quota.give(worst, used)
+        assert key.reserved_tokens >= 0 and key.spent_tokens + key.reserved_tokens <= 300
+    quota.close(key.spent_tokens)
+    assert key.reserved_tokens == 0 and key.spent_tokens <= 300

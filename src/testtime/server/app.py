@@ -106,7 +106,7 @@ def create_app(settings: Settings, generator: Generator) -> FastAPI:
         key = authorize(request)
         the_plan = await plan_off_loop(body, settings)  # it may read files: off the loop
         quota = Quota(key)  # the request's worst case held now: a 429 before any work
-        quota.hold(*worst_case(the_plan, metered))
+        quota.hold(lambda: worst_case(the_plan, metered))
         charged = Charged(metered, quota)  # every call (a judge's too) reserved, then settled
         try:
             verifier = await _verifier(the_plan, charged)

@@ -19,7 +19,7 @@ import asyncio
 import hashlib
 import json
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,13 +132,16 @@ class Quota:
         self.in_use = 0  # of which calls now running are backed by
         self.charged = 0  # what this request's calls used, added to the key's spending
         self.closed = False
+        self.capped = key is not None and key.cap_tokens is not None
 
-    def hold(self, least: int, most: int | None) -> None:
-        """At admission, reserve the request's worst case (`most`; None: unknown) or as much
-        of it as the key has left, refusing (429) if not even `least` (its first call) fits."""
+    def hold(self, worst: Callable[[], tuple[int, int | None]]) -> None:
+        """At admission, reserve the request's worst case (`worst()`: its first call's, and
+        its whole, None if unknown) or as much of it as the key has left, refusing (429) if
+        not even the first call's fits. Nothing is counted for a key without a cap."""
         key = self.key
         if key is None or key.cap_tokens is None:
             return  # no cap to hold against (calls are still charged)
+        least, most = worst()
         left = key.cap_tokens - key.spent_tokens - key.reserved_tokens
         tokens = max(least, left if most is None else min(most, left))
         key.reserve(tokens)  # refuses when not even `least` is left
@@ -146,7 +149,7 @@ class Quota:
 
     def take(self, worst: int) -> None:
         """Back a call's worst case, or refuse (429 insufficient_quota) if the key cannot."""
-        if self.key is None:
+        if self.key is None or not self.capped:
             return
         short = worst - (self.held - self.in_use)
         if short > 0:
@@ -157,7 +160,7 @@ class Quota:
     def give(self, worst: int, used: int) -> None:
         """Settle a call: charge what it used; what it held backs later calls (or, once the
         request has ended, goes back to the key)."""
-        if self.key is None:
+        if self.key is None or not self.capped:
             return
         self.in_use -= worst
         freed = worst if self.closed else min(used, worst)
@@ -188,6 +191,8 @@ class Charged(Relay):
         self.quota = quota
 
     async def generate(self, request: Request) -> Generation:
+        if not self.quota.capped:  # nothing to reserve: the request is charged at its end
+            return await self.inner.generate(request)
         worst = worst_tokens(self.inner, request)
         self.quota.take(worst)
         used = 0

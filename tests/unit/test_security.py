@@ -73,11 +73,13 @@ async def test_a_format_string_in_a_request_is_a_quick_400(template: str) -> Non
 
 
 def test_fill_substitutes_fields_once_and_keeps_values_literal() -> None:
-    from testtime.strategies.refine import fill
+    from testtime.core.templates import fill
 
     values = {"score": "0.25", "rejected": "{score} {{"}
     assert fill("a {score}{rejected} {{x}}", values) == "a 0.25{score} {{ {x}"
-    assert fill("{score:.2f}", {"score": "0.50"}) == "0.50"  # the old default's spelling
+    from testtime.strategies.refine import LEGACY
+
+    assert fill("{score:.2f}", {"score": "0.50"}, aliases=LEGACY) == "0.50"  # old default's
     for bad in ("{", "}", "{x}", "{score}}"):
         with pytest.raises(ConfigError):
             fill(bad, values)
@@ -425,3 +427,18 @@ def test_a_quota_never_lets_spending_pass_the_cap_and_returns_every_hold(
         assert key.reserved_tokens >= 0 and key.spent_tokens + key.reserved_tokens <= 300
     quota.close(key.spent_tokens)
     assert key.reserved_tokens == 0 and key.spent_tokens <= 300
+
+
+def test_a_judge_prompt_is_a_bounded_template_not_a_replace_chain() -> None:
+    """A request's judge prompt repeating {problem} thousands of times multiplied the problem
+    into gigabytes; a field may appear once, and the prompt is at most 4000 characters."""
+    from testtime.verifiers.base import VERIFIERS
+
+    with pytest.raises(ConfigError, match="each once"):
+        VERIFIERS.spec("judge", {"prompt": "{problem}{solution}" + "{problem}" * 400})
+    with pytest.raises(ConfigError, match="at most 4000"):
+        VERIFIERS.spec("judge", {"prompt": "{problem}{solution}" + "x" * 5000})
+    with pytest.raises(ConfigError, match="not '{problem.__class__}'"):
+        VERIFIERS.spec("judge", {"prompt": "{problem.__class__}{solution}"})
+    ok = VERIFIERS.spec("judge", {"prompt": "Q: {problem} A: {solution} {{json}}"})
+    assert ok.params.prompt.startswith("Q:")

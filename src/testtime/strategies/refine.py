@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import math
-import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
+from testtime.core.templates import fill, short
 from testtime.core.types import Candidate, Result
 from testtime.strategies.base import Context, strategy
 from testtime.strategies.parallel import check_sampling
@@ -28,9 +28,7 @@ from testtime.verifiers.base import ProcessVerifier
 
 Pick = Literal["vote", "best", "weighted", "last"]
 Note = Callable[[Candidate], Awaitable[str]]  # what follows an attempt in the next prompt
-MAX_TEMPLATE_CHARS = 4000  # 'retry' and 'rejected' (they arrive in server requests)
-_BRACES = re.compile(r"\{\{|\}\}|\{[^{}]*\}|[{}]")
-_LEGACY = {"score:.2f": "score"}  # the old default's spelling, kept in stored runs: same text
+LEGACY = {"score:.2f": "score"}  # the old default's spelling, kept in stored runs: same text
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,7 @@ class ReviseParams(Params):
             raise ConfigError(f"parameter 'context' must be >= 0, got {self.context}")
         if not self.retry:
             raise ConfigError("parameter 'retry' is empty; it must give the model text")
-        _short("retry", self.retry)
+        short("retry", self.retry)
         check_sampling(self.temperature, self.top_p)
 
 
@@ -64,43 +62,9 @@ class RefineParams(ReviseParams):
 
     def validate(self) -> None:
         super().validate()
-        _short("rejected", self.rejected)
-        fill(self.retry, {"score": "", "rejected": ""}, "retry")
+        short("rejected", self.rejected)
+        fill(self.retry, {"score": "", "rejected": ""}, "retry", LEGACY)
         fill(self.rejected, {"step": ""}, "rejected")
-
-
-def fill(template: str, values: Mapping[str, str], param: str = "template") -> str:
-    """`template` with each `{name}` replaced by `values[name]` and `{{`, `}}` by braces.
-
-    Not str.format: a template (request-supplied, through the server) gets no format specs
-    (`{score:>300000000}` padded 300 MB) and no attribute or item access; each field may
-    appear once, so the output is at most the template plus each value once.
-    """
-    texts, tokens = _BRACES.split(template), _BRACES.findall(template)
-    out, seen = [texts[0]], set()
-    for token, text in zip(tokens, texts[1:], strict=True):
-        name = _LEGACY.get(token[1:-1], token[1:-1])
-        if token in ("{{", "}}"):
-            out.append(token[0])
-        elif name in values and name not in seen:
-            seen.add(name)
-            out.append(values[name])
-        else:
-            allowed = ", ".join("{" + k + "}" for k in values)
-            raise ConfigError(
-                f"parameter {param!r} may use {allowed} (each once, no format specs or "
-                f"attributes) and {{{{ }}}} for literal braces, not {token[:40]!r}"
-            )
-        out.append(text)
-    return "".join(out)
-
-
-def _short(param: str, text: str) -> None:
-    if len(text) > MAX_TEMPLATE_CHARS:
-        raise ConfigError(
-            f"parameter {param!r} is {len(text)} characters; at most {MAX_TEMPLATE_CHARS} "
-            "are allowed"
-        )
 
 
 @strategy("revise", ReviseParams)
@@ -120,7 +84,11 @@ async def refine(ctx: Context, p: RefineParams) -> Result:
     """Verifier-guided refinement (Snell et al. 2024 sec. 6; IAD): each attempt is scored and
     the next sees the score and, under a process verifier, the first step it rejected."""
     verifier = ctx.need_verifier()
-    tokens_of(ctx, fill(p.retry, {"score": "0.00", "rejected": ""}), "the feedback prompt")
+    tokens_of(
+        ctx,
+        fill(p.retry, {"score": "0.00", "rejected": ""}, "retry", LEGACY),
+        "the feedback prompt",
+    )
 
     async def note(c: Candidate) -> str:
         rejected = ""
@@ -132,7 +100,7 @@ async def refine(ctx: Context, p: RefineParams) -> Result:
         else:
             await ctx.score([c])
         score = ctx.verifier_score(ctx.candidates[c.id])
-        return fill(p.retry, {"score": f"{score:.2f}", "rejected": rejected})
+        return fill(p.retry, {"score": f"{score:.2f}", "rejected": rejected}, "retry", LEGACY)
 
     return await _chains(ctx, p, note)
 

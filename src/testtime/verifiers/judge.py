@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from testtime.core.cost import Cost, flops
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
+from testtime.core.templates import fill, short
 from testtime.core.types import Candidate, Message, Problem, Request
 from testtime.generators.base import Generator
 from testtime.verifiers.base import Scores, Verifier, VerifierDeps, verifier
@@ -34,6 +35,8 @@ class JudgeParams(Params):
 
     def validate(self) -> None:
         self.positive("max_solution_tokens")
+        short("prompt", self.prompt)  # it may arrive in a server request: bounded, fields only
+        fill(self.prompt, {"problem": "", "solution": ""}, "prompt")
         missing = [k for k in ("{problem}", "{solution}") if k not in self.prompt]
         if missing:
             raise ConfigError(
@@ -76,7 +79,7 @@ class Judge(Verifier):
         return p_yes(tops[0]), cost
 
     def _request(self, problem: Problem, solution: str) -> Request:
-        text = self.template.replace("{problem}", problem.prompt).replace("{solution}", solution)
+        text = fill(self.template, {"problem": problem.prompt, "solution": solution}, "prompt")
         return Request(
             (Message("user", text),), n=1, max_tokens=1, temperature=0.0, top_logprobs=TOP
         )

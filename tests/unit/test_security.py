@@ -4,6 +4,7 @@ grow without bound. reasoning-gym scorers: tests/unit/test_reasoning_gym_safety.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -438,7 +439,7 @@ def test_a_judge_prompt_is_a_bounded_template_not_a_replace_chain() -> None:
         VERIFIERS.spec("judge", {"prompt": "{problem}{solution}" + "{problem}" * 400})
     with pytest.raises(ConfigError, match="at most 4000"):
         VERIFIERS.spec("judge", {"prompt": "{problem}{solution}" + "x" * 5000})
-    with pytest.raises(ConfigError, match="not '{problem.__class__}'"):
+    with pytest.raises(ConfigError, match=re.escape("not '{problem.__class__}'")):
         VERIFIERS.spec("judge", {"prompt": "{problem.__class__}{solution}"})
     ok = VERIFIERS.spec("judge", {"prompt": "Q: {problem} A: {solution} {{json}}"})
     assert ok.params.prompt.startswith("Q:")

@@ -349,3 +349,10 @@ def test_progress_lines_come_at_most_every_ten_seconds(
         "job: 5/10 done (50%), 25s elapsed, ~25s left",
         "job: 5/10 done in 25s",
     ]
+
+
+def test_max_tokens_has_a_ceiling() -> None:
+    from testtime.core.types import MAX_TOKENS, Message, Request
+
+    with pytest.raises(ConfigError, match=f"1..{MAX_TOKENS}"):
+        Request((Message("user", "hi"),), max_tokens=100_000_000)

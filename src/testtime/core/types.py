@@ -15,6 +15,7 @@ from testtime.core.errors import ConfigError
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "eos", "cancelled"]
+MAX_TOKENS = 1 << 20  # the most new tokens one request may ask for
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +95,11 @@ class Request:
             raise ConfigError(f"n must be a positive number of samples, got {self.n}")
         if self.first_index < 0:
             raise ConfigError(f"first_index must be >= 0, got {self.first_index}")
-        if self.max_tokens <= 0:
-            raise ConfigError(f"max_tokens must be positive, got {self.max_tokens}")
+        if not 0 < self.max_tokens <= MAX_TOKENS:
+            raise ConfigError(
+                f"max_tokens must be in 1..{MAX_TOKENS} (no model reads more), "
+                f"got {self.max_tokens}"
+            )
         if not (self.temperature >= 0 and math.isfinite(self.temperature)):
             raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
         if not (0 <= self.top_logprobs <= 20):

@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 
 from testtime.core.errors import ConfigError
-from testtime.core.registry import Params, Registry, parse_params
+from testtime.core.registry import Params, Registry, Spec, parse_params
 
 
 @dataclass(frozen=True)
@@ -112,3 +112,26 @@ def test_parse_params_reads_json_values_else_strings() -> None:
     assert got == {"n": 8, "temperature": 0.5, "name": "greedy", "sizes": [1, 2], "cap": None}
     with pytest.raises(ConfigError, match="must be written key=value"):
         parse_params(["n8"])
+
+
+def test_build_makes_the_component_from_its_validated_spec(reg: Registry[Toy]) -> None:
+    assert reg.build(reg.spec("alpha", {"n": 8})) == "alpha n=8"
+    withdeps: Registry[Callable[[str, ToyParams], str]] = Registry("toy")
+    withdeps.register("gamma", ToyParams)(lambda deps, p: f"{deps} n={p.n}")
+    assert withdeps.build(withdeps.spec("gamma", {"n": 3}), "ctx") == "ctx n=3"
+
+
+def test_build_refuses_a_spec_of_another_kind_or_with_foreign_params(reg: Registry[Toy]) -> None:
+    other: Registry[Toy] = Registry("tool")
+    other.register("alpha", ToyParams)(lambda p: "tool")
+    with pytest.raises(ConfigError, match=r"a tool spec .* given where a toy is built"):
+        reg.build(other.spec("alpha"))
+
+    @dataclass(frozen=True)
+    class Foreign(Params):
+        n: int = 4
+
+    with pytest.raises(ConfigError, match="toy 'alpha' takes ToyParams, not Foreign"):
+        reg.build(Spec("toy", "alpha", Foreign()))
+    with pytest.raises(ConfigError, match="unknown toy 'delta'"):
+        reg.build(Spec("toy", "delta", ToyParams()))

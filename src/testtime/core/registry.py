@@ -17,11 +17,13 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar, overload
 
 from testtime.core.errors import ConfigError, unknown
 
 F = TypeVar("F")
+D = TypeVar("D")  # what a factory is built from besides its parameters
+R = TypeVar("R")  # what a factory makes
 MAX_PARAM = 65536  # the default maximum of an integer parameter (a size)
 MAX_PARAM_ENV = "TESTTIME_MAX_PARAM"  # raises (or lowers) it for the library and the CLI
 NOT_SIZES = frozenset({"seed", "n_params", "label"})  # seeds, parameter counts, token ids
@@ -175,6 +177,9 @@ class Spec:
         return f"{self.name}({args})"
 
 
+_NO_DEPS: Any = object()  # `Registry.build` without deps
+
+
 @dataclass
 class Entry(Generic[F]):
     name: str
@@ -226,6 +231,31 @@ class Registry(Generic[F]):
             return Spec(self.kind, name, entry.params(**params))
         except ConfigError as e:
             raise ConfigError(f"{self.kind} {name!r}: {e}") from None
+
+    @overload
+    def build(self: Registry[Callable[[Any], R]], spec: Spec) -> R: ...
+    @overload
+    def build(self: Registry[Callable[[D, Any], R]], spec: Spec, deps: D) -> R: ...
+    def build(self, spec: Spec, deps: Any = _NO_DEPS) -> Any:
+        """What `spec` describes, made by its registered factory: `factory(params)`, or
+        `factory(deps, params)` for one that needs more (a strategy its Context, a verifier
+        its VerifierDeps; a strategy's build is the run itself, to await).
+
+        The one way to make a registered component: the spec must be of this kind, name a
+        registered one and carry that one's parameter class (as `spec()` makes them)."""
+        if spec.kind != self.kind:
+            raise ConfigError(
+                f"a {spec.kind} spec ({spec.name!r}) was given where a {self.kind} is built; "
+                f"make it with the {self.kind} registry's spec()"
+            )
+        entry = self.get(spec.name)
+        if not isinstance(spec.params, entry.params):
+            raise ConfigError(
+                f"{self.kind} {spec.name!r} takes {entry.params.__name__}, not "
+                f"{type(spec.params).__name__}; make the spec with spec({spec.name!r}, ...)"
+            )
+        factory: Callable[..., Any] = entry.factory  # type: ignore[assignment]
+        return factory(spec.params) if deps is _NO_DEPS else factory(deps, spec.params)
 
     def defaults(self, name: str) -> dict[str, Any]:
         """Each parameter's default value (MISSING ones as None)."""

@@ -135,3 +135,13 @@ def test_build_refuses_a_spec_of_another_kind_or_with_foreign_params(reg: Regist
         reg.build(Spec("toy", "alpha", Foreign()))
     with pytest.raises(ConfigError, match="unknown toy 'delta'"):
         reg.build(Spec("toy", "delta", ToyParams()))
+
+
+def test_a_component_declares_its_traits_where_it_is_registered(reg: Registry[Toy]) -> None:
+    @dataclass(frozen=True)
+    class Facts:
+        cheap: bool
+
+    reg.register("gamma", ToyParams, Facts(cheap=True))(lambda p: "gamma")
+    assert reg.get("gamma").traits == Facts(cheap=True)
+    assert reg.get("alpha").traits is None  # declared nothing

@@ -186,6 +186,7 @@ class Entry(Generic[F]):
     params: type[Params]
     factory: F
     summary: str = ""
+    traits: Any = None  # facts the component declares where it is registered (its kind's class)
 
 
 @dataclass
@@ -195,14 +196,15 @@ class Registry(Generic[F]):
     kind: str
     entries: dict[str, Entry[F]] = field(default_factory=dict)
 
-    def register(self, name: str, params: type[Params]) -> Callable[[F], F]:
-        """Decorator: register `factory` under `name` with its parameter dataclass."""
+    def register(self, name: str, params: type[Params], traits: Any = None) -> Callable[[F], F]:
+        """Decorator: register `factory` under `name` with its parameter dataclass and the
+        facts it declares (`traits`, of its kind's own class: a strategy's, a verifier's)."""
 
         def deco(factory: F) -> F:
             if name in self.entries:
                 raise ValueError(f"{self.kind} {name!r} is registered twice")
             doc = (getattr(factory, "__doc__", None) or "").strip().splitlines()
-            self.entries[name] = Entry(name, params, factory, doc[0] if doc else "")
+            self.entries[name] = Entry(name, params, factory, doc[0] if doc else "", traits)
             return factory
 
         return deco

@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from testtime.core.errors import ConfigError
 from testtime.core.kinetics import INTENSITY, KVShape, eflops, exchange_rate, kv_bytes
+from testtime.generators.fake import FAKE_SHAPE
 from testtime.generators.models import PACKAGED
 from testtime.lab import runner
-from testtime.lab.costs import FAKE_SHAPE, exchange_lines, kv_shape, n_params
+from testtime.lab.costs import exchange_lines, kv_shape, n_params
 from testtime.lab.replay import analyse, stored_pools
 from testtime.lab.report import write_report
 from testtime.lab.spec import parse_spec

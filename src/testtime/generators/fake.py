@@ -17,12 +17,15 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 from testtime.core.answers import format_number
 from testtime.core.arith import evaluate
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
+from testtime.core.kinetics import KVShape
 from testtime.core.types import Completion, FinishReason, Request
+from testtime.generators.backends import Backend, backend
 from testtime.generators.base import Generation, Generator
 
 Texts = Sequence[str] | Mapping[str, float]  # texts in turn, or texts with weights
@@ -33,6 +36,8 @@ VOCAB = 32_000  # the pretend vocabulary, for certainty (KL from uniform)
 SMOOTH = 0.01  # the least mass the pretend model spreads over unscripted tokens
 EOS = "<eos>"
 FEATURES = 64  # size of the fake's pretend hidden state
+FAKE_PARAMS = 1_000_000  # the pretend parameter count, for FLOPs
+FAKE_SHAPE = KVShape(layers=4, kv_heads=2, head_dim=32)  # its pretend KV cache, for eFLOPs
 
 
 def tokens(text: str) -> list[str]:
@@ -82,7 +87,7 @@ class FakeGenerator(Generator):
         scripts: Mapping[str, Texts] | None = None,
         *,
         default: Default | None = None,
-        n_params: int = 1_000_000,
+        n_params: int = FAKE_PARAMS,
         latency: float = 0.0,
         seed: int = 0,
     ) -> None:
@@ -103,7 +108,7 @@ class FakeGenerator(Generator):
         answers: Mapping[str, Mapping[str | None, float]],
         *,
         default: Mapping[str | None, float] | None = None,
-        n_params: int = 1_000_000,
+        n_params: int = FAKE_PARAMS,
         latency: float = 0.0,
         seed: int = 0,
     ) -> FakeGenerator:
@@ -324,3 +329,25 @@ def _arithmetic(prompt: str) -> tuple[str, Fraction] | None:
         if value is not None:
             return expression, value
     return None
+
+
+@backend
+class Fake(Backend):
+    """`fake`: the scripted `FakeGenerator` with its default arithmetic script (no model)."""
+
+    name = "fake"
+    usage = "'fake'"
+    runs_on = "the scripted fake runs on this CPU"
+    fine_devices = ("auto", "cpu")
+
+    def claims(self, model: str) -> bool:
+        return model == "fake"
+
+    def open(self, model: str, **opts: Any) -> Generator:
+        return FakeGenerator(**opts)
+
+    def n_params(self, model: str) -> int:
+        return FAKE_PARAMS
+
+    def kv_shape(self, model: str) -> KVShape | None:
+        return FAKE_SHAPE

@@ -30,6 +30,7 @@ from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError, DeadlineError
 from testtime.core.types import Request
 from testtime.generators import http_wire as wire
+from testtime.generators.backends import Backend, backend
 from testtime.generators.base import Generation, Generator
 from testtime.generators.http_wire import Endpoint, ServerError
 
@@ -331,3 +332,22 @@ def _left(deadline: float | None) -> float:
     if left <= 0:
         raise DeadlineError("the seconds budget ran out before this request could be sent")
     return left
+
+
+@backend
+class Served(Backend):
+    """`http(s)://HOST:PORT/v1#MODEL`: a model on an OpenAI-compatible server. Its weights
+    are out of reach, so its URL and name stand in for them as its fingerprint."""
+
+    name = "http"
+    usage = "a served model http(s)://HOST:PORT/v1#MODEL"
+    runs_on = "a served model runs on its server"
+
+    def claims(self, model: str) -> bool:
+        return model.startswith(("http://", "https://"))
+
+    def open(self, model: str, **opts: Any) -> Generator:
+        return HTTPGenerator.from_url(model, **opts)
+
+    def n_params(self, model: str) -> int:
+        raise ConfigError(f"{model} is served remotely; its parameter count is unknown here")

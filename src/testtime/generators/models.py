@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from testtime.core.errors import ConfigError, ModelNotFoundError
+from testtime.generators.backends import BACKENDS, forms
 from testtime.generators.base import Generator
 
 log = logging.getLogger(__name__)
@@ -153,8 +154,8 @@ def resolve(name_or_path: str) -> Path:
     if os.sep in name_or_path or name_or_path.endswith(".gguf"):
         raise ModelNotFoundError(f"no model file or directory at {path}; check the path")
     raise ConfigError(
-        f"unknown model {name_or_path!r}; available: {names}, 'fake', or a path to a "
-        f"transformers model directory or a .gguf file"
+        f"unknown model {name_or_path!r}; available: {names}, {forms(but='local')}, or a "
+        f"path to a transformers model directory or a .gguf file"
     )
 
 
@@ -172,85 +173,29 @@ def check_device(device: str) -> None:
 
 
 def load_generator(name_or_path: str = DEFAULT_MODEL, **opts: Any) -> Generator:
-    """The generator for a packaged model name, a local path, 'fake' or a served model.
+    """The generator for any model name, from the backend that claims it (`backends.py`).
 
     A packaged name or a path (a transformers directory or a .gguf file) gives the
     engine-backed `TransformersGenerator`; options go to its `from_dir` (device, dtype,
     threads, max_batch, ...). 'fake' gives the scripted `FakeGenerator` (no model needed),
     and `http(s)://HOST:PORT/v1#MODEL` that model on an OpenAI-compatible server (options go
-    to `HTTPGenerator`: n_params, api_key_env, ...). A device is refused by the two that
+    to `HTTPGenerator`: n_params, api_key_env, ...). A device is refused by the backends that
     have none, so it is never silently ignored.
     """
     device = opts.get("device")
     if device is not None:
         check_device(device)
-    if name_or_path == "fake" or is_url(name_or_path):
-        _no_device(name_or_path, opts)
-        opts = {k: v for k, v in opts.items() if k not in ("device", "dtype")}
-    if name_or_path == "fake":
-        from testtime.generators.fake import FakeGenerator
-
-        return FakeGenerator(**opts)
-    if is_url(name_or_path):
-        from testtime.generators.http import HTTPGenerator
-
-        return HTTPGenerator.from_url(name_or_path, **opts)
-    from testtime.generators.transformers import TransformersGenerator
-
-    path = resolve(name_or_path)
-    name = name_or_path if name_or_path in PACKAGED else path.name
-    return TransformersGenerator.from_dir(path, name=name, **opts)
+    chosen = BACKENDS.find(name_or_path)
+    return chosen.open(name_or_path, **chosen.options(opts))
 
 
 open_generator = load_generator  # the name the CLI and the lab call it by
 
 
-def _no_device(name: str, opts: dict[str, Any]) -> None:
-    """The fake runs on this CPU and a served model on its server: neither has a device or
-    dtype to choose, so one given is refused rather than ignored (the fake takes cpu)."""
-    fine = ("auto", "cpu") if name == "fake" else ("auto",)
-    given = [k for k in ("device", "dtype") if opts.get(k) is not None and opts[k] not in fine]
-    if given:
-        fake = name == "fake"
-        where = (
-            "the scripted fake runs on this CPU" if fake else "a served model runs on its server"
-        )
-        flags = " and ".join(f"--{k} {opts[k]}" for k in given)
-        raise ConfigError(f"{where}, so {flags} would do nothing; drop it")
-
-
-def is_url(name: str) -> bool:
-    """Whether a model name is a served model (`http(s)://...#MODEL`), not a local one."""
-    return name.startswith(("http://", "https://"))
-
-
 def fingerprint(name_or_path: str) -> str:
-    """sha256 of the model's weights file(s) as the user named them (the packaged GGUF for
-    a packaged name), so a stored run records exactly which model produced it. A served
-    model's weights are out of reach: its URL and name stand in for them."""
-    if name_or_path == "fake" or is_url(name_or_path):
-        return name_or_path
-    if name_or_path in PACKAGED:
-        files = [PACKAGED[name_or_path].gguf()]
-    else:
-        path = Path(name_or_path).expanduser()
-        if path.is_dir():
-            files = sorted(
-                p for p in path.iterdir() if p.suffix in _WEIGHTS or p.name == "config.json"
-            )
-        else:
-            resolve(name_or_path)  # the same error as loading would give
-            files = [path]
-    digest = hashlib.sha256()
-    for f in files:
-        digest.update(f.name.encode())
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-_WEIGHTS = {".gguf", ".safetensors", ".bin"}
+    """What the lab stores with a run to notice a changed model: the weights' sha256 for a
+    local model, the name itself where there are no weights here (a served model, the fake)."""
+    return BACKENDS.find(name_or_path).fingerprint(name_or_path)
 
 
 # -- checks that name the bad file, without torch ------------------------------------------
@@ -357,6 +302,13 @@ def _converted(gguf: Path, install: str | None) -> Path:
 
 
 def _convert(gguf: Path, out: Path, install: str | None) -> None:
+    need = ("torch", "transformers", "gguf", "accelerate")
+    missing = [m for m in need if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ModelNotFoundError(
+            f"reading a GGUF model needs {' and '.join(missing)}; install with "
+            f"`pip install {' '.join(missing)}` (or `pip install 'testtime[local]'`)"
+        )
     from testtime.generators.transformers import quiet_threads
 
     quiet_threads()
@@ -364,12 +316,6 @@ def _convert(gguf: Path, out: Path, install: str | None) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     how = f"reinstall it with `{install} --force-reinstall`" if install else "download it again"
-    missing = [m for m in ("gguf", "accelerate") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise ModelNotFoundError(
-            f"reading a GGUF model needs {' and '.join(missing)}; install with "
-            f"`pip install {' '.join(missing)}` (or `pip install 'testtime[local]'`)"
-        )
     kw: dict[str, Any] = {"gguf_file": gguf.name, "local_files_only": True}
     try:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), **kw)

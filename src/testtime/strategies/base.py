@@ -13,8 +13,8 @@ import hashlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 from testtime.core.answers import extract as extract_answer
 from testtime.core.answers import same_answer
@@ -292,8 +292,60 @@ def call_seed(seed: int, problem_id: str, call: int) -> int:
 
 StrategyFn = Callable[[Context, Any], Awaitable[Result]]
 STRATEGIES: Registry[StrategyFn] = Registry("strategy")
+Needs = Literal["", "outcome", "process"]
 
 
-def strategy(name: str, params: type[Params]) -> Callable[[StrategyFn], StrategyFn]:
-    """Register a strategy under `name` with its parameter dataclass."""
-    return STRATEGIES.register(name, params)
+@dataclass(frozen=True)
+class Traits:
+    """What a strategy is to the lab, the CLI and the tests, declared where it is registered
+    (`@strategy(name, Params, Traits(...))`); every list of strategies derives from these."""
+
+    budget_param: str = ""  # the parameter a budget of k samples sets (n, max_samples); "": none
+    budget_is_size: bool = False  # that budget sets its size (a width, N thinking chains, a
+    # policy's budget) rather than capping the samples it draws: the lab gives it no Budget
+    replay: str = ""  # the rule replaying it from a stored pool (lab/pools.py), for a strategy
+    # drawing all its samples in its first request, a seeded stream as pools are drawn
+    verifier: Needs = ""  # what it must be given: "" none, "outcome" a verifier, "process" a PRM
+    too_small: Literal["exhausted", "error"] = "exhausted"  # a budget that fits no sample:
+    # an empty result marked budget_exhausted, or a BudgetError before anything is spent
+    examples: tuple[dict[str, Any], ...] = ({},)  # small parameters that run it in a blink;
+    # the invariant suite (tests/unit/test_invariants.py) runs each one
+
+    def __post_init__(self) -> None:
+        if self.budget_is_size and not self.budget_param:
+            raise ValueError("a strategy whose budget sets its size names that budget_param")
+
+    @property
+    def one_request(self) -> bool:
+        """Whether it draws all its samples in its first request (so a pool replays it, and
+        compute_optimal's pilot samples can be its first)."""
+        return bool(self.replay)
+
+
+def strategy(
+    name: str, params: type[Params], traits: Traits | None = None
+) -> Callable[[StrategyFn], StrategyFn]:
+    """Register a strategy under `name` with its parameter dataclass and its traits."""
+    return STRATEGIES.register(name, params, traits)
+
+
+def traits_of(name: str) -> Traits:
+    """A registered strategy's traits (an unknown name: a ConfigError listing the known ones);
+    one registered without any declares nothing: no budget parameter, no replay."""
+    declared = STRATEGIES.get(name).traits
+    return declared if isinstance(declared, Traits) else UNDECLARED.get(name, Traits())
+
+
+def named(has: Callable[[Traits], bool]) -> tuple[str, ...]:
+    """Registered strategy names whose traits have `has`, sorted."""
+    return tuple(n for n in STRATEGIES.names() if has(traits_of(n)))
+
+
+# issue 14: refine.py and compute_optimal.py are being rewritten; when that lands these three
+# declare their traits at registration and leave this table (test_invariants names them)
+_CHAINS = ({"n": 4, "sequential": 2},)  # two chains of two attempts
+UNDECLARED: dict[str, Traits] = {
+    "revise": Traits("n", too_small="error", examples=_CHAINS),
+    "refine": Traits("n", verifier="outcome", too_small="error", examples=_CHAINS),
+    "compute_optimal": Traits("budget", budget_is_size=True, examples=({"budget": 8},)),
+}

@@ -285,9 +285,9 @@ async def test_verifier_charges_its_pretend_model() -> None:
 async def test_registered_fake_verifier_uses_the_gold_check() -> None:
     spec = VERIFIERS.spec("fake", {"tokens_per_candidate": 3})
     check = lambda p, a: a == p.answer  # noqa: E731
-    v = VERIFIERS.get("fake").factory(spec.params, VerifierDeps(check=check))
+    v = VERIFIERS.build(spec, VerifierDeps(check=check))
     assert (await v.score(P, [cand("7"), cand("8")])).values == (1.0, 0.0)
     with pytest.raises(ConfigError, match="gold answers"):
-        VERIFIERS.get("fake").factory(spec.params, VerifierDeps())
+        VERIFIERS.build(spec, VerifierDeps())
     with pytest.raises(ConfigError, match="noise"):
         VERIFIERS.spec("fake", {"noise": -1})

@@ -17,7 +17,7 @@ from testtime.generators.fake import FakeGenerator
 from testtime.lab import runner
 from testtime.lab.pools import Pool, rule
 from testtime.lab.replay import _pools, analyse
-from testtime.lab.spec import parse_spec, verifier_key
+from testtime.lab.spec import parse_spec, spec_key
 from testtime.lab.store import open_store
 from testtime.lab.work import at_budget, load_problems
 from testtime.strategies.run import build_verifier, solve
@@ -79,7 +79,7 @@ def test_replayed_accuracy_is_the_strategy_averaged_over_every_ordered_subset(
     task, problems = next(iter(load_problems(SPEC).values()))
     with open_store(stored, readonly=True) as db:
         pools = next(iter(_pools(db, SPEC.run_id).values()))
-    record = {**arm.to_dict(), "verifier_key": verifier_key(arm.verifier) if arm.verifier else ""}
+    record = {**arm.to_dict(), "verifier_key": spec_key(arm.verifier) if arm.verifier else ""}
     value, _ = rule(arm.replay or "", record, draws=10_000, seed=0)
     verifier = (
         build_verifier(arm.verifier.name, NOISY["params"], task=task) if arm.verifier else None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
 from testtime.core.errors import ConfigError, DataError
-from testtime.core.types import Message, Request
+from testtime.core.types import Candidate, Message, Request, candidate_dict, candidate_from_dict
 from testtime.generators.fake import FakeGenerator
 from testtime.lab import runner
 from testtime.lab.spec import parse_spec, spec_from_dict
@@ -203,3 +204,19 @@ def test_searches_run_per_budget_with_their_width_and_a_process_verifier(tmp_pat
     assert width is not None and plan.run_id.startswith("search-")
     with pytest.raises(ConfigError, match="at budget 1"):
         parse_spec({**spec, "budgets": [1, 4]})  # beam width 2 > n=1, caught before running
+
+
+def test_stored_candidates_have_the_trace_schema_and_load_back(tmp_path: Path) -> None:
+    spec = {"name": "c", "model": "fake", "task": "arithmetic", "problems": 2, "budgets": [3],
+            "strategies": [{"name": "adaptive_consistency", "budgets": [3]}]}  # fmt: skip
+    _run(tmp_path / "c.db", spec)
+    with sqlite3.connect(tmp_path / "c.db") as db:
+        rows = db.execute("SELECT chosen, correct, candidates FROM results").fetchall()
+    assert len(rows) == 2
+    for chosen, correct, raw in rows:
+        stored = json.loads(raw)
+        assert all(set(d) == set(candidate_dict(Candidate(""))) for d in stored)  # as --trace
+        cands = [candidate_from_dict(d, i) for i, d in enumerate(stored)]
+        assert chosen in [c.id for c in cands] and all(c.completion for c in cands)
+        picked = next(d for d in stored if d["id"] == chosen)
+        assert picked["correct"] == bool(correct)

@@ -30,7 +30,7 @@ P = Problem.from_prompt("What is 3 + 4?", answer="7", id="q")
 
 def verifier(name: str, deps: VerifierDeps | None = None, **params: Any) -> Verifier:
     spec = VERIFIERS.spec(name, params)
-    return VERIFIERS.get(name).factory(spec.params, deps or VerifierDeps())
+    return VERIFIERS.build(spec, deps or VerifierDeps())
 
 
 def cands(*answers: str | None) -> list[Candidate]:
@@ -52,7 +52,7 @@ async def test_oracle_scores_the_tasks_check() -> None:
 
 async def test_oracle_uses_the_reasoning_gym_scorer_so_partial_credit_is_wrong() -> None:
     spec = TASKS.spec("reasoning_gym", {"dataset": "basic_arithmetic", "size": 20})
-    task = TASKS.get("reasoning_gym").factory(spec.params)
+    task = TASKS.build(spec)
     p = next(p for p in task.problems() if p.answer and len(p.answer) == 1)
     oracle = verifier("oracle", VerifierDeps(check=task.check))
     assert await scores(oracle, cands(p.answer, "1" + (p.answer or "")), p) == [1.0, 0.0]

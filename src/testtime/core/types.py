@@ -191,18 +191,49 @@ class Result:
         }
 
 
-def candidate_dict(c: Candidate) -> dict[str, Any]:
+def candidate_dict(c: Candidate, correct: bool | None = None) -> dict[str, Any]:
+    """One candidate as plain data: the one schema of `--trace` files and the lab's store.
+
+    `correct` is its grade against the gold answer, when it was graded. Token counts are 0
+    and `finish_reason` None for a candidate no generator call produced (a search's root)."""
     comp = c.completion
     return {
         "id": c.id,
-        "answer": c.answer,
-        "scores": dict(c.scores),
-        "text": c.text,
         "parent": c.parent,
+        "text": c.text,
         "steps": list(c.steps),
-        "generated_tokens": comp.generated_tokens if comp else None,
+        "answer": c.answer,
+        "correct": correct,
+        "scores": dict(c.scores),
+        "prompt_tokens": comp.prompt_tokens if comp else 0,
+        "generated_tokens": comp.generated_tokens if comp else 0,
         "finish_reason": comp.finish_reason if comp else None,
     }
+
+
+def candidate_from_dict(data: Mapping[str, Any], position: int = 0) -> Candidate:
+    """The candidate `candidate_dict` wrote (its grade is `data["correct"]`); its completion
+    holds what is stored of one: the counts and finish reason, the candidate's text (not
+    logprobs). Reads the older forms too: stores that wrote `finish` and no `id` (the id is
+    then its `position`), and trace files that wrote null token counts."""
+    finish = data.get("finish_reason", data.get("finish"))
+    completion = None
+    if finish is not None:
+        completion = Completion(
+            data.get("text", ""),
+            int(data.get("prompt_tokens") or 0),
+            int(data.get("generated_tokens") or 0),
+            finish,
+        )
+    return Candidate(
+        data.get("text", ""),
+        data.get("answer"),
+        scores={str(k): float(v) for k, v in (data.get("scores") or {}).items()},
+        completion=completion,
+        steps=tuple(data.get("steps") or ()),
+        parent=data.get("parent"),
+        id=int(data.get("id", position)),
+    )
 
 
 def messages_from(raw: Sequence[Mapping[str, Any]], where: str = "messages") -> tuple[Message, ...]:

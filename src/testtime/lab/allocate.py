@@ -23,7 +23,7 @@ from testtime.core.registry import Spec
 from testtime.core.types import Candidate
 from testtime.lab.pools import Pool, rule
 from testtime.lab.replay import DRAWS, alone, stored_pools
-from testtime.lab.spec import ArmSpec, RunSpec, spec_from_dict, verifier_key
+from testtime.lab.spec import ArmSpec, RunSpec, spec_from_dict, spec_key
 from testtime.lab.store import Store
 from testtime.lab.work import at_budget, pool_key
 from testtime.strategies.policy import (
@@ -70,7 +70,7 @@ def allocate(
     spec = spec_from_dict(record["spec"])
     model = _one(model, spec.models, "model", "--model")
     task_spec = _task(spec, task)
-    task = verifier_key(task_spec)
+    task = spec_key(task_spec)
     sampling, pools = _pilot_pools(store, run_id, spec, model, task)
     if min(p.size for ps in pools.values() for p in ps) < pilot:
         raise ConfigError(f"--pilot {pilot} is more than the stored pool holds; lower it")
@@ -78,7 +78,7 @@ def allocate(
     feature = feature or ("score+vote" if vspec else "vote")
     if feature in ("score", "score+vote") and vspec is None:
         raise ConfigError(f"difficulty {feature!r} needs a verifier scoring the pool: --verifier")
-    key = verifier_key(vspec) if vspec else None
+    key = spec_key(vspec) if vspec else None
     hard = {q: _difficulty(ps[0], pilot, feature, key) for q, ps in pools.items()}
     configs = [c for c in configurations(store, run_id, spec, model, task, axis) if c.accuracy]
     if not configs:
@@ -159,7 +159,7 @@ def configurations(
 def _replayed(
     arm: ArmSpec, pools: dict[str, list[Pool]], n_params: int, axis: Axis
 ) -> list[Config]:
-    record = {**arm.to_dict(), "verifier_key": verifier_key(arm.verifier) if arm.verifier else ""}
+    record = {**arm.to_dict(), "verifier_key": spec_key(arm.verifier) if arm.verifier else ""}
     value, _ = rule(arm.replay or "", record, DRAWS, 0)
     size = min(p.size for ps in pools.values() for p in ps)
     ks = [1] if arm.replay == "single" else [k for k in arm.budgets if k <= size]
@@ -230,7 +230,7 @@ def _one(given: str | None, names: Sequence[str], what: str, flag: str) -> str:
 
 
 def _task(spec: RunSpec, name: str | None) -> Spec:
-    keys = {verifier_key(t): t for t in spec.tasks}
+    keys = {spec_key(t): t for t in spec.tasks}
     return keys[_one(name, list(keys), "task", "--task")]
 
 
@@ -249,7 +249,7 @@ def _pilot_pools(
 
 
 def _pilot_verifier(spec: RunSpec, sampling: tuple[float, float], name: str | None) -> Spec | None:
-    found = {verifier_key(v): v for v in spec.pool_verifiers(sampling) if v.name not in SKIPPED}
+    found = {spec_key(v): v for v in spec.pool_verifiers(sampling) if v.name not in SKIPPED}
     if name is None:
         return next(iter(found.values()), None)
     if name not in found:

@@ -21,7 +21,7 @@ from testtime.lab.rows import ResultRow, SampleRow, Unit
 from testtime.lab.runner import Plan, writer
 from testtime.lab.spec import RunSpec
 from testtime.lab.store import Store
-from testtime.lab.work import Bench
+from testtime.lab.work import UnitRunner
 
 Rows = list[tuple[Unit, list[SampleRow], ResultRow | None]]
 
@@ -31,13 +31,13 @@ class Worker:
 
     def __init__(self, spec: RunSpec, model: str) -> None:
         self.generator = open_generator(model)
-        self.bench = Bench(spec, self.generator)
+        self.runner = UnitRunner(spec, self.generator)
 
     def n_params(self) -> int:
         return self.generator.n_params
 
     async def run(self, units: list[Unit]) -> Rows:
-        done = await asyncio.gather(*(self.bench.run(u) for u in units))
+        done = await asyncio.gather(*(self.runner.run(u) for u in units))
         return [(u, s, r) for u, (s, r) in zip(units, done, strict=True)]
 
 

@@ -22,7 +22,7 @@ from testtime.lab import estimators, fit
 from testtime.lab.costs import exchange_lines, kv_shape
 from testtime.lab.curves import AXES, MEMORY, Analysis, Ceiling, Curve, Point
 from testtime.lab.pools import Pool, coverage, rule
-from testtime.lab.spec import ArmSpec, RunSpec, spec_from_dict, verifier_key
+from testtime.lab.spec import ArmSpec, RunSpec, spec_from_dict, spec_key
 from testtime.lab.store import Store
 from testtime.lab.work import pool_key
 
@@ -151,7 +151,7 @@ def _replayed(
     seed: int,
     shape: KVShape | None = None,
 ) -> Curve:
-    record = {**arm.to_dict(), "verifier_key": verifier_key(arm.verifier) if arm.verifier else ""}
+    record = {**arm.to_dict(), "verifier_key": spec_key(arm.verifier) if arm.verifier else ""}
     value, estimator = rule(arm.replay or "", record, draws, seed)
     scored = arm.verifier is not None
 

@@ -22,9 +22,9 @@ from testtime.generators.base import Generator
 from testtime.generators.models import fingerprint, open_generator
 from testtime.lab.heldout import check_policies
 from testtime.lab.rows import ProblemRow, ResultRow, SampleRow, Unit
-from testtime.lab.spec import RunSpec
+from testtime.lab.spec import RunSpec, spec_key
 from testtime.lab.store import Store
-from testtime.lab.work import Bench, load_problems, pool_key, problem_rows, task_key
+from testtime.lab.work import UnitRunner, load_problems, pool_key, problem_rows
 from testtime.tasks.base import Task
 
 SLICE = 8  # samples per pool slice: one request, one transaction
@@ -88,7 +88,7 @@ def checked_problems(spec: RunSpec) -> dict[str, tuple[Task, list[Problem]]]:
     tasks = load_problems(spec)
     for key, (_, problems) in tasks.items():
         if spec.problems is not None and len(problems) < spec.problems:
-            task = next(t for t in spec.tasks if task_key(t) == key)
+            task = next(t for t in spec.tasks if spec_key(t) == key)
             more = (
                 f"raise its size (it is {task.params.size})"
                 if hasattr(task.params, "size")
@@ -138,7 +138,9 @@ def _same_problems(store: Store, run_id: str, rows: Sequence[ProblemRow]) -> Non
             )
 
 
-async def run_units(bench: Bench, units: Sequence[Unit], done: Done, concurrency: int = 64) -> None:
+async def run_units(
+    runner: UnitRunner, units: Sequence[Unit], done: Done, concurrency: int = 64
+) -> None:
     """Run units concurrently (the generator batches them); `done` each as it finishes.
 
     The first failure cancels the rest and is raised; what finished before stays stored.
@@ -147,7 +149,7 @@ async def run_units(bench: Bench, units: Sequence[Unit], done: Done, concurrency
 
     async def one(unit: Unit) -> None:
         async with gate:
-            samples, result = await bench.run(unit)
+            samples, result = await runner.run(unit)
         done(unit, samples, result)
 
     tasks = [asyncio.ensure_future(one(u)) for u in units]
@@ -176,7 +178,7 @@ async def run_local(
         store.set_n_params(plan.run_id, model, generator.n_params)
         try:
             await run_units(
-                Bench(spec, generator), units, writer(store, plan.run_id, on_unit),
+                UnitRunner(spec, generator), units, writer(store, plan.run_id, on_unit),
                 spec.concurrency,
             )  # fmt: skip
         finally:

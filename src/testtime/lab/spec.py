@@ -110,12 +110,13 @@ class RunSpec:
         seen: dict[str, Spec] = {}
         for arm in self.arms:
             if arm.replay is not None and arm.sampling == sampling and arm.verifier:
-                seen.setdefault(verifier_key(arm.verifier), arm.verifier)
+                seen.setdefault(spec_key(arm.verifier), arm.verifier)
         return tuple(seen.values())
 
 
-def verifier_key(spec: Spec) -> str:
-    """The name a verifier's scores are stored under: its name, plus parameters if any differ."""
+def spec_key(spec: Spec) -> str:
+    """The name a component is stored under (a task's rows, a verifier's scores): its name,
+    plus its parameters that differ from their defaults."""
     changed = spec.changed()
     if not changed:
         return spec.name
@@ -289,7 +290,7 @@ def _arm(value: Any, budgets: tuple[int, ...]) -> ArmSpec:
                 raise ConfigError(f"at budget {b}: {e}") from None
     label = value.get("label") if isinstance(value, Mapping) else None
     if label is None:
-        label = name + (f"[{verifier_key(verifier)}]" if verifier else "")
+        label = name + (f"[{spec_key(verifier)}]" if verifier else "")
     return ArmSpec(str(label), strategy, verifier, arm_budgets)
 
 

@@ -1,7 +1,7 @@
 """Doing one unit of work: what a worker (this process, or a Ray actor) holds and runs.
 
-A `Bench` holds one generator, the run's tasks, problems and verifiers, built once; `run`
-turns a `Unit` into the rows it stores. Pool slices are drawn as the strategies would draw
+A `UnitRunner` holds one generator, the run's tasks, problems and verifiers, built once;
+`run` turns a `Unit` into the rows it stores. Pool slices are drawn as the strategies would draw
 them (same messages, sampling, max_tokens and seed stream), so replaying a pool is running.
 """
 
@@ -10,26 +10,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from dataclasses import replace
 from typing import Any
 
 from testtime.core.budget import Budget
 from testtime.core.cost import flops
 from testtime.core.errors import DataError
 from testtime.core.registry import Spec
-from testtime.core.types import Candidate, Problem, Request, Result
+from testtime.core.types import Candidate, Problem, Request, Result, candidate_dict
 from testtime.generators.base import Generator
 from testtime.lab.arms import BUDGET_PARAM, WIDTH_BUDGET
 from testtime.lab.rows import ProblemRow, ResultRow, SampleRow, Unit
-from testtime.lab.spec import ArmSpec, RunSpec, verifier_key
+from testtime.lab.spec import ArmSpec, RunSpec, spec_key
 from testtime.strategies.base import STRATEGIES, call_seed
-from testtime.strategies.run import build_task, build_verifier, solve
+from testtime.strategies.run import RunSettings, build_task, build_verifier, solve
 from testtime.tasks.base import Task
 from testtime.verifiers.base import Verifier
-
-
-def task_key(spec: Spec) -> str:
-    """The name a task's rows are stored under."""
-    return verifier_key(spec)
 
 
 def pool_key(sampling: tuple[float, float]) -> str:
@@ -41,7 +37,7 @@ def load_problems(spec: RunSpec) -> dict[str, tuple[Task, list[Problem]]]:
     """Each task of the run with its first `problems` problems (ids must be unique)."""
     out: dict[str, tuple[Task, list[Problem]]] = {}
     for t in spec.tasks:
-        task = build_task(t.name, _params(t))
+        task = build_task(t)
         problems = (
             list(task.problems())[: spec.problems] if spec.problems else list(task.problems())
         )
@@ -50,7 +46,7 @@ def load_problems(spec: RunSpec) -> dict[str, tuple[Task, list[Problem]]]:
             raise DataError(f"task {t.name!r} has repeated problem ids; each must be unique")
         if not problems:
             raise DataError(f"task {t.name!r} has no problems")
-        out[task_key(t)] = (task, problems)
+        out[spec_key(t)] = (task, problems)
     return out
 
 
@@ -62,8 +58,9 @@ def problem_rows(tasks: dict[str, tuple[Task, list[Problem]]]) -> list[ProblemRo
     ]
 
 
-class Bench:
-    """One worker's tools for a run: its generator, tasks, problems and verifiers."""
+class UnitRunner:
+    """Runs a run's units with one generator (in this process, or in one Ray worker): holds
+    the generator, the tasks, their problems and verifiers, each built once."""
 
     def __init__(self, spec: RunSpec, generator: Generator) -> None:
         self.spec = spec
@@ -71,6 +68,7 @@ class Bench:
         self.tasks = load_problems(spec)
         self.arms = {a.label: a for a in spec.arms}
         self.pools = {pool_key(s): s for s in spec.pools()}
+        self.settings = RunSettings(max_tokens=spec.max_tokens)
         self._verifiers: dict[tuple[str, str], Verifier] = {}
 
     async def run(self, unit: Unit) -> tuple[list[SampleRow], ResultRow | None]:
@@ -84,12 +82,10 @@ class Bench:
         return task, next(p for p in problems if p.id == unit.problem)
 
     def verifier(self, unit: Unit, spec: Spec) -> Verifier:
-        key = (unit.task, verifier_key(spec))
+        key = (unit.task, spec_key(spec))
         if key not in self._verifiers:
             task = self.tasks[unit.task][0]
-            self._verifiers[key] = build_verifier(
-                spec.name, _params(spec), task=task, generator=self.generator
-            )
+            self._verifiers[key] = build_verifier(spec, task=task, generator=self.generator)
         return self._verifiers[key]
 
     async def _pool_slice(self, unit: Unit, task: Task, problem: Problem) -> list[SampleRow]:
@@ -117,7 +113,7 @@ class Bench:
         for spec, v in zip(specs, verifiers, strict=True):
             got = await v.score(problem, cands)
             for s, value in zip(scores, got.values, strict=True):
-                s[verifier_key(spec)] = value
+                s[spec_key(spec)] = value
             v_flops += got.cost.flops / len(cands)
             v_tokens += got.cost.verifier_tokens / len(cands)
         seconds = (time.perf_counter() - started) / len(cands)
@@ -143,12 +139,14 @@ class Bench:
     async def _arm(self, unit: Unit, task: Task, problem: Problem) -> ResultRow:
         arm = self.arms[unit.arm or ""]
         strategy = at_budget(arm, unit.budget)
-        verifier = self.verifier(unit, arm.verifier) if arm.verifier else None
-        result = await solve(
-            problem, strategy, self.generator, task=task, verifier=verifier,
+        settings = replace(
+            self.settings,
+            task=task,
+            verifier=self.verifier(unit, arm.verifier) if arm.verifier else None,
             budget=None if arm.strategy.name in WIDTH_BUDGET else Budget(samples=unit.budget),
-            max_tokens=self.spec.max_tokens, seed=unit.seed,
-        )  # fmt: skip
+            seed=unit.seed,
+        )
+        result = await solve(problem, strategy, self.generator, settings)
         return result_row(result, task, problem)
 
 
@@ -170,17 +168,7 @@ def result_row(result: Result, task: Task, problem: Problem) -> ResultRow:
         cost=result.cost.to_dict(),
         trace=dict(result.trace) if result.trace is not None else None,
         candidates=[
-            {
-                "text": c.text,
-                "answer": c.answer,
-                "correct": task.check(problem, c.answer) if graded else None,
-                "scores": c.scores,
-                "parent": c.parent,
-                "steps": list(c.steps),
-                "prompt_tokens": c.completion.prompt_tokens if c.completion else 0,
-                "generated_tokens": c.completion.generated_tokens if c.completion else 0,
-                "finish": c.completion.finish_reason if c.completion else None,
-            }
+            candidate_dict(c, task.check(problem, c.answer) if graded else None)
             for c in result.candidates
         ],
     )

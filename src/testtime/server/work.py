@@ -23,8 +23,9 @@ from testtime.server.limits import Admission, Key, Quota, spent
 from testtime.server.plan import Plain, Strategic
 from testtime.server.progress import Metered, Observed
 from testtime.server.settings import Settings
-from testtime.strategies.run import solve
-from testtime.verifiers.base import VERIFIERS, Verifier, VerifierDeps
+from testtime.strategies.run import RunSettings, solve
+from testtime.strategies.run import build_verifier as make_verifier
+from testtime.verifiers.base import Verifier
 
 log = logging.getLogger("testtime.server")
 
@@ -102,15 +103,10 @@ class Jobs:
             job.cost = gen.cost
             return body
         p = job.plan
-        result = await solve(
-            p.problem,
-            p.spec,
-            job.generator,
-            verifier=job.verifier,
-            budget=p.budget,
-            max_tokens=p.max_tokens,
-            seed=p.seed,
+        settings = RunSettings(
+            verifier=job.verifier, budget=p.budget, max_tokens=p.max_tokens, seed=p.seed
         )
+        result = await solve(p.problem, p.spec, job.generator, settings)
         if not result.candidates and result.budget_exhausted:
             why = (
                 "ran out of time before even one sample"
@@ -147,6 +143,4 @@ class Jobs:
 
 def build_verifier(spec: Spec | None, generator: Generator) -> Verifier | None:
     """The request's verifier, asking the served model when it needs one (a judge)."""
-    if spec is None:
-        return None
-    return VERIFIERS.get(spec.name).factory(spec.params, VerifierDeps(generator=generator))
+    return None if spec is None else make_verifier(spec, generator=generator)

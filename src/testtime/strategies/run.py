@@ -1,79 +1,113 @@
-"""Running strategies: one problem, or many concurrently so the generator can batch them."""
+"""Running strategies: one problem, or many concurrently so the generator can batch them.
+
+`RunSettings` is everything a run needs besides the problem, the strategy and the generator;
+the CLI, the lab and the server make one and pass it on. `build_task` and `build_verifier`
+are the one way to make a task or a verifier (the verifier wired to what it needs).
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, TypedDict, Unpack
 
 from testtime.core.answers import same_answer
 from testtime.core.budget import Budget
+from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec
-from testtime.core.types import Problem, Result
+from testtime.core.types import MAX_TOKENS, Problem, Result
 from testtime.generators.base import Generator
 from testtime.strategies.base import STRATEGIES, Context
-from testtime.tasks.base import Task
-from testtime.verifiers.base import Verifier
+from testtime.tasks.base import TASKS, Task
+from testtime.verifiers.base import VERIFIERS, Verifier, VerifierDeps
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How to run a strategy, besides on what and with which model: the task (how answers
+    are read, grouped and graded), the verifier, the budget ceiling, max new tokens per
+    sample, the seed, and how many problems `solve_many` runs at once."""
+
+    task: Task | None = None
+    verifier: Verifier | None = None
+    budget: Budget | None = None
+    max_tokens: int = 256
+    seed: int = 0
+    concurrency: int = 64
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_tokens <= MAX_TOKENS:
+            raise ConfigError(
+                f"max_tokens must be in 1..{MAX_TOKENS}, got {self.max_tokens}; ask for fewer"
+            )
+        if self.concurrency < 1:
+            raise ConfigError(
+                f"concurrency must be at least 1 problem at a time, got {self.concurrency}"
+            )
+
+
+class RunOptions(TypedDict, total=False):
+    """`RunSettings`' fields as keyword arguments of `solve` and `solve_many`."""
+
+    task: Task | None
+    verifier: Verifier | None
+    budget: Budget | None
+    max_tokens: int
+    seed: int
+    concurrency: int
+
+
+def settings_of(settings: RunSettings | None, options: RunOptions) -> RunSettings:
+    """`settings` (or the defaults) with `options` set on them."""
+    return replace(settings or RunSettings(), **options)
 
 
 async def solve(
     problem: Problem,
     strategy: Spec,
     generator: Generator,
-    *,
-    task: Task | None = None,
-    verifier: Verifier | None = None,
-    budget: Budget | None = None,
-    max_tokens: int = 256,
-    seed: int = 0,
+    settings: RunSettings | None = None,
+    **options: Unpack[RunOptions],
 ) -> Result:
-    """Run one strategy on one problem; mark the result correct/incorrect when gold exists."""
+    """Run one strategy on one problem; mark the result correct/incorrect when gold exists.
+
+    Give a `RunSettings`, or its fields as keywords (`task=`, `verifier=`, `budget=`, ...)."""
+    s = settings_of(settings, options)
+    task = s.task
     ctx = Context(
         problem,
         generator,
         spec=strategy,
-        verifier=verifier,
-        budget=budget,
+        verifier=s.verifier,
+        budget=s.budget,
         extract=task.extract if task is not None else None,
         same=task.same if task is not None else same_answer,
-        max_tokens=max_tokens,
-        seed=seed,
+        max_tokens=s.max_tokens,
+        seed=s.seed,
     )
-    fn = STRATEGIES.get(strategy.name).factory
-    result = await fn(ctx, strategy.params)
+    result = await STRATEGIES.build(strategy, ctx)
     if task is not None and problem.answer is not None:
         result = replace(result, correct=task.check(problem, result.answer))
     return result
 
 
 async def solve_many(
-    problems: Sequence[Problem],
+    problems: Iterable[Problem],
     strategy: Spec,
     generator: Generator,
+    settings: RunSettings | None = None,
     *,
-    task: Task | None = None,
-    verifier: Verifier | None = None,
-    budget: Budget | None = None,
-    max_tokens: int = 256,
-    seed: int = 0,
-    concurrency: int = 64,
     on_result: Callable[[Result], None] | None = None,
+    **options: Unpack[RunOptions],
 ) -> list[Result]:
     """Run a strategy on many problems at once (up to `concurrency` in flight), in order."""
-    gate = asyncio.Semaphore(concurrency)
+    s = settings_of(settings, options)
+    gate = asyncio.Semaphore(s.concurrency)
 
     async def one(p: Problem) -> Result:
         async with gate:
-            r = await solve(
-                p,
-                strategy,
-                generator,
-                task=task,
-                verifier=verifier,
-                budget=budget,
-                max_tokens=max_tokens,
-                seed=seed,
-            )
+            r = await solve(p, strategy, generator, s)
         if on_result is not None:
             on_result(r)
         return r
@@ -81,24 +115,21 @@ async def solve_many(
     return list(await asyncio.gather(*(one(p) for p in problems)))
 
 
-def build_task(name: str, params: dict[str, object] | None = None) -> Task:
-    """A task by registry name and parameters (validated)."""
-    from testtime.tasks.base import TASKS
-
-    spec = TASKS.spec(name, params)
-    return TASKS.get(name).factory(spec.params)
+def build_task(name: str | Spec, params: Mapping[str, Any] | None = None) -> Task:
+    """A task by registry name and `params` (validated), or from its spec."""
+    return TASKS.build(name if isinstance(name, Spec) else TASKS.spec(name, params))
 
 
 def build_verifier(
-    name: str,
-    params: dict[str, object] | None = None,
+    name: str | Spec,
+    params: Mapping[str, Any] | None = None,
     *,
     task: Task | None = None,
     generator: Generator | None = None,
 ) -> Verifier:
-    """A verifier by registry name, wired to the task's gold check and a model to ask."""
-    from testtime.verifiers.base import VERIFIERS, VerifierDeps
-
-    spec = VERIFIERS.spec(name, params)
+    """A verifier by registry name and `params` (or from its spec), wired to what it may
+    need: the task's gold check (the oracle) and a model to ask (a judge). The one way the
+    CLI, the lab and the server make one."""
+    spec = name if isinstance(name, Spec) else VERIFIERS.spec(name, params)
     deps = VerifierDeps(check=task.check if task is not None else None, generator=generator)
-    return VERIFIERS.get(name).factory(spec.params, deps)
+    return VERIFIERS.build(spec, deps)

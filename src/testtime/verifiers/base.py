@@ -111,7 +111,8 @@ class VerifierDeps:
 
 # a factory takes its own Params subclass, already validated by `VERIFIERS.spec`
 VerifierFactory = Callable[[Any, VerifierDeps], Verifier]
-VERIFIERS: Registry[VerifierFactory] = Registry("verifier")
+# registered as the registry builds every component: what it needs first, then its params
+VERIFIERS: Registry[Callable[[VerifierDeps, Any], Verifier]] = Registry("verifier")
 TRAITS: dict[str, Traits] = {}
 
 
@@ -122,7 +123,7 @@ def verifier(
 
     def deco(factory: VerifierFactory) -> VerifierFactory:
         @functools.wraps(factory)
-        def build(p: Any, deps: VerifierDeps) -> Verifier:
+        def build(deps: VerifierDeps, p: Any) -> Verifier:
             built = factory(p, deps)
             built.traits = traits_of(name, p)
             return built

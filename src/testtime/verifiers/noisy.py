@@ -100,5 +100,4 @@ def noisy(params: NoisyParams, deps: VerifierDeps) -> Verifier:
             "task with answers has; run it on a task, or wrap a verifier that needs no gold "
             "(e.g. inner=step_check)"
         )
-    spec = VERIFIERS.spec(params.inner)
-    return Noisy(VERIFIERS.get(params.inner).factory(spec.params, deps), params)
+    return Noisy(VERIFIERS.build(VERIFIERS.spec(params.inner), deps), params)

@@ -103,6 +103,8 @@ def test_run_task_json_reports_accuracy(run) -> None:
         (["run", "--task", "nope", "--model", "fake"], "unknown task 'nope'"),
         (["run", "hi", "--model", "no-such-model"], "no-such-model"),
         (["run", "hi", "--model", "fake", "-v", "nope"], "unknown verifier 'nope'"),
+        # checked before the model loads, like the strategy's parameters
+        (["run", "hi", "--model", "no-such-model", "-v", "nope"], "unknown verifier 'nope'"),
         (["run", "hi", "--task", "arithmetic", "--model", "fake"], "not both"),
     ],
 )

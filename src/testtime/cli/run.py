@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -31,8 +32,9 @@ from testtime.core.types import Problem, Result
 from testtime.lab.arms import BUDGET_PARAM, WIDTH_BUDGET
 from testtime.lab.spec import sized
 from testtime.strategies.base import STRATEGIES
-from testtime.strategies.run import build_task, build_verifier, solve_many
-from testtime.tasks.base import Task
+from testtime.strategies.run import RunSettings, build_task, build_verifier, solve_many
+from testtime.tasks.base import FreeForm, Task
+from testtime.verifiers.base import VERIFIERS
 
 MODEL_HELP = "packaged model name, a local model directory or .gguf file, or 'fake'"
 BUDGET_HELP = "ceiling, e.g. '16 samples', '4096 tokens', '1e12 flops', '30 seconds'"
@@ -76,8 +78,9 @@ def run(
     if trace is not None and not trace.parent.is_dir():
         raise ConfigError(f"--trace {trace}: the folder {trace.parent} does not exist")
     spec = STRATEGIES.spec(strategy, parse_params(param))
+    judge = VERIFIERS.spec(verifier, parse_params(verifier_param)) if verifier else None
     the_budget = Budget.parse(budget) if budget is not None else None
-    the_task: Task | None = None
+    the_task: Task = FreeForm()
     if prompt is not None:
         problems = [Problem.from_prompt(prompt, answer=answer)]
     else:
@@ -89,21 +92,8 @@ def run(
                 f"note: task {name!r} has {len(problems)} problems; running all of them "
                 f"(-n asked for {limit})"
             )
-    results = asyncio.run(
-        _run(
-            problems,
-            spec,
-            model,
-            the_task,
-            verifier,
-            parse_params(verifier_param),
-            the_budget,
-            max_tokens,
-            seed,
-            device,
-            not as_json,
-        )
-    )
+    settings = RunSettings(task=the_task, budget=the_budget, max_tokens=max_tokens, seed=seed)
+    results = asyncio.run(_run(problems, spec, judge, settings, model, device, not as_json))
     if trace is not None:
         _write_trace(trace, results)
     if as_json:
@@ -117,40 +107,21 @@ def run(
 
 async def _run(
     problems: list[Problem],
-    spec: Any,
+    spec: Spec,
+    verifier: Spec | None,
+    settings: RunSettings,
     model: str,
-    task: Task | None,
-    verifier_name: str | None,
-    verifier_params: dict[str, Any],
-    budget: Budget | None,
-    max_tokens: int,
-    seed: int,
     device: str | None,
     show_progress: bool,
 ) -> list[Result]:
-    if task is None:
-        from testtime.tasks.base import FreeForm
-
-        task = FreeForm()
+    """Load the model, build the verifier on it (a judge asks it), run every problem."""
     generator = load_model(model, device=device)
     try:
-        verifier = (
-            build_verifier(verifier_name, verifier_params, task=task, generator=generator)
-            if verifier_name
-            else None
-        )
+        if verifier is not None:
+            built = build_verifier(verifier, task=settings.task, generator=generator)
+            settings = replace(settings, verifier=built)
         with progress(len(problems), spec.name, show_progress) as advance:
-            return await solve_many(
-                problems,
-                spec,
-                generator,
-                task=task,
-                verifier=verifier,
-                budget=budget,
-                max_tokens=max_tokens,
-                seed=seed,
-                on_result=advance,
-            )
+            return await solve_many(problems, spec, generator, settings, on_result=advance)
     finally:
         await generator.aclose()
 

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +139,25 @@ def test_importing_testtime_loads_neither_torch_nor_the_strategies() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_readme_example_runs_with_one_import() -> None:
+    """The Python example of the README (or a docs page) runs as written, on the fake model."""
+    root = Path(__file__).resolve().parents[2]
+    pages = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    blocks = [
+        block.split("```", 1)[0]
+        for page in pages
+        for block in page.read_text().split("```python\n")[1:]
+        if "import testtime as tt" in block.split("```", 1)[0]
+    ]
+    assert blocks, "no Python example with `import testtime as tt` in README.md or docs/"
+    for code in blocks:
+        imports = [line for line in code.splitlines() if line.startswith(("import", "from"))]
+        assert imports == ["import asyncio", "import testtime as tt"]
+        code = code.replace('"smollm2-135m"', '"fake"')
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stderr
+        assert 0.0 <= float(out.stdout.split()[0]) <= 1.0

@@ -16,7 +16,7 @@ from testtime.core.voting import group, majority
 from testtime.lab.pools import Pool
 from testtime.tasks.base import TASKS, Task
 
-ARITHMETIC = TASKS.get("arithmetic").factory(TASKS.spec("arithmetic", {"size": 40}).params)
+ARITHMETIC = TASKS.build(TASKS.spec("arithmetic", {"size": 40}))
 PROBLEMS = ARITHMETIC.problems()
 
 

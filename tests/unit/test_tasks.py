@@ -19,7 +19,7 @@ SMALL = '{"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1}'
 
 def task(name: str, **params: Any) -> Task:
     spec = TASKS.spec(name, params)
-    return TASKS.get(spec.name).factory(spec.params)
+    return TASKS.build(spec)
 
 
 def gym(**params: Any) -> Task:

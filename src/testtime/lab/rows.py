@@ -79,7 +79,7 @@ class ResultRow:
     exhausted: bool
     cost: dict[str, Any]
     trace: dict[str, Any] | None
-    candidates: list[dict[str, Any]]  # text, answer, correct, scores, tokens of each
+    candidates: list[dict[str, Any]]  # each one as core.types.candidate_dict writes it
 
     def key(self, unit: Unit) -> tuple[Any, ...]:
         return (unit.model, unit.task, unit.arm, unit.budget, unit.seed, unit.problem)

@@ -16,7 +16,7 @@ from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
 from testtime.core.types import Candidate, Result
 from testtime.core.voting import Group, agreement, group, leader, vote_confidence
-from testtime.strategies.base import Context, strategy
+from testtime.strategies.base import Context, Traits, strategy
 from testtime.strategies.parallel import check_sampling, votes
 
 Rule = Literal["beta", "doubling"]
@@ -44,7 +44,11 @@ class AdaptiveParams(Params):
         check_sampling(self.temperature, self.top_p)
 
 
-@strategy("adaptive_consistency", AdaptiveParams)
+@strategy(
+    "adaptive_consistency",
+    AdaptiveParams,
+    Traits("max_samples", examples=({"max_samples": 6}, {"rule": "doubling", "max_samples": 6})),
+)
 async def adaptive_consistency(ctx: Context, p: AdaptiveParams) -> Result:
     """Adaptive-Consistency (Aggarwal et al. 2023): draw samples and stop, from two samples
     on, when the stopping rule is met or at `max_samples`; then take the majority answer.

@@ -14,8 +14,10 @@ from typing import Any
 from testtime.core.errors import ConfigError
 from testtime.core.resampling import top_k
 from testtime.core.types import Candidate, Result
-from testtime.strategies.base import Context, strategy
+from testtime.strategies.base import Context, Traits, strategy
 from testtime.strategies.stepwise import ROOT, StepParams, extend, finished
+
+SMALL = {"n": 4, "width": 2, "max_steps": 4}  # the invariant suite's example
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,11 @@ class BeamParams(StepParams):
             raise ConfigError(f"parameter 'width' ({self.width}) must be at most 'n' ({self.n})")
 
 
-@strategy("beam_search", BeamParams)
+@strategy(
+    "beam_search",
+    BeamParams,
+    Traits("n", budget_is_size=True, verifier="process", examples=(SMALL,)),
+)
 async def beam_search(ctx: Context, p: BeamParams) -> Result:
     """Beam search under a PRM (Snell et al. 2024): keep the N/M best partial solutions by
     their PRM score, extend each by M sampled next steps, until all finish; best one wins."""

@@ -21,11 +21,13 @@ from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
 from testtime.core.types import Candidate, Result
 from testtime.generators.base import Generator
-from testtime.strategies.base import Context, strategy
+from testtime.strategies.base import Context, Traits, strategy
 from testtime.strategies.parallel import check_sampling
 from testtime.strategies.select import SCORED, Selection, choose, need_one, tokens_of
 
 THINK_END = "</think>"  # the delimiter of reasoning models (DeepSeek-R1, Qwen3, s1 variants)
+WAITS = {"n": 2, "thinking_tokens": 20, "ignore": 3}  # the invariant suite's examples
+PICKED = {"n": 2, "thinking_tokens": 8, "answer_tokens": 4, "select": "best"}
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,11 @@ def delimiter(generator: Generator, think_end: str) -> str:
     return THINK_END if callable(vocab) and THINK_END in vocab() else ""
 
 
-@strategy("budget_forcing", ForcingParams)
+@strategy(
+    "budget_forcing",
+    ForcingParams,
+    Traits("n", budget_is_size=True, too_small="error", examples=(WAITS, PICKED)),
+)
 async def budget_forcing(ctx: Context, p: ForcingParams) -> Result:
     """Budget forcing (Muennighoff et al. 2025, s1): N chains think for at most T tokens;
     at the cap the answer is forced, below the minimum "Wait" replaces the end (k times)."""

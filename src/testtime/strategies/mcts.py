@@ -13,8 +13,11 @@ from typing import Any
 
 from testtime.core.errors import ConfigError
 from testtime.core.types import Candidate, Result
-from testtime.strategies.base import Context, strategy
+from testtime.strategies.base import Context, Traits, strategy
 from testtime.strategies.stepwise import ROOT, StepParams, extend, finished
+
+SMALL = {"iterations": 4, "expand": 2}  # the invariant suite's examples
+ROLLOUT = {**SMALL, "rollout": True}
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,11 @@ class Node:
         return self.value / self.visits if self.visits else 0.0
 
 
-@strategy("mcts", MctsParams)
+@strategy(
+    "mcts",
+    MctsParams,
+    Traits("iterations", budget_is_size=True, verifier="process", examples=(SMALL, ROLLOUT)),
+)
 async def mcts(ctx: Context, p: MctsParams) -> Result:
     """MCTS (UCT selection, PRM or rollout values, backpropagation of values to the root)."""
     ctx.need_process_verifier()

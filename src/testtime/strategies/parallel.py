@@ -15,8 +15,10 @@ from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
 from testtime.core.types import Candidate, Result
 from testtime.core.voting import Group, frequent_groups, group, leader
-from testtime.strategies.base import Context, strategy
+from testtime.strategies.base import Context, Traits, strategy
 from testtime.strategies.select import score_once, vote_weights
+
+N4 = ({"n": 4},)  # the invariant suite's example: four samples
 
 
 def check_sampling(temperature: float, top_p: float) -> None:
@@ -62,14 +64,14 @@ def votes(groups: list[Group]) -> dict[str, float]:
     return {g.answer: g.weight for g in groups}
 
 
-@strategy("single", SingleParams)
+@strategy("single", SingleParams, Traits(replay="single", examples=({}, {"temperature": 1.0})))
 async def single(ctx: Context, p: SingleParams) -> Result:
     """One sample (greedy by default): the baseline every scaling method is measured against."""
     got = await ctx.sample(1, temperature=p.temperature, top_p=p.top_p)
     return ctx.finish(got[0] if got else None)
 
 
-@strategy("best_of_n", SampleParams)
+@strategy("best_of_n", SampleParams, Traits("n", replay="best", verifier="outcome", examples=N4))
 async def best_of_n(ctx: Context, p: SampleParams) -> Result:
     """Best-of-N (Brown et al. 2024; Snell et al. 2024): N samples, keep the top-scored one."""
     ctx.need_verifier()
@@ -78,7 +80,7 @@ async def best_of_n(ctx: Context, p: SampleParams) -> Result:
     return ctx.finish(best, trace={"scores": [ctx.verifier_score(c) for c in scored]})
 
 
-@strategy("self_consistency", SampleParams)
+@strategy("self_consistency", SampleParams, Traits("n", replay="majority", examples=N4))
 async def self_consistency(ctx: Context, p: SampleParams) -> Result:
     """Self-consistency (Wang et al. 2023): N samples, the most frequent answer wins."""
     samples = await ctx.sample(p.n, temperature=p.temperature, top_p=p.top_p)
@@ -87,7 +89,11 @@ async def self_consistency(ctx: Context, p: SampleParams) -> Result:
     return ctx.finish(samples[top.members[0]] if top else None, trace={"votes": votes(groups)})
 
 
-@strategy("weighted_majority", SampleParams)
+@strategy(
+    "weighted_majority",
+    SampleParams,
+    Traits("n", replay="weighted", verifier="outcome", examples=N4),
+)
 async def weighted_majority(ctx: Context, p: SampleParams) -> Result:
     """Weighted majority vote (Li et al. 2023; Wu et al. 2024): each sample votes for its
     answer with its verifier score, as a weight the verifier declares (never negative: a
@@ -102,7 +108,11 @@ async def weighted_majority(ctx: Context, p: SampleParams) -> Result:
     return ctx.finish(best, trace={"votes": votes(groups)})
 
 
-@strategy("best_of_majority", BestOfMajorityParams)
+@strategy(
+    "best_of_majority",
+    BestOfMajorityParams,
+    Traits("n", replay="best_of_majority", verifier="outcome", examples=({"n": 4, "alpha": 0.3},)),
+)
 async def best_of_majority(ctx: Context, p: BestOfMajorityParams) -> Result:
     """Best-of-majority (Di et al. 2025): keep answers sampled with frequency >= alpha, then
     submit the top-scored sample among them (k = 1). Only kept samples are scored; when no
@@ -119,7 +129,7 @@ async def best_of_majority(ctx: Context, p: BestOfMajorityParams) -> Result:
     return ctx.finish(best, trace={"kept": [g.answer for g in kept], "samples": len(samples)})
 
 
-@strategy("first_finish", SampleParams)
+@strategy("first_finish", SampleParams, Traits("n", examples=N4))
 async def first_finish(ctx: Context, p: SampleParams) -> Result:
     """First-finish search (Agarwal et al. 2025): start N decodes, return the first to finish
     (the shortest) and cancel the rest, which are charged only what they generated."""

@@ -19,10 +19,13 @@ from typing import Any, Literal
 from testtime.core import resampling
 from testtime.core.errors import ConfigError
 from testtime.core.types import Candidate, Result
-from testtime.strategies.base import Context, call_seed, strategy
+from testtime.strategies.base import Context, Traits, call_seed, strategy
 from testtime.strategies.stepwise import ROOT, StepParams, extend, finished
 
 EPS = 1e-4  # PRM scores are clipped to [EPS, 1 - EPS] before the logit
+SMALL = {"particles": 4, "max_steps": 4}  # the invariant suite's examples
+EVERY_OPTION = {**SMALL, "resample": "systematic", "ess_threshold": 0.5, "entropic": True,
+                "lookahead": True}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,11 @@ class ParticleParams(StepParams):
             )
 
 
-@strategy("particle_filtering", ParticleParams)
+@strategy(
+    "particle_filtering",
+    ParticleParams,
+    Traits("particles", budget_is_size=True, verifier="process", examples=(SMALL, EVERY_OPTION)),
+)
 async def particle_filtering(ctx: Context, p: ParticleParams) -> Result:
     """Particle filtering (Puri et al. 2025): extend every live particle by one step, weight
     it by logit(PRM score) (with `lookahead`, the score one step further), resample when the

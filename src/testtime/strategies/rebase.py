@@ -17,9 +17,11 @@ from testtime.core.errors import ConfigError
 from testtime.core.resampling import rebase_allocate, top_k
 from testtime.core.types import Candidate, Result
 from testtime.core.voting import group, leader
-from testtime.strategies.base import Context, strategy
+from testtime.strategies.base import Context, Traits, strategy
 from testtime.strategies.select import vote_weights
 from testtime.strategies.stepwise import ROOT, StepParams, extend, finished
+
+SMALL = {"n": 4, "max_steps": 4}  # the invariant suite's example: a width of 4
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,13 @@ class DvtsParams(TreeParams):
             raise ConfigError(f"parameter 'width' ({self.width}) must be at most 'n' ({self.n})")
 
 
-@strategy("rebase", RebaseParams)
+@strategy(
+    "rebase",
+    RebaseParams,
+    Traits(
+        "n", budget_is_size=True, verifier="process", examples=(SMALL, {**SMALL, "select": "best"})
+    ),
+)
 async def rebase(ctx: Context, p: RebaseParams) -> Result:
     """REBASE (Wu et al. 2024): each round, the unspent width B is shared over frontier nodes
     by softmax(score / T_b); finished children are leaves and spend one unit each."""
@@ -83,7 +91,11 @@ async def rebase(ctx: Context, p: RebaseParams) -> Result:
                       trace={"rounds": rounds, "leaves": [c.id for c in leaves]})  # fmt: skip
 
 
-@strategy("dvts", DvtsParams)
+@strategy(
+    "dvts",
+    DvtsParams,
+    Traits("n", budget_is_size=True, verifier="process", examples=({**SMALL, "width": 2},)),
+)
 async def dvts(ctx: Context, p: DvtsParams) -> Result:
     """DVTS (HF search-and-learn): n / M independent subtrees; each round every subtree
     samples M next steps and follows its PRM-best one; the best final step wins."""

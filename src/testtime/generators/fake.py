@@ -336,7 +336,7 @@ class Fake(Backend):
     """`fake`: the scripted `FakeGenerator` with its default arithmetic script (no model)."""
 
     name = "fake"
-    usage = "'fake'"
+    usage = "'fake' (the scripted fake, no model)"
     runs_on = "the scripted fake runs on this CPU"
     fine_devices = ("auto", "cpu")
 

@@ -5,6 +5,8 @@ is converted once into a plain transformers directory (safetensors, config, toke
 under the cache (`TESTTIME_CACHE`, else the platform cache dir), written to a temporary
 directory and renamed into place so a crash never leaves half a cache. Nothing is ever
 downloaded from a model hub. torch/transformers are imported only when a model is loaded.
+`load_generator` and `fingerprint` are the entry points for any model name: they ask the
+backend that claims it (`backends.py`); `resolve` is what the local backend (`local.py`) opens.
 """
 
 from __future__ import annotations

@@ -16,18 +16,17 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from testtime.core.budget import Budget
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec
 from testtime.core.types import Problem
-from testtime.diffusion.models import Setup, open_digits
-from testtime.diffusion.run import fill, solve, strategy_spec, unit_nfe
 from testtime.lab.rows import ProblemRow, ResultRow, Unit
 from testtime.lab.store import Store
+
+if TYPE_CHECKING:  # torch loads only to run a spec, so reports of stored runs need none
+    from testtime.diffusion.models import Setup
 
 KIND = "diffusion"
 DEFAULT: dict[str, Any] = {  # the README's science check
@@ -114,6 +113,8 @@ def parse_diffusion_spec(data: Any) -> DiffusionSpec:
 
 
 def _arm(raw: Any, budgets: tuple[int, ...], steps: Any, evals: int) -> Arm:
+    from testtime.diffusion.run import strategy_spec, unit_nfe
+
     raw = {"name": raw} if isinstance(raw, str) else raw
     if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
         raise ConfigError(f"a strategy is a name or a mapping with 'name'; got {raw!r}")
@@ -139,6 +140,10 @@ def run(
     store: Store, spec: DiffusionSpec, source: str, on_unit: Callable[[Unit], None] | None = None
 ) -> str:
     """Do every unit not stored yet (resuming), storing each as it finishes."""
+    import torch
+
+    from testtime.diffusion.models import open_digits
+
     run_id = spec.run_id
     problems = spec.problems()
     if store.create_run(run_id, spec.name, source, spec.to_dict(), {"kind": KIND}):
@@ -171,6 +176,8 @@ def run(
 
 
 def _result(setup: Setup, p: Problem, arm: Arm, budget: int, seed: int) -> ResultRow:
+    from testtime.diffusion.run import fill, solve
+
     strategy = fill(arm.strategy, budget, setup.denoiser.evals_per_call)
     out = solve(p, strategy, setup.denoiser, setup.reward, budget=Budget(nfe=budget),
                 seed=seed, judge=setup.judge).result  # fmt: skip

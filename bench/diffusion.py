@@ -42,7 +42,7 @@ from testtime.diffusion import digits
 from testtime.diffusion.base import Outcome
 from testtime.diffusion.denoisers import Denoiser, Reward
 from testtime.diffusion.gmm import LinearReward, MixtureDenoiser
-from testtime.diffusion.run import WIDTH, solve, strategy_spec
+from testtime.diffusion.run import solve, strategy_spec, widen
 
 MODELS = ("digits", "gmm")
 STRATEGIES = ("fk_steering", "best_of_n")
@@ -111,7 +111,7 @@ def once(
     """One strategy run: its outcome, wall and CPU seconds, and the timed denoiser."""
     den, reward, problem = model(name, guidance)
     timed = Timed(den)
-    spec = strategy_spec(strategy, {WIDTH[strategy]: particles, "steps": steps})
+    spec = widen(strategy_spec(strategy, {"steps": steps}), particles)
     wall, cpu = time.perf_counter(), time.process_time()
     out = solve(problem, spec, timed, reward, seed=seed, max_batch=max_batch)  # type: ignore[arg-type]
     return out, time.perf_counter() - wall, time.process_time() - cpu, timed

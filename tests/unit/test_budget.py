@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from testtime.core.budget import Budget
-from testtime.core.cost import Cost
+from testtime.core.cost import Cost, UnitCost
 from testtime.core.errors import ConfigError
 
 
@@ -63,9 +63,13 @@ def test_exhausted_at_any_ceiling() -> None:
     assert not Budget().exhausted(Cost(samples=10**9, flops=1e30))
 
 
+def sample(max_tokens: int, prompt: int, n_params: int, verifier: float = 0.0) -> UnitCost:
+    return UnitCost.sample(n_params, prompt, max_tokens, verifier)
+
+
 def test_samples_that_fit_each_unit() -> None:
     spent = Cost(samples=2, generated_tokens=50, flops=1000.0)
-    fit = lambda b, n=10: b.samples_that_fit(spent, n, 20, 5, 10)  # noqa: E731
+    fit = lambda b, n=10: b.fits(spent, sample(20, 5, 10), n)  # noqa: E731
     assert fit(Budget()) == 10
     assert fit(Budget(samples=5)) == 3
     assert fit(Budget(tokens=115)) == 3  # (115 - 50) // 20
@@ -73,13 +77,13 @@ def test_samples_that_fit_each_unit() -> None:
     assert fit(Budget(flops=9000.0), n=30) == 19
     assert fit(Budget(samples=2)) == 0
     assert fit(Budget(seconds=1.0)) == 10
-    assert Budget(seconds=1.0).samples_that_fit(Cost(seconds=1.0), 4, 20, 5, 10) == 0
+    assert Budget(seconds=1.0).fits(Cost(seconds=1.0), sample(20, 5, 10), 4) == 0
 
 
 def test_verifier_flops_are_part_of_the_worst_case() -> None:
     b = Budget(flops=10_000.0)
-    assert b.samples_that_fit(Cost(), 100, 10, 0, 100) == 5  # 2000 per sample
-    assert b.samples_that_fit(Cost(), 100, 10, 0, 100, extra_flops_per_sample=3000) == 2
+    assert b.fits(Cost(), sample(10, 0, 100), 100) == 5  # 2000 per sample
+    assert b.fits(Cost(), sample(10, 0, 100, verifier=3000), 100) == 2
 
 
 @given(
@@ -106,7 +110,7 @@ def test_granted_samples_never_overspend(
 ) -> None:
     budget = Budget(samples=samples, tokens=tokens, flops=flops)
     spent = Cost(samples=spent_samples, generated_tokens=spent_tokens, flops=spent_flops)
-    k = budget.samples_that_fit(spent, n, max_tokens, prompt, 1000)
+    k = budget.fits(spent, sample(max_tokens, prompt, 1000), n)
     assert 0 <= k <= n
     if k == 0:
         return

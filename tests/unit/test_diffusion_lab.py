@@ -4,10 +4,12 @@ crashed run resumes without losing or repeating a unit, reports rebuilt from the
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
+from testtime.cli import main
 from testtime.core.errors import ConfigError
 from testtime.lab import diffusion as dlab
 from testtime.lab import diffusion_report as rep
@@ -106,3 +108,17 @@ def test_lab_commands_route_or_refuse_a_diffusion_run(tmp_path: Path) -> None:
         assert isinstance(refused.exception, ConfigError) and "diffusion run" in str(
             refused.exception
         )
+
+
+def test_the_cli_shows_a_diffusion_strategy_by_its_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["testtime", "diffuse", "--digit", "3", "--steps", "5", "--budget", "10 nfe",
+            "--out", str(tmp_path / "grid.png")]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code in (0, None)
+    got = capsys.readouterr()
+    assert "diffusion strategy best_of_n(steps=5" in got.out  # not LLM best-of-N
+    assert "n=2)" in got.out and "10 nfe" in got.err  # the width the budget filled

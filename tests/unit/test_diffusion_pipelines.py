@@ -180,9 +180,9 @@ def test_the_flow_path_reproduces_diffusers_own_flux_sampler(folders) -> None:  
 
 
 def _noise_seed() -> int:
-    from testtime.diffusion.base import stream_seed
+    from testtime.core.ledger import stream_seed
 
-    return stream_seed(0, P.id, "noise")
+    return stream_seed(0, P.id, "noise", bits=63)  # the diffusion context's noise stream
 
 
 def test_broken_folders_and_mismatched_rewards_are_refused(folders, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

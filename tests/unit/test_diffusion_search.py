@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from testtime.core.budget import Budget
 from testtime.core.errors import BudgetError, ConfigError
 from testtime.core.types import Problem
+from testtime.diffusion.base import DIFFUSION_STRATEGIES, DiffusionTraits, strategy, traits_of
 from testtime.diffusion.gmm import LinearReward, MixtureDenoiser
-from testtime.diffusion.run import solve, strategy_spec
-from testtime.diffusion.search import neighbours, path_plan
+from testtime.diffusion.run import fill, solve, strategy_spec
+from testtime.diffusion.search import BestOfNParams, neighbours, path_plan
 
 P = Problem.from_prompt("a point of the mixture", id="gmm")
 STRATEGIES = {
@@ -149,3 +150,14 @@ def test_fk_steering_raises_the_reward_over_best_of_n_at_equal_nfe() -> None:
         return sum(sum(c.scores["linear"] for c in o.result.candidates) / 8 for o in outs) / 10
 
     assert mean_reward(fk) > mean_reward(bon) + 0.5
+
+
+def test_every_strategy_declares_the_width_an_nfe_budget_fills() -> None:
+    assert sorted(STRATEGIES) == DIFFUSION_STRATEGIES.names()  # every one is tested here
+    for name in DIFFUSION_STRATEGIES.names():
+        spec = fill(strategy_spec(name, {"steps": 10, **STRATEGIES[name]}), 70, 1)
+        assert getattr(spec.params, traits_of(name).width) == 7  # passes of 10 nfe in 70
+    with pytest.raises(ValueError, match="'eta' is no int field"):
+        strategy("eta_search", BestOfNParams, DiffusionTraits(width="eta"))
+    assert "eta_search" not in DIFFUSION_STRATEGIES.names()
+    assert run("best_of_n").result.strategy["kind"] == "diffusion strategy"  # not the LLM one

@@ -30,7 +30,7 @@ from testtime.core.registry import Spec
 from testtime.core.types import Candidate, Problem, Result
 from testtime.generators.fake import FakeGenerator
 from testtime.lab.pools import rule
-from testtime.strategies.base import STRATEGIES, UNDECLARED, traits_of
+from testtime.strategies.base import STRATEGIES, traits_of
 from testtime.strategies.policy import Choice, Pilot, Policy, save_policy
 from testtime.strategies.run import solve
 from testtime.tasks.base import Task
@@ -46,9 +46,6 @@ SCRIPT = {  # steps a process verifier can check; a wrong one, and a right chain
     "So 3 + 4 = 7.\n\nAnswer: 15": 0.2,
 }
 N_PARAMS = 1000
-# the strategies whose files (refine.py, compute_optimal.py) declare no traits yet; their
-# facts stand in strategies/base.py's UNDECLARED until they do
-PENDING = {"compute_optimal", "refine", "revise"}
 
 
 class Sums(Task):
@@ -95,10 +92,7 @@ def tiny_policy(folder: Path) -> str:
 # parameters that name a file: how the suite makes one (a new kind fails below, by name)
 FILES: dict[str, Callable[[Path], str]] = {"policy": tiny_policy}
 # faults this suite found, each an expected failure until fixed (strict: then remove it here)
-KNOWN = {
-    "compute_optimal": "when the budget refuses every pilot sample it asks for a request of "
-    "n=0 (a ConfigError) instead of returning an empty result marked budget_exhausted",
-}
+KNOWN: dict[str, str] = {}
 CASES = [(n, i) for n in STRATEGIES.names() for i in range(len(traits_of(n).examples))]
 REFUSING = [  # the cases a small budget refuses all of: a known fault is an expected failure
     pytest.param(n, i, marks=pytest.mark.xfail(raises=ConfigError, strict=True, reason=KNOWN[n]))
@@ -153,7 +147,7 @@ def check_tree(r: Result) -> None:
 
 def test_every_strategy_declares_its_traits_where_it_is_registered() -> None:
     undeclared = {n for n in STRATEGIES.names() if STRATEGIES.get(n).traits is None}
-    assert undeclared == PENDING == set(UNDECLARED)  # a new strategy declares its own
+    assert undeclared == set()  # a new strategy declares its own
 
 
 @pytest.mark.parametrize("name", STRATEGIES.names())

@@ -57,7 +57,7 @@ def draw(
         return
     from testtime.diffusion import grid
     from testtime.diffusion.models import open_setup
-    from testtime.diffusion.run import WIDTH, fill, solve, strategy_spec
+    from testtime.diffusion.run import fill, solve, strategy_spec, widen
 
     for path in (output, trace):
         if path is not None and not path.parent.is_dir():
@@ -67,8 +67,7 @@ def draw(
         params["steps"] = positive(steps, "--steps")
     spec = strategy_spec(strategy, params)
     if particles is not None:
-        width = positive(particles, "--particles")
-        spec = strategy_spec(strategy, {**params, WIDTH[strategy]: width})
+        spec = widen(spec, positive(particles, "--particles"))
     the_budget = Budget.parse(budget) if budget is not None else None
     if device is not None:
         device = _device(device, pipeline)
@@ -110,7 +109,7 @@ def _device(device: str, pipeline: Path | None) -> str:
 
 def _print(result: Any, reward: str, spec: Any, output: Path) -> None:
     chosen = next((c for c in result.candidates if c.id == result.chosen), None)
-    out.print(f"[bold]{spec}[/bold] on {result.problem_id!r}")
+    out.print(f"{spec.kind} [bold]{spec}[/bold] on {result.problem_id!r}")  # not an LLM's
     if chosen is None:
         out.print("no finished sample (the budget stopped it)")
     else:

@@ -2,7 +2,8 @@
 or denoiser function evaluations (NFE, for diffusion).
 
 A strategy asks for work through its context, which grants only what fits under every
-ceiling given the worst case of the request, so no strategy spends past its budget.
+ceiling given the most the work may cost (`Budget.fits`, the one rule), so no strategy
+spends past its budget.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from testtime.core.cost import Cost, flops
+from testtime.core.cost import Cost, UnitCost
 from testtime.core.errors import ConfigError
 
 UNITS = ("samples", "tokens", "flops", "seconds", "nfe")
@@ -87,37 +88,45 @@ class Budget:
 
     def exhausted(self, spent: Cost) -> bool:
         """True once any ceiling has been reached."""
-        return (
-            (self.samples is not None and spent.samples >= self.samples)
-            or (self.tokens is not None and spent.generated_tokens >= self.tokens)
-            or (self.flops is not None and spent.flops >= self.flops)
-            or (self.seconds is not None and spent.seconds >= self.seconds)
-            or (self.nfe is not None and spent.nfe >= self.nfe)
-        )
+        return any(c is not None and used(spent, unit) >= c for unit, c in self.ceilings())
 
-    def samples_that_fit(
-        self,
-        spent: Cost,
-        n: int,
-        max_tokens: int,
-        prompt_tokens: int,
-        n_params: int,
-        extra_flops_per_sample: float = 0.0,
-    ) -> int:
-        """How many of `n` samples of up to `max_tokens` fit, counting the worst case.
+    def fits(self, spent: Cost, unit: UnitCost, n: int) -> int:
+        """How many of `n` units fit under every ceiling, each at the most it may cost, on
+        top of `spent`: the one grant rule of every context (LLM and diffusion alike).
 
-        The worst case charges `prompt_tokens` once (the shared prefill) and every sample
-        its full `max_tokens`, plus what a verifier will spend on it.
+        `unit.once` counts as soon as one unit runs; a seconds ceiling already reached
+        fits none.
         """
         if self.seconds is not None and spent.seconds >= self.seconds:
             return 0
         k = n
-        if self.samples is not None:
-            k = min(k, self.samples - spent.samples)
-        if self.tokens is not None:
-            k = min(k, (self.tokens - spent.generated_tokens) // max_tokens)
-        if self.flops is not None:
-            left = self.flops - spent.flops - flops(n_params, prompt_tokens)
-            per = flops(n_params, max_tokens) + extra_flops_per_sample
-            k = min(k, int(left // per) if per > 0 else k)
+        for name, ceiling in self.ceilings():
+            if ceiling is None or name == "seconds":
+                continue
+            left = ceiling - used(spent, name) - used(unit.once, name)
+            each = used(unit.each, name)
+            if each > 0:
+                k = min(k, int(left // each))
+            elif left < 0:
+                k = 0
         return max(0, k)
+
+    def ceilings(self) -> list[tuple[str, float | None]]:
+        """Each unit with its ceiling (None: unlimited)."""
+        return [(unit, getattr(self, unit)) for unit in UNITS]
+
+
+# the field of `Cost` that each budget unit caps
+CAPS = {
+    "samples": "samples",
+    "tokens": "generated_tokens",
+    "flops": "flops",
+    "seconds": "seconds",
+    "nfe": "nfe",
+}
+
+
+def used(cost: Cost, unit: str) -> float:
+    """How much of `cost` a ceiling in `unit` counts ('tokens': generated tokens only)."""
+    value: float = getattr(cost, CAPS[unit])
+    return value

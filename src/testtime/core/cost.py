@@ -28,6 +28,14 @@ class Cost:
     def __add__(self, other: Cost) -> Cost:
         return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
 
+    def __sub__(self, other: Cost) -> Cost:
+        """What was spent between two readings of one ledger (`other` the earlier)."""
+        return Cost(*(getattr(self, f.name) - getattr(other, f.name) for f in fields(self)))
+
+    def __mul__(self, k: int) -> Cost:
+        """The cost of `k` of these."""
+        return Cost(*(getattr(self, f.name) * k for f in fields(self)))
+
     @property
     def tokens(self) -> int:
         """Every token a model computed: recomputed prompt, generated, and verifier tokens."""
@@ -67,6 +75,38 @@ class Cost:
             verifier_tokens=tokens,
             flops=flops(n_params, tokens),
             seconds=seconds,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class UnitCost:
+    """The most one unit of work may cost (`each`), and what any number of units run
+    together share once (`once`: a prompt prefilled once for all its samples).
+
+    Contexts are granted work in such units: an LLM sample at its worst case (`sample`), a
+    denoising pass at its exact NFE and FLOPs.
+    """
+
+    each: Cost
+    once: Cost = Cost()
+
+    def of(self, k: int) -> Cost:
+        """The most `k` units may cost together (nothing when k is 0)."""
+        return self.once + self.each * k if k > 0 else Cost()
+
+    @classmethod
+    def sample(
+        cls, n_params: int, prompt_tokens: int, max_tokens: int, verifier_flops: float = 0.0
+    ) -> UnitCost:
+        """One LLM sample at its worst case: it generates its full `max_tokens` and a
+        verifier (`verifier_flops`) scores it; the prompt is prefilled once for all."""
+        return cls(
+            each=Cost(
+                samples=1,
+                generated_tokens=max_tokens,
+                flops=flops(n_params, max_tokens) + verifier_flops,
+            ),
+            once=Cost(flops=flops(n_params, prompt_tokens)),
         )
 
 

@@ -3,29 +3,32 @@ sampler and reward, under a budget.
 
 A strategy is a function `(ctx, params) -> Outcome`, written for ONE problem as the
 paper's pseudo-code reads. It asks `ctx.grant` before each unit of work, `ctx.predict` /
-`ctx.run` to denoise and `ctx.score` for rewards of decoded x0 estimates; the context
-charges every call to one `Cost` ledger (NFE, FLOPs, seconds, reward calls).
+`ctx.run` to denoise and `ctx.score` for rewards of decoded x0 estimates; the context keeps
+its account in core's `Ledger`, as LLM strategies' contexts do: one grant rule, charge,
+exhaustion, seeds and `Result`. Diffusion costs are exact (NFE x FLOPs per evaluation), so a
+unit is granted at its true cost. Each strategy declares at registration which parameter
+sets its width (`DiffusionTraits`), which an NFE budget fills.
 """
 
 from __future__ import annotations
 
-import hashlib
 import random
 import time
+import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
 from testtime.core.budget import Budget
-from testtime.core.cost import Cost
+from testtime.core.cost import Cost, UnitCost
 from testtime.core.errors import BudgetError, ConfigError
+from testtime.core.ledger import Ledger
 from testtime.core.registry import Params, Registry, Spec
 from testtime.core.types import Candidate, Problem, Result
 from testtime.diffusion.denoisers import Denoiser, Reward, Split, split
-from testtime.diffusion.guard import Guard, UnitCost
 from testtime.diffusion.samplers import SamplerName, step
 
 Labeler = Callable[[Tensor, Problem], list[str | None]]  # what each image shows (a class)
@@ -78,36 +81,46 @@ class Context:
         self.eta = params.eta
         self.times = denoiser.schedule.times(params.steps)
         self.steps = params.steps
-        self.guard = Guard(budget)
+        if budget is not None and budget.tokens is not None:
+            raise ConfigError(
+                "a diffusion budget counts nfe, flops, samples or seconds; 'tokens' does not "
+                "apply to image models. Write e.g. '64 nfe'"
+            )
+        # diffusion costs are known before each call: spending past a ceiling is a bug
+        self.ledger = Ledger(budget, problem_id=problem.id, seed=seed, exact=True)
         reward.check(denoiser.image_shape)
-        self.condition, self.cost = denoiser.prepare(problem)
-        self.noise_gen = torch.Generator().manual_seed(stream_seed(seed, problem.id, "noise"))
-        self.rng = random.Random(stream_seed(seed, problem.id, "resample"))
-        self.candidates: list[Candidate] = []
-        self._images: list[Tensor] = []
-        if self.grant(1, self.steps, scores=1, samples=1) == 0:
+        self.condition, prepared = denoiser.prepare(problem)  # e.g. a text encoder's pass
+        if self.ledger.fits(1, self.unit(self.steps, scores=1, samples=1), prepared) == 0:
             raise BudgetError(
-                f"budget {self.guard.budget} is smaller than one denoising pass ({self.steps} "
+                f"budget {self.ledger.budget} is smaller than one denoising pass ({self.steps} "
                 f"steps = {self.steps * denoiser.evals_per_call} nfe plus one reward); raise "
                 "the budget or lower the steps"
             )
-        self.guard.exhausted = False
+        self.ledger.charge(prepared)
+        self.noise_gen = torch.Generator().manual_seed(self.ledger.stream_seed("noise"))
+        self.rng = random.Random(self.ledger.stream_seed("resample"))
+        self._images: list[Tensor] = []
 
     # -- budget -------------------------------------------------------------------------
     def grant(self, n: int, evals: int, *, scores: int = 0, samples: int = 0) -> int:
         """How many of `n` units, each `evals` denoiser calls and `scores` rewards on one
-        sample, fit under the budget."""
+        sample, fit under the budget (the budget marked exhausted when not all do)."""
+        return self.ledger.grant(n, self.unit(evals, scores=scores, samples=samples))
+
+    def unit(self, evals: int, *, scores: int = 0, samples: int = 0) -> UnitCost:
+        """The exact cost of one unit of work: `evals` denoiser calls on one sample, `scores`
+        rewards of its decoded estimates, `samples` finished images it yields."""
         d = self.denoiser
         nfe = evals * d.evals_per_call
         flops = nfe * d.flops_per_eval() + scores * self.score_flops()
-        return self.guard.grant(self.cost, n, UnitCost(nfe, flops, samples, scores))
+        return UnitCost(Cost(nfe=nfe, flops=flops, samples=samples, verifier_calls=scores))
 
     def need(self, k: int, what: str, evals: int) -> int:
         """`k`, or a BudgetError when not even one unit of the strategy fits."""
         if k == 0:
             nfe = evals * self.denoiser.evals_per_call
             raise BudgetError(
-                f"budget {self.guard.budget} is smaller than one {what} of {self.spec.name} "
+                f"budget {self.ledger.budget} is smaller than one {what} of {self.spec.name} "
                 f"({nfe} nfe with its rewards); raise the budget or lower the steps"
             )
         return k
@@ -116,8 +129,17 @@ class Context:
         return self.denoiser.decode_flops() + self.reward.flops_per_image()
 
     @property
+    def cost(self) -> Cost:
+        """Everything spent on this problem so far."""
+        return self.ledger.spent
+
+    @property
     def exhausted(self) -> bool:
-        return self.guard.exhausted
+        return self.ledger.exhausted
+
+    @property
+    def candidates(self) -> Sequence[Candidate]:
+        return self.ledger.candidates
 
     # -- model ----------------------------------------------------------------------------
     def noise(self, n: int) -> Tensor:
@@ -171,10 +193,8 @@ class Context:
         self, *, nfe: int = 0, flops: float, started: float, calls: int = 0, scores: int = 0
     ) -> None:
         seconds = time.perf_counter() - started
-        self.cost += Cost(
-            nfe=nfe, flops=flops, seconds=seconds, generator_calls=calls, verifier_calls=scores
-        )
-        self.guard.check(self.cost)
+        cost = Cost(nfe=nfe, flops=flops, seconds=seconds, generator_calls=calls)
+        self.ledger.charge(replace(cost, verifier_calls=scores))
 
     # -- result ---------------------------------------------------------------------------
     def keep(
@@ -185,13 +205,11 @@ class Context:
         out = []
         for j, (image, r, label) in enumerate(zip(images, rewards.tolist(), labels, strict=True)):
             c = Candidate(
-                "", label, {self.reward.name: float(r)}, parent=parents[j] if parents else None,
-                id=len(self.candidates),
-            )  # fmt: skip
-            self.candidates.append(c)
+                "", label, {self.reward.name: float(r)}, parent=parents[j] if parents else None
+            )
+            out.append(self.ledger.add(c))
             self._images.append(image)
-            out.append(c)
-        self.cost += Cost(samples=len(out))
+        self.ledger.charge(Cost(samples=len(out)))
         return out
 
     def reward_of(self, c: Candidate) -> float:
@@ -205,14 +223,9 @@ class Context:
     def finish(self, chosen: Candidate | None, trace: dict[str, Any]) -> Outcome:
         images = torch.stack(self._images) if self._images else torch.empty(0)
         answer = chosen.answer if chosen is not None else None
-        result = Result(
-            problem_id=self.problem.id,
-            answer=answer,
-            candidates=tuple(self.candidates),
-            cost=self.cost,
-            strategy=self.spec.to_dict(),
-            chosen=chosen.id if chosen is not None else None,
-            budget_exhausted=self.exhausted,
+        result = self.ledger.result(
+            self.spec,
+            chosen,
             correct=None if self.problem.answer is None else answer == self.problem.answer,
             trace={
                 "nfe_per_pass": self.steps * self.denoiser.evals_per_call,
@@ -228,16 +241,29 @@ def chunks(x: Tensor, size: int) -> list[Tensor]:
     return [x[i : i + size] for i in range(0, len(x), size)]
 
 
-def stream_seed(seed: int, problem_id: str, stream: str) -> int:
-    """A seed per (run seed, problem, random stream): noises and resampling draw apart."""
-    key = f"{seed}:{problem_id}:{stream}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
-
-
 StrategyFn = Callable[[Context, Any], Outcome]
 DIFFUSION_STRATEGIES: Registry[StrategyFn] = Registry("diffusion strategy")
 
 
-def strategy(name: str, params: type[Params]) -> Callable[[StrategyFn], StrategyFn]:
-    """Register a diffusion strategy under `name` with its parameter dataclass."""
-    return DIFFUSION_STRATEGIES.register(name, params)
+@dataclass(frozen=True)
+class DiffusionTraits:
+    """What a diffusion strategy declares where it is registered."""
+
+    width: str  # the integer parameter that sets how much it searches: an NFE budget fills it
+
+
+def strategy(
+    name: str, params: type[Params], traits: DiffusionTraits
+) -> Callable[[StrategyFn], StrategyFn]:
+    """Register a diffusion strategy under `name` with its parameter dataclass and traits."""
+    if typing.get_type_hints(params).get(traits.width) is not int:
+        raise ValueError(f"diffusion strategy {name!r}: its width {traits.width!r} is no int field")
+    return DIFFUSION_STRATEGIES.register(name, params, traits)
+
+
+def traits_of(name: str) -> DiffusionTraits:
+    """A registered diffusion strategy's traits (an unknown name: a ConfigError listing the
+    registered ones)."""
+    traits = DIFFUSION_STRATEGIES.get(name).traits
+    assert isinstance(traits, DiffusionTraits)  # `strategy` requires them
+    return traits

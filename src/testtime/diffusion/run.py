@@ -1,5 +1,5 @@
 """Running a diffusion strategy on one problem: the one entry point for the CLI, the lab
-and tests, plus what "spend this many NFE" means for each strategy."""
+and tests, plus what "spend this many NFE" means for each strategy (its declared width)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,8 @@ import testtime.diffusion  # noqa: F401  (registers the strategies)
 from testtime.core.budget import Budget
 from testtime.core.registry import Spec
 from testtime.core.types import Problem
-from testtime.diffusion.base import DIFFUSION_STRATEGIES, Context, Labeler, Outcome
+from testtime.diffusion.base import DIFFUSION_STRATEGIES, Context, Labeler, Outcome, traits_of
 from testtime.diffusion.denoisers import Denoiser, Reward
-
-# strategy -> the parameter that sets how much it searches (its width)
-WIDTH: dict[str, str] = {
-    "best_of_n": "n",
-    "zero_order": "iterations",
-    "path_search": "n",
-    "fk_steering": "particles",
-}
 
 
 def strategy_spec(name: str, params: Mapping[str, Any] | None = None) -> Spec:
@@ -28,13 +20,18 @@ def strategy_spec(name: str, params: Mapping[str, Any] | None = None) -> Spec:
     return DIFFUSION_STRATEGIES.spec(name, params)
 
 
+def widen(spec: Spec, width: int) -> Spec:
+    """The strategy with the parameter it declares as its width (n, particles, ...) set."""
+    params = dataclasses.asdict(spec.params)
+    return strategy_spec(spec.name, {**params, traits_of(spec.name).width: width})
+
+
 def fill(spec: Spec, nfe: int, evals_per_call: int) -> Spec:
     """The strategy with its width set to as many full denoising passes as `nfe` buys, so
     that, under a Budget of `nfe`, each strategy spends (about) the same compute: the
-    budget guard then trims whatever does not fit."""
-    params = dataclasses.asdict(spec.params)
-    passes = max(1, nfe // (params["steps"] * evals_per_call))
-    return strategy_spec(spec.name, {**params, WIDTH[spec.name]: passes})
+    context's grants then trim whatever does not fit."""
+    steps = int(dataclasses.asdict(spec.params)["steps"])
+    return widen(spec, max(1, nfe // (steps * evals_per_call)))
 
 
 def unit_nfe(spec: Spec, evals_per_call: int) -> int:
@@ -65,4 +62,4 @@ def solve(
         problem, denoiser, reward, spec=spec, budget=budget, seed=seed, judge=judge,
         max_batch=max_batch,
     )  # fmt: skip
-    return DIFFUSION_STRATEGIES.get(spec.name).factory(ctx, spec.params)
+    return DIFFUSION_STRATEGIES.build(spec, ctx)

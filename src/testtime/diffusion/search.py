@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from testtime.core.errors import ConfigError
-from testtime.diffusion.base import Context, DiffusionParams, Outcome, strategy
+from testtime.diffusion.base import Context, DiffusionParams, DiffusionTraits, Outcome, strategy
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class BestOfNParams(DiffusionParams):
         self.positive("n")
 
 
-@strategy("best_of_n", BestOfNParams)
+@strategy("best_of_n", BestOfNParams, DiffusionTraits(width="n"))
 def best_of_n(ctx: Context, p: BestOfNParams) -> Outcome:
     """Random search over initial noise (Ma et al. 2025, G1): best of N full samples."""
     k = ctx.grant(p.n, ctx.steps, scores=1, samples=1)
@@ -55,7 +55,7 @@ class ZeroOrderParams(DiffusionParams):
             raise ConfigError(f"parameter 'lam' must be in (0, 1), got {self.lam}")
 
 
-@strategy("zero_order", ZeroOrderParams)
+@strategy("zero_order", ZeroOrderParams, DiffusionTraits(width="iterations"))
 def zero_order(ctx: Context, p: ZeroOrderParams) -> Outcome:
     """Zero-order search (Ma et al. 2025, G2): hill-climb on the noise through neighbours
     x' = |x| (lam u + sqrt(1 - lam^2) w), u = x / |x|, w a random unit vector orthogonal
@@ -114,7 +114,7 @@ class PathParams(DiffusionParams):
             )
 
 
-@strategy("path_search", PathParams)
+@strategy("path_search", PathParams, DiffusionTraits(width="n"))
 def path_search(ctx: Context, p: PathParams) -> Outcome:
     """Search over paths (Ma et al. 2025, G3): denoise N beams to an intermediate level;
     each round, re-noise every beam back `back` steps M times, denoise each branch

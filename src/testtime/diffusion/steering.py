@@ -29,7 +29,7 @@ import torch
 
 from testtime.core import resampling
 from testtime.core.errors import ConfigError
-from testtime.diffusion.base import Context, DiffusionParams, Outcome, strategy
+from testtime.diffusion.base import Context, DiffusionParams, DiffusionTraits, Outcome, strategy
 from testtime.diffusion.samplers import stochastic
 
 
@@ -57,7 +57,7 @@ class FKParams(DiffusionParams):
             )
 
 
-@strategy("fk_steering", FKParams)
+@strategy("fk_steering", FKParams, DiffusionTraits(width="particles"))
 def fk_steering(ctx: Context, p: FKParams) -> Outcome:
     """FK steering (Singhal et al. 2025): k particles resampled by reward potentials."""
     checkpoints, history = _checkpoints(ctx.steps, p.interval), []

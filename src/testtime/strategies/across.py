@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, replace
 
 from testtime.core.answers import same_answer
 from testtime.core.budget import Budget
-from testtime.core.cost import Cost, flops
+from testtime.core.cost import Cost, UnitCost
 from testtime.core.errors import BudgetError, ConfigError
+from testtime.core.ledger import Ledger
 from testtime.core.types import Candidate, Problem, Request, Result
 from testtime.core.voting import group, leader, vote_confidence
 from testtime.generators.base import Generator
@@ -130,25 +131,21 @@ async def solve_batch(
 
 
 class _Gate:
-    """The shared ceiling: admits requests at their worst case against everything spent."""
+    """The shared ceiling: a ledger of every problem's spending that admits requests at
+    their worst case."""
 
     def __init__(self, budget: Budget, generator: Generator, max_tokens: int) -> None:
-        self.budget, self.generator, self.max_tokens = budget, generator, max_tokens
-        self.spent = Cost()
+        self.ledger, self.generator, self.max_tokens = Ledger(budget), generator, max_tokens
 
     def fits(self, problems: Sequence[Problem], n: int) -> int:
         """How many of these problems can each get n more samples (in order)."""
         reserved, count = Cost(), 0
         for p in problems:
             prompt = self.generator.count_prompt_tokens(Request(p.messages))
-            k = self.budget.samples_that_fit(
-                self.spent + reserved, n, self.max_tokens, prompt, self.generator.n_params
-            )
-            if k < n:
+            unit = UnitCost.sample(self.generator.n_params, prompt, self.max_tokens)
+            if self.ledger.fits(n, unit, reserved) < n:
                 break
-            tokens = n * self.max_tokens
-            reserved += Cost(samples=n, generated_tokens=tokens,
-                             flops=flops(self.generator.n_params, prompt + tokens))  # fmt: skip
+            reserved += unit.of(n)
             count += 1
         return count
 
@@ -162,19 +159,19 @@ async def _draw(
     got = await asyncio.gather(*(ctxs[i].sample(n, temperature=temperature, top_p=top_p)
                                  for i in which))  # fmt: skip
     for i, old, cands in zip(which, before, got, strict=True):
-        now = ctxs[i].cost
-        spent = now.flops - old.flops or float(now.generated_tokens - old.generated_tokens)
+        drew = ctxs[i].cost - old
+        gate.ledger.charge(drew)
+        spent = drew.flops or float(drew.generated_tokens)
         for c in cands:
             alloc.add(i, c.answer, spent / len(cands))
-    gate.spent = sum((c.cost for c in ctxs), Cost())
 
 
 def _finish(ctx: Context, task: Task | None) -> Result:
     top = leader(group(ctx.candidates, same=ctx.same))
     chosen = ctx.candidates[top.members[0]] if top else None
     spec = STRATEGIES.spec("self_consistency", {**_params(ctx), "n": len(ctx.candidates)})
-    ctx.spec = spec
     result = ctx.finish(chosen, trace={"samples": len(ctx.candidates)})
+    result = replace(result, strategy=spec.to_dict())  # the n it was given in the end
     if task is not None and ctx.problem.answer is not None:
         result = replace(result, correct=task.check(ctx.problem, result.answer))
     return result

@@ -2,14 +2,15 @@
 
 A strategy is an async function `(ctx, params) -> Result` written for ONE problem, as the
 paper's pseudo-code reads. It asks `ctx.sample` for candidates and `ctx.score` for verifier
-scores; the context charges every call to one `Cost` ledger and grants only what fits
-under the `Budget`, so no strategy can overspend. Batching across problems and samples is
-the generator's job, never the strategy's.
+scores; the context keeps its account in a core `Ledger` (the same one diffusion search
+uses), which charges every call and grants only what fits under the `Budget`, so no
+strategy can overspend. A strategy only asks its context: it never assigns to it.
+Batching across problems and samples is the generator's job, never the strategy's.
 """
 
 from __future__ import annotations
 
-import hashlib
+import copy
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,8 +20,10 @@ from typing import Any, Literal
 from testtime.core.answers import extract as extract_answer
 from testtime.core.answers import same_answer
 from testtime.core.budget import Budget
-from testtime.core.cost import Cost, flops
+from testtime.core.cost import Cost, UnitCost
 from testtime.core.errors import ConfigError, DeadlineError
+from testtime.core.ledger import Ledger
+from testtime.core.ledger import call_seed as call_seed
 from testtime.core.registry import Params, Registry, Spec
 from testtime.core.steps import aggregate
 from testtime.core.types import Candidate, Problem, Request, Result
@@ -47,23 +50,60 @@ class Context:
     ) -> None:
         self.problem = problem
         self.generator = generator
-        self.verifier = verifier
-        self.budget = budget or Budget()
-        self.spec = spec
         self.extract = extract or extract_answer
         self.same = same
         self.max_tokens = max_tokens
-        self.seed = seed
-        self.cost = Cost()
-        # a seconds budget is a deadline from now, which the generator respects too
-        seconds = self.budget.seconds
-        self.deadline = time.monotonic() + seconds if seconds is not None else None
-        self.exhausted = False  # the budget refused something
-        self.candidates: list[Candidate] = []
-        self._calls = 0
-        self._unscored = 0  # candidates whose verifier FLOPs are reserved but not yet spent
-        self._pending: dict[object, Cost] = {}  # worst cases of requests still generating
+        self._spec = spec
+        self._verifier = verifier
+        self._ledger = Ledger(budget, problem_id=problem.id, seed=seed)
+        self._unscored = 0  # candidates whose verifier FLOPs are owed but not yet spent
         self._reuse: tuple[tuple[Candidate, ...], Request] | None = None  # see `reuse`
+
+    # -- what a strategy reads --------------------------------------------------------------
+    @property
+    def spec(self) -> Spec:
+        """The strategy's record (stored with the result)."""
+        return self._spec
+
+    @property
+    def verifier(self) -> Verifier | None:
+        return self._verifier
+
+    @property
+    def budget(self) -> Budget:
+        return self._ledger.budget
+
+    @property
+    def cost(self) -> Cost:
+        """Everything spent on this problem so far."""
+        return self._ledger.spent
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the budget refused something."""
+        return self._ledger.exhausted
+
+    @property
+    def deadline(self) -> float | None:
+        """A seconds budget's deadline (time.monotonic), passed on with every request."""
+        return self._ledger.deadline
+
+    @property
+    def seed(self) -> int:
+        return self._ledger.seed
+
+    @property
+    def candidates(self) -> Sequence[Candidate]:
+        """Every candidate so far, by id."""
+        return self._ledger.candidates
+
+    def using(self, verifier: Verifier | None) -> Context:
+        """This context with another verifier attached: the same problem, budget, ledger and
+        candidates, so what either spends is one account (compute_optimal's pilot and the
+        strategy it chooses, each with its own verifier)."""
+        other = copy.copy(self)
+        other._verifier, other._unscored, other._reuse = verifier, 0, None
+        return other
 
     # -- generation ---------------------------------------------------------------------
     async def sample(
@@ -89,10 +129,11 @@ class Context:
         stream = self._reused(n, prefix, temperature, top_p, max_tokens, stop, first_finish)
         if stream is not None:
             out = list(stream[0])
+        ledger = self._ledger
         while len(out) < n:
             if self.out_of_time():
                 break
-            seed, first = (stream[1].seed, stream[1].n) if stream else (self._next_seed(), 0)
+            seed, first = (stream[1].seed, stream[1].n) if stream else (ledger.next_call_seed(), 0)
             request = Request(
                 self.problem.messages,
                 prefix=prefix,
@@ -107,27 +148,23 @@ class Context:
                 first_finish=first_finish,
                 deadline=self.deadline,
             )
-            k, worst = self._fit(request)
-            if k < request.n:
-                self.exhausted = True  # the budget refused some (or all) of this request
+            unit, owed = self._unit(request, self.budget)
+            k = ledger.grant(request.n, unit, owed)
             if k == 0:
                 break
             request = replace(request, n=k)
             started = time.perf_counter()
-            ticket = object()
-            self._pending[ticket] = worst
             try:
-                gen = await self.generator.generate(request)
+                with ledger.hold(unit.of(k)):  # concurrent requests cannot overspend
+                    gen = await self.generator.generate(request)
             except DeadlineError:  # the time ran out before the generator started it
-                self.exhausted = True
+                ledger.exhausted = True
                 break
-            finally:
-                del self._pending[ticket]
-            self.cost += replace(gen.cost, seconds=time.perf_counter() - started)
+            ledger.charge(replace(gen.cost, seconds=time.perf_counter() - started))
             for comp in gen.completions:
                 text = prefix + comp.text
                 found = self.extract(text)
-                out.append(self._add(Candidate(text, found, completion=comp, parent=parent)))
+                out.append(ledger.add(Candidate(text, found, completion=comp, parent=parent)))
             if self.verifier is not None:
                 self._unscored += len(gen.completions)
             if first_finish or stream is not None:
@@ -135,12 +172,17 @@ class Context:
         self.out_of_time()
         return out
 
+    def fits(self, n: int, *, max_tokens: int | None = None, under: Budget | None = None) -> int:
+        """How many samples of up to `max_tokens` would fit now, at their worst case, under
+        the context's budget or, when given, `under` (a ceiling on the same account); asks
+        only: nothing is spent or marked."""
+        request = Request(self.problem.messages, max_tokens=max_tokens or self.max_tokens)
+        unit, owed = self._unit(request, under or self.budget)
+        return self._ledger.fits(n, unit, owed, under=under)
+
     def out_of_time(self) -> bool:
         """Whether a seconds budget's deadline has passed (then the budget is exhausted)."""
-        late = self.deadline is not None and time.monotonic() >= self.deadline
-        if late:
-            self.exhausted = True
-        return late
+        return self._ledger.out_of_time()
 
     def reuse(self, candidates: Sequence[Candidate], request: Request) -> None:
         """Serve these samples, drawn by `request` (the first of this problem), to the next
@@ -162,35 +204,19 @@ class Context:
         )  # fmt: skip
         return (kept[:n], replace(drawn, n=len(kept))) if alike else None
 
-    def _fit(self, request: Request) -> tuple[int, Cost]:
-        """How many of the request's samples fit, and the worst-case cost reserved for them
-        while they generate (so concurrent requests of one strategy cannot overspend)."""
+    def _unit(self, request: Request, budget: Budget) -> tuple[UnitCost, Cost]:
+        """The worst cost of one of the request's samples (the prompt counted only when a
+        FLOPs ceiling needs it), and the verifier FLOPs owed for samples not yet scored."""
         verifier_flops = (
             self.verifier.flops_per_candidate(self.problem) if self.verifier is not None else 0.0
         )
-        prompt = self.generator.count_prompt_tokens(request) if self.budget.flops else 0
-        reserved = Cost(flops=verifier_flops * self._unscored)  # scoring still owed
-        for pending in self._pending.values():
-            reserved += pending
-        n_params = self.generator.n_params
-        k = self.budget.samples_that_fit(
-            self.cost + reserved, request.n, request.max_tokens, prompt, n_params, verifier_flops
-        )
-        worst = Cost(
-            samples=k,
-            generated_tokens=k * request.max_tokens,
-            flops=flops(n_params, prompt + k * request.max_tokens) + k * verifier_flops,
-        )
-        return k, worst
+        prompt = self.generator.count_prompt_tokens(request) if budget.flops else 0
+        unit = UnitCost.sample(self.generator.n_params, prompt, request.max_tokens, verifier_flops)
+        return unit, Cost(flops=verifier_flops * self._unscored)
 
-    def _next_seed(self) -> int:
-        self._calls += 1
-        return call_seed(self.seed, self.problem.id, self._calls)
-
-    def _add(self, candidate: Candidate) -> Candidate:
-        candidate = replace(candidate, id=len(self.candidates))
-        self.candidates.append(candidate)
-        return candidate
+    def update(self, candidate: Candidate) -> None:
+        """Record a changed candidate (a copied score, its own text) in place of its id's."""
+        self._ledger.update(candidate)
 
     # -- verification -------------------------------------------------------------------
     async def score(self, candidates: Sequence[Candidate]) -> list[Candidate]:
@@ -201,12 +227,12 @@ class Context:
         started = time.perf_counter()
         scores = await verifier.score(self.problem, candidates)
         seconds = scores.cost.seconds + time.perf_counter() - started
-        self.cost += replace(scores.cost, seconds=seconds)
+        self._ledger.charge(replace(scores.cost, seconds=seconds))
         self._unscored = max(0, self._unscored - len(candidates))
         name = verifier.name
         scored = [c.with_score(name, v) for c, v in zip(candidates, scores.values, strict=True)]
         for c in scored:
-            self.candidates[c.id] = c
+            self.update(c)
         return scored
 
     async def score_steps(self, candidates: Sequence[Candidate]) -> list[tuple[float, ...]]:
@@ -218,10 +244,10 @@ class Context:
         started = time.perf_counter()
         got = await verifier.score_steps(self.problem, candidates)
         seconds = got.cost.seconds + time.perf_counter() - started
-        self.cost += replace(got.cost, seconds=seconds)
+        self._ledger.charge(replace(got.cost, seconds=seconds))
         self._unscored = max(0, self._unscored - len(candidates))
         for c, steps in zip(candidates, got.values, strict=True):
-            self.candidates[c.id] = c.with_score(verifier.name, aggregate(steps, verifier.how))
+            self.update(c.with_score(verifier.name, aggregate(steps, verifier.how)))
         return list(got.values)
 
     def need_verifier(self) -> Verifier:
@@ -268,26 +294,7 @@ class Context:
         trace: dict[str, Any] | None = None,
     ) -> Result:
         """The result: the chosen candidate (or a bare answer), every candidate, the cost."""
-        if answer is None and chosen is not None:
-            answer = chosen.answer
-        return Result(
-            problem_id=self.problem.id,
-            answer=answer,
-            candidates=tuple(self.candidates),
-            cost=self.cost,
-            strategy=self.spec.to_dict(),
-            chosen=chosen.id if chosen is not None else None,
-            budget_exhausted=self.exhausted,
-            trace=trace,
-        )
-
-
-def call_seed(seed: int, problem_id: str, call: int) -> int:
-    """The seed of a strategy's `call`-th request on a problem (1-based): the lab draws its
-    stored pools with call 1's seed, so a pool's first k samples are what a one-request
-    strategy at budget k would have drawn."""
-    key = f"{seed}:{problem_id}:{call}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "little")
+        return self._ledger.result(self.spec, chosen, answer=answer, trace=trace)
 
 
 StrategyFn = Callable[[Context, Any], Awaitable[Result]]
@@ -333,19 +340,9 @@ def traits_of(name: str) -> Traits:
     """A registered strategy's traits (an unknown name: a ConfigError listing the known ones);
     one registered without any declares nothing: no budget parameter, no replay."""
     declared = STRATEGIES.get(name).traits
-    return declared if isinstance(declared, Traits) else UNDECLARED.get(name, Traits())
+    return declared if isinstance(declared, Traits) else Traits()
 
 
 def named(has: Callable[[Traits], bool]) -> tuple[str, ...]:
     """Registered strategy names whose traits have `has`, sorted."""
     return tuple(n for n in STRATEGIES.names() if has(traits_of(n)))
-
-
-# issue 14: refine.py and compute_optimal.py are being rewritten; when that lands these three
-# declare their traits at registration and leave this table (test_invariants names them)
-_CHAINS = ({"n": 4, "sequential": 2},)  # two chains of two attempts
-UNDECLARED: dict[str, Traits] = {
-    "revise": Traits("n", too_small="error", examples=_CHAINS),
-    "refine": Traits("n", verifier="outcome", too_small="error", examples=_CHAINS),
-    "compute_optimal": Traits("budget", budget_is_size=True, examples=({"budget": 8},)),
-}

@@ -10,21 +10,19 @@ from __future__ import annotations
 import asyncio
 import weakref
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from testtime.core.cost import flops
+from testtime.core.budget import Budget, used
 from testtime.core.errors import BudgetError, ConfigError
 from testtime.core.registry import Params
 from testtime.core.types import Request, Result
 from testtime.core.voting import group, leader
 from testtime.generators.base import Generator
-from testtime.strategies.base import STRATEGIES, Context, call_seed, strategy
+from testtime.strategies.base import STRATEGIES, Context, Traits, call_seed, strategy, traits_of
 from testtime.strategies.policy import Choice, Policy, difficulty, load_policy
 from testtime.strategies.run import build_verifier
 from testtime.verifiers.base import Verifier
 
-# strategies that draw all their samples in their first request (parallel.py)
-ONE_REQUEST = frozenset({"self_consistency", "best_of_n", "weighted_majority", "best_of_majority"})
 _BUILT: weakref.WeakKeyDictionary[Generator, dict[str, Verifier]] = weakref.WeakKeyDictionary()
 
 
@@ -51,7 +49,11 @@ class ComputeOptimalParams(Params):
             raise ConfigError(f"parameter 'budget' must be >= 0, got {self.budget}")
 
 
-@strategy("compute_optimal", ComputeOptimalParams)
+@strategy(
+    "compute_optimal",
+    ComputeOptimalParams,
+    Traits("budget", budget_is_size=True, examples=({"budget": 8},)),
+)
 async def compute_optimal(ctx: Context, p: ComputeOptimalParams) -> Result:
     """Compute-optimal scaling (Snell et al. 2024): bin the problem by difficulty predicted
     from pilot samples, then run the policy's best strategy for that bin and what is left."""
@@ -59,52 +61,51 @@ async def compute_optimal(ctx: Context, p: ComputeOptimalParams) -> Result:
     _check(ctx, policy)
     budget = p.budget or _context_budget(ctx, policy)
     pilot = policy.pilot
-    ctx.verifier = await _verifier(ctx, pilot.verifier)
-    if _one_sample(ctx, policy) > budget:
+    scout = ctx.using(await _verifier(ctx, pilot.verifier))  # the pilot's verifier
+    on_axis: dict[str, Any] = {policy.axis: budget}
+    if scout.fits(1, under=Budget(**on_axis)) == 0:
         raise BudgetError(
             f"compute_optimal: a budget of {budget:g} {policy.axis} is smaller than one pilot "
             "sample; raise the budget"
         )
-    drawn = await ctx.sample(
+    drawn = await scout.sample(
         pilot.samples, temperature=pilot.temperature, top_p=pilot.top_p, logprobs=True
     )
     scores: list[float] = []
-    if ctx.verifier is not None:
-        scores = [ctx.verifier_score(c) for c in await ctx.score(drawn)]
+    if scout.verifier is not None:
+        scores = [scout.verifier_score(c) for c in await scout.score(drawn)]
     hard = difficulty(drawn, pilot.feature, scores)
     bin_ = policy.bin(hard)
-    left = budget - _spent(ctx, policy)
-    choice = _choose(policy, bin_, left, _spent(ctx, policy))
+    spent = used(ctx.cost, policy.axis)
+    left = budget - spent
+
+    def refund(c: Choice) -> float:  # a choice that reuses the pilot gets its cost back
+        return spent if _reuses(c, policy) else 0.0
+
+    choice = policy.choose(bin_, left, refund=refund)
     trace = {"difficulty": hard, "bin": bin_, "left": left, "pilot": [c.id for c in drawn]}
     if choice is None:  # nothing the policy knows fits: the pilot's own vote answers
         top = leader(group(drawn, same=ctx.same))
         chosen = drawn[top.members[0]] if top else None
         return ctx.finish(chosen, trace={**trace, "choice": None})
-    ctx.verifier = await _verifier(ctx, choice.verifier)
-    first = Request(ctx.problem.messages, n=len(drawn), max_tokens=ctx.max_tokens,
-                    temperature=pilot.temperature, top_p=pilot.top_p,
-                    seed=call_seed(ctx.seed, ctx.problem.id, 1))  # fmt: skip
-    ctx.reuse(drawn, first)
+    chosen_ctx = ctx.using(await _verifier(ctx, choice.verifier))
+    if drawn:  # none when the context's own budget refused the pilot: nothing to reuse
+        first = Request(ctx.problem.messages, n=len(drawn), max_tokens=ctx.max_tokens,
+                        temperature=pilot.temperature, top_p=pilot.top_p,
+                        seed=call_seed(ctx.seed, ctx.problem.id, 1))  # fmt: skip
+        chosen_ctx.reuse(drawn, first)
     spec = STRATEGIES.spec(choice.strategy["name"], choice.strategy["params"])
-    inner = await STRATEGIES.get(spec.name).factory(ctx, spec.params)
+    inner = await STRATEGIES.build(spec, chosen_ctx)
     made = {"label": choice.label, "budget": choice.budget, "expected": choice.accuracy}
     return replace(inner, trace={**trace, "choice": made, "inner": inner.trace})
 
 
-def _choose(policy: Policy, bin_: int, left: float, pilot: float) -> Choice | None:
-    """The bin's most accurate choice that fits what is left; a one-request sampling
-    strategy at least as wide as the pilot reuses it, so the pilot's cost comes back."""
-    fitting = [
-        c for c in policy.frontiers[bin_]
-        if c.cost - (pilot if _reuses(c, policy) else 0.0) <= left
-    ]  # fmt: skip
-    return fitting[-1] if fitting else None
-
-
 def _reuses(choice: Choice, policy: Policy) -> bool:
+    """Whether the choice reuses the pilot: a one-request sampling strategy at least as
+    wide as the pilot, sampling alike."""
     params = choice.strategy["params"]
     return (
-        choice.strategy["name"] in ONE_REQUEST
+        traits_of(choice.strategy["name"]).one_request
         and int(params.get("n", 0)) >= policy.pilot.samples
         and (params.get("temperature"), params.get("top_p"))
         == (policy.pilot.temperature, policy.pilot.top_p)
@@ -133,24 +134,6 @@ def _context_budget(ctx: Context, policy: Policy) -> float:
             f"budget=... or give a '{policy.axis}' budget"
         )
     return float(value)
-
-
-def _spent(ctx: Context, policy: Policy) -> float:
-    """What has been spent so far, on the policy's axis."""
-    cost = ctx.cost
-    return float(
-        {"samples": cost.samples, "tokens": cost.generated_tokens}.get(policy.axis, cost.flops)
-    )
-
-
-def _one_sample(ctx: Context, policy: Policy) -> float:
-    """The most one sample may cost: max_tokens generated, the prompt prefilled."""
-    if policy.axis == "samples":
-        return 1.0
-    if policy.axis == "tokens":
-        return float(ctx.max_tokens)
-    prompt = ctx.generator.count_prompt_tokens(Request(ctx.problem.messages))
-    return flops(ctx.generator.n_params, prompt + ctx.max_tokens)
 
 
 async def _verifier(ctx: Context, spec: dict[str, object] | None) -> Verifier | None:

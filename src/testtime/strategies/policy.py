@@ -14,7 +14,7 @@ import bisect
 import json
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import lru_cache
 from pathlib import Path
@@ -75,9 +75,13 @@ class Policy:
         """The bin of a difficulty: how many edges lie below it."""
         return bisect.bisect_left(self.edges, difficulty)
 
-    def choose(self, bin_: int, budget: float) -> Choice | None:
-        """The most accurate choice of the bin costing at most `budget` (None: none fits)."""
-        fitting = [c for c in self.frontiers[bin_] if c.cost <= budget]
+    def choose(
+        self, bin_: int, budget: float, refund: Callable[[Choice], float] = lambda c: 0.0
+    ) -> Choice | None:
+        """The most accurate choice of the bin costing at most `budget` (None: none fits),
+        once `refund` gives back what a choice gets for free (compute_optimal: the pilot
+        a one-request choice reuses)."""
+        fitting = [c for c in self.frontiers[bin_] if c.cost - refund(c) <= budget]
         return fitting[-1] if fitting else None
 
     def to_dict(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
 from testtime.core.templates import fill, short
 from testtime.core.types import Candidate, Result
-from testtime.strategies.base import Context, strategy
+from testtime.strategies.base import Context, Traits, strategy
 from testtime.strategies.parallel import check_sampling
 from testtime.strategies.select import SCORED, choose, need_one, tokens_of
 from testtime.verifiers.base import ProcessVerifier
@@ -29,6 +29,7 @@ from testtime.verifiers.base import ProcessVerifier
 Pick = Literal["vote", "best", "weighted", "last"]
 Note = Callable[[Candidate], Awaitable[str]]  # what follows an attempt in the next prompt
 LEGACY = {"score:.2f": "score"}  # the old default's spelling, kept in stored runs: same text
+CHAINS = ({"n": 4, "sequential": 2},)  # two chains of two attempts: a small example
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class RefineParams(ReviseParams):
         fill(self.rejected, {"step": ""}, "rejected")
 
 
-@strategy("revise", ReviseParams)
+@strategy("revise", ReviseParams, Traits("n", too_small="error", examples=CHAINS))
 async def revise(ctx: Context, p: ReviseParams) -> Result:
     """Sequential revisions (Snell et al. 2024): chains of attempts, each seeing its chain's
     earlier ones; N / sequential chains in parallel; the answer by vote or verifier."""
@@ -79,7 +80,11 @@ async def revise(ctx: Context, p: ReviseParams) -> Result:
     return await _chains(ctx, p, note)
 
 
-@strategy("refine", RefineParams)
+@strategy(
+    "refine",
+    RefineParams,
+    Traits("n", verifier="outcome", too_small="error", examples=CHAINS),
+)
 async def refine(ctx: Context, p: RefineParams) -> Result:
     """Verifier-guided refinement (Snell et al. 2024 sec. 6; IAD): each attempt is scored and
     the next sees the score and, under a process verifier, the first step it rejected."""
@@ -145,5 +150,5 @@ def _own(ctx: Context, c: Candidate, prefix: str) -> Candidate:
     attempts it was shown)."""
     text = c.text[len(prefix) :]
     mine = replace(c, text=text, answer=ctx.extract(text))
-    ctx.candidates[c.id] = mine
+    ctx.update(mine)
     return mine

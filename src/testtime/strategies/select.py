@@ -58,7 +58,7 @@ async def score_once(ctx: Context, candidates: Sequence[Candidate]) -> list[Cand
         done = scored[_response(c)]
         if done.id != c.id:
             done = c.with_score(name, done.scores[name])
-            ctx.candidates[c.id] = done
+            ctx.update(done)
         out.append(done)
     return out
 
@@ -90,13 +90,7 @@ def tokens_of(ctx: Context, text: str, what: str) -> int:
 
 def need_one(ctx: Context, max_tokens: int, what: str) -> None:
     """A BudgetError, before anything is spent, when the budget cannot fit one sample."""
-    request = Request(ctx.problem.messages, max_tokens=max_tokens)
-    prompt = ctx.generator.count_prompt_tokens(request) if ctx.budget.flops else 0
-    verifier = ctx.verifier.flops_per_candidate(ctx.problem) if ctx.verifier else 0.0
-    fits = ctx.budget.samples_that_fit(
-        ctx.cost, 1, max_tokens, prompt, ctx.generator.n_params, verifier
-    )
-    if fits == 0:
+    if ctx.fits(1, max_tokens=max_tokens) == 0:
         raise BudgetError(
             f"strategy {ctx.spec.name!r}: the budget ({ctx.budget}) is smaller than one "
             f"{what} of up to {max_tokens} tokens; raise the budget or lower the length"

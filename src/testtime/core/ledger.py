@@ -152,7 +152,7 @@ class Ledger:
         )
 
 
-def stream_seed(seed: int, problem_id: str, stream: int | str, bits: int = 32) -> int:
+def stream_seed(seed: int, problem_id: str, stream: int | str, bits: int) -> int:
     """A seed of `bits` bits per (run seed, problem, random stream), so streams draw apart.
 
     The stream is a request's call number (32 bits: `call_seed`) or a name such as

@@ -373,11 +373,11 @@ class Engine:
                 self.cache.move_row(len(self.active), i, last.length)
                 self.active[i] = last
             finished_jobs[id(s.job)] = s.job
+        if finished_jobs:  # memory first: a caller that hears back finds it given back
+            self._shrink()
         for job in finished_jobs.values():
             if job.done():
                 self._finish(job)
-        if finished_jobs:
-            self._shrink()
 
     def _finish(self, job: Job) -> None:
         result: Generation | None = None

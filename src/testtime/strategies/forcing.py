@@ -115,7 +115,10 @@ async def _chain(
         parent=seg.id,
     )  # fmt: skip
     final = answer[0] if answer else seg
-    info = {"thinking_tokens": used, "waits": waits, "ended": ended, "answer": final.answer}
+    info = {
+        "thinking_tokens": used, "waits": waits, "ended": ended, "answer": final.answer,
+        "final": final.id,  # the chain's last candidate (chains end in any order)
+    }  # fmt: skip
     return final, info
 
 

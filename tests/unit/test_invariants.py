@@ -30,7 +30,7 @@ from testtime.core.registry import Spec
 from testtime.core.types import Candidate, Problem, Result
 from testtime.generators.fake import FakeGenerator
 from testtime.lab.pools import rule
-from testtime.strategies.base import STRATEGIES, traits_of
+from testtime.strategies.base import STRATEGIES, strategy, traits_of
 from testtime.strategies.policy import Choice, Pilot, Policy, save_policy
 from testtime.strategies.run import solve
 from testtime.tasks.base import Task
@@ -148,6 +148,17 @@ def check_tree(r: Result) -> None:
 def test_every_strategy_declares_its_traits_where_it_is_registered() -> None:
     undeclared = {n for n in STRATEGIES.names() if STRATEGIES.get(n).traits is None}
     assert undeclared == set()  # a new strategy declares its own
+
+
+def test_a_strategy_cannot_be_registered_without_its_traits() -> None:
+    from testtime.core.registry import Params
+    from testtime.verifiers.base import Traits as VerifierTraits
+
+    with pytest.raises(TypeError):
+        strategy("undeclared", Params)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match=r"strategies\.base\.Traits"):
+        strategy("undeclared", Params, VerifierTraits())  # type: ignore[arg-type]
+    assert "undeclared" not in STRATEGIES.names()
 
 
 @pytest.mark.parametrize("name", STRATEGIES.names())

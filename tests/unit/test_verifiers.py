@@ -22,7 +22,7 @@ from testtime.generators.base import Generation, Generator
 from testtime.generators.fake import FakeGenerator, render
 from testtime.strategies.base import Context
 from testtime.tasks.base import TASKS
-from testtime.verifiers.base import VERIFIERS, Verifier, VerifierDeps, named, traits_of
+from testtime.verifiers.base import VERIFIERS, Traits, Verifier, VerifierDeps, named, traits_of
 from testtime.verifiers.judge import TOP, p_yes
 
 P = Problem.from_prompt("What is 3 + 4?", answer="7", id="q")
@@ -223,6 +223,17 @@ def test_no_gold_reading_verifier_reaches_a_policy(name: str) -> None:
     arm = ArmSpec("arm", STRATEGIES.spec("best_of_n"), VERIFIERS.spec(name), (1, 2))
     assert not _usable(arm)
     assert _usable(ArmSpec("arm", STRATEGIES.spec("best_of_n"), VERIFIERS.spec("judge"), (1,)))
+
+
+def test_every_verifier_declares_its_traits_in_the_registry_entry() -> None:
+    """Verifiers keep their facts where strategies do: on the registry's entry."""
+    for name in VERIFIERS.names():
+        declared = VERIFIERS.get(name).traits
+        assert isinstance(declared, Traits), name
+        if not declared.wraps:
+            assert traits_of(name) == declared
+    assert VERIFIERS.get("oracle").traits.reads_gold
+    assert VERIFIERS.get("noisy").traits.wraps == "inner"
 
 
 @pytest.mark.parametrize(

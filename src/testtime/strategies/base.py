@@ -329,18 +329,18 @@ class Traits:
         return bool(self.replay)
 
 
-def strategy(
-    name: str, params: type[Params], traits: Traits | None = None
-) -> Callable[[StrategyFn], StrategyFn]:
+def strategy(name: str, params: type[Params], traits: Traits) -> Callable[[StrategyFn], StrategyFn]:
     """Register a strategy under `name` with its parameter dataclass and its traits."""
+    if not isinstance(traits, Traits):
+        raise TypeError(f"strategy {name!r} declares its traits as a strategies.base.Traits")
     return STRATEGIES.register(name, params, traits)
 
 
 def traits_of(name: str) -> Traits:
-    """A registered strategy's traits (an unknown name: a ConfigError listing the known ones);
-    one registered without any declares nothing: no budget parameter, no replay."""
-    declared = STRATEGIES.get(name).traits
-    return declared if isinstance(declared, Traits) else Traits()
+    """A registered strategy's traits (an unknown name: a ConfigError listing the known ones)."""
+    traits = STRATEGIES.get(name).traits
+    assert isinstance(traits, Traits)  # `strategy` requires them
+    return traits
 
 
 def named(has: Callable[[Traits], bool]) -> tuple[str, ...]:

@@ -111,9 +111,9 @@ class VerifierDeps:
 
 # a factory takes its own Params subclass, already validated by `VERIFIERS.spec`
 VerifierFactory = Callable[[Any, VerifierDeps], Verifier]
-# registered as the registry builds every component: what it needs first, then its params
+# registered as the registry builds every component: what it needs first, then its params;
+# each entry's traits are the verifier's `Traits`, as every kind of component declares its facts
 VERIFIERS: Registry[Callable[[VerifierDeps, Any], Verifier]] = Registry("verifier")
-TRAITS: dict[str, Traits] = {}
 
 
 def verifier(
@@ -128,23 +128,29 @@ def verifier(
             built.traits = traits_of(name, p)
             return built
 
-        VERIFIERS.register(name, params)(build)
-        TRAITS[name] = traits
+        VERIFIERS.register(name, params, traits)(build)
         return factory
 
     return deco
 
 
+def _declared(name: str) -> Traits:
+    """The traits `name` was registered with (an unknown name: a ConfigError listing the
+    known ones)."""
+    traits = VERIFIERS.get(name).traits
+    assert isinstance(traits, Traits)  # `verifier` always registers them
+    return traits
+
+
 def traits_of(name: str, params: Params | None = None) -> Traits:
     """A registered verifier's traits; one that wraps another takes on the inner one's
     (with `params`, that inner verifier; without, any it may wrap: the worst case)."""
-    VERIFIERS.get(name)  # an unknown name: a ConfigError listing the known ones
-    own = TRAITS.get(name, Traits())
+    own = _declared(name)
     if not own.wraps:
         return own
     if params is not None:
         return traits_of(str(getattr(params, own.wraps)))
-    inner = [traits_of(n) for n in VERIFIERS.names() if not TRAITS.get(n, Traits()).wraps]
+    inner = [_declared(n) for n in VERIFIERS.names() if not _declared(n).wraps]
     return Traits(
         reads_gold=any(t.reads_gold for t in inner),
         loads_file=any(t.loads_file for t in inner),

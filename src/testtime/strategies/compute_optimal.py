@@ -8,22 +8,21 @@ alike gets the pilot's samples as its first ones (`Context.reuse`), so they are 
 from __future__ import annotations
 
 import asyncio
+import threading
 import weakref
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 from testtime.core.budget import Budget, used
 from testtime.core.errors import BudgetError, ConfigError
-from testtime.core.registry import Params
+from testtime.core.registry import Params, Spec
 from testtime.core.types import Request, Result
 from testtime.core.voting import group, leader
 from testtime.generators.base import Generator
 from testtime.strategies.base import STRATEGIES, Context, Traits, call_seed, strategy, traits_of
 from testtime.strategies.policy import Choice, Policy, difficulty, load_policy
 from testtime.strategies.run import build_verifier
-from testtime.verifiers.base import Verifier
-
-_BUILT: weakref.WeakKeyDictionary[Generator, dict[str, Verifier]] = weakref.WeakKeyDictionary()
+from testtime.verifiers.base import VERIFIERS, Verifier
 
 
 @dataclass(frozen=True)
@@ -136,17 +135,27 @@ def _context_budget(ctx: Context, policy: Policy) -> float:
     return float(value)
 
 
-async def _verifier(ctx: Context, spec: dict[str, object] | None) -> Verifier | None:
-    """The policy's verifier, built once per generator, off the event loop (a PRM or probe
-    loads files)."""
-    if spec is None:
+async def _verifier(ctx: Context, named: dict[str, Any] | None) -> Verifier | None:
+    """The policy's verifier ({"name", "params"}), shared by every problem run with this
+    generator (see `_shared`), got off the event loop (a PRM or probe loads files)."""
+    if named is None:
         return None
-    built = _BUILT.setdefault(ctx.generator, {})
-    key = repr(sorted(spec.items()))
-    if key not in built:
-        params = spec.get("params")
-        built[key] = await asyncio.to_thread(
-            build_verifier, str(spec["name"]), dict(params) if isinstance(params, dict) else {},
-            generator=ctx.generator,
-        )  # fmt: skip
-    return built[key]
+    params = named.get("params")
+    spec = VERIFIERS.spec(str(named["name"]), params if isinstance(params, dict) else {})
+    return await asyncio.to_thread(_shared, spec, ctx.generator)
+
+
+# The verifiers a policy names, built by `build_verifier` once per generator and spec: a
+# PRM's or probe's files are read once per model, not once per problem. Weak on the
+# generator, so they go with it; the lock makes problems run at once wait for one build.
+_BUILT: weakref.WeakKeyDictionary[Generator, dict[Spec, Verifier]] = weakref.WeakKeyDictionary()
+_BUILDING = threading.Lock()
+
+
+def _shared(spec: Spec, generator: Generator) -> Verifier:
+    """The verifier `spec` describes for `generator`, built the first time it is asked."""
+    with _BUILDING:
+        built = _BUILT.setdefault(generator, {})
+        if spec not in built:
+            built[spec] = build_verifier(spec, generator=generator)
+        return built[spec]

@@ -139,3 +139,18 @@ def test_trace_file_holds_every_candidate_and_the_search_trace(run, tmp_path: Pa
     assert len(data) == 2 and data[0]["trace"]["rounds"]
     assert all(c["steps"] for c in data[0]["candidates"])
     assert [p.name for p in tmp_path.iterdir()] == ["trace.json"]  # no temp file left
+
+
+@pytest.mark.parametrize("command", ["run", "serve"])
+def test_the_model_option_names_every_backends_form_and_the_one_default(command: str) -> None:
+    import typer.main
+
+    from testtime.cli import app
+    from testtime.generators.backends import BACKENDS
+    from testtime.generators.models import DEFAULT_MODEL
+
+    group = typer.main.get_command(app)
+    cmd = group.commands[command]  # type: ignore[attr-defined]
+    (option,) = [p for p in cmd.params if p.name == "model"]
+    assert all(b.usage in option.help for b in BACKENDS.all())  # a served URL too
+    assert option.default == DEFAULT_MODEL

@@ -14,17 +14,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
 from testtime.core.types import Result
+from testtime.generators.backends import forms
 from testtime.generators.base import Generator
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
-DEFAULT_MODEL = "smollm2-135m"
 DEFAULT_TASK = "arithmetic"
+MODEL_HELP = f"the model: {forms()}"  # each registered backend's form, for --model
 
 
 def load_model(name: str, device: str | None = None, dtype: str | None = None) -> Generator:
-    """The generator for a packaged model name, a local path, or 'fake'."""
+    """The generator for a model name in any backend's form (`MODEL_HELP`)."""
     from testtime.generators.models import open_generator
 
     opts: dict[str, Any] = {}

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from testtime.cli import app
 from testtime.cli.common import (
-    DEFAULT_MODEL,
+    MODEL_HELP,
     accuracy,
     err,
     human,
@@ -29,6 +29,7 @@ from testtime.core.errors import ConfigError
 from testtime.core.files import write_atomic
 from testtime.core.registry import Spec, parse_params
 from testtime.core.types import Problem, Result
+from testtime.generators.models import DEFAULT_MODEL
 from testtime.lab.arms import BUDGET_PARAM, WIDTH_BUDGET
 from testtime.lab.spec import sized
 from testtime.strategies.base import STRATEGIES
@@ -36,7 +37,6 @@ from testtime.strategies.run import RunSettings, build_task, build_verifier, sol
 from testtime.tasks.base import FreeForm, Task
 from testtime.verifiers.base import VERIFIERS
 
-MODEL_HELP = "packaged model name, a local model directory or .gguf file, or 'fake'"
 BUDGET_HELP = "ceiling, e.g. '16 samples', '4096 tokens', '1e12 flops', '30 seconds'"
 DEFAULT_LIMIT = 10
 Params = Annotated[list[str], typer.Option("--param", "-p", help="strategy parameter key=value")]

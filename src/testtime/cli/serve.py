@@ -9,12 +9,12 @@ from typing import Annotated
 import typer
 
 from testtime.cli import app
-from testtime.cli.common import DEFAULT_MODEL, err, listenable, load_model, positive
+from testtime.cli.common import MODEL_HELP, err, listenable, load_model, positive
 from testtime.core.budget import Budget
 from testtime.core.errors import ConfigError
 from testtime.generators.base import Generator
+from testtime.generators.models import DEFAULT_MODEL
 
-MODEL_HELP = "packaged model name, a local model directory or .gguf file, or 'fake'"
 BUDGET_HELP = "the most any request may spend (and the budget of requests naming none)"
 
 

@@ -214,6 +214,18 @@ def test_noisy_over_a_gold_reader_needs_a_tasks_gold_check(inner: str) -> None:
     assert built.traits.reads_gold  # a lab run may study it; a policy never uses it
 
 
+@pytest.mark.parametrize(
+    ("name", "params"), [("oracle", {}), ("fake", {}), ("noisy", {"inner": "oracle"})]
+)
+def test_a_verifier_scoring_by_gold_without_a_task_says_so_in_one_way(
+    name: str, params: dict[str, Any]
+) -> None:
+    with pytest.raises(
+        ConfigError, match="reads the gold answers of a task, but no task was given"
+    ):
+        verifier(name, VerifierDeps(generator=FakeGenerator()), **params)
+
+
 @pytest.mark.parametrize("name", GOLD)
 def test_no_gold_reading_verifier_reaches_a_policy(name: str) -> None:
     from testtime.lab.allocate import _usable

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from testtime.core.cost import Cost
+from testtime.core.errors import ConfigError
 from testtime.core.registry import Params, Registry
 from testtime.core.steps import Aggregate, StepSplitter, aggregate
 from testtime.core.types import Candidate, Problem
@@ -107,6 +108,16 @@ class VerifierDeps:
 
     check: Checker | None = None
     generator: Generator | None = None
+
+
+def gold_check(deps: VerifierDeps, what: str, remedy: str) -> Checker:
+    """The task's gold check a verifier (`what`: its name as the user wrote it) scores by;
+    without a task that has answers, a ConfigError saying so and `remedy`."""
+    if deps.check is None:
+        raise ConfigError(
+            f"verifier {what} reads the gold answers of a task, but no task was given; {remedy}"
+        )
+    return deps.check
 
 
 # a factory takes its own Params subclass, already validated by `VERIFIERS.spec`

@@ -16,7 +16,15 @@ from testtime.core.cost import Cost, flops
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
 from testtime.core.types import Candidate, Problem
-from testtime.verifiers.base import Checker, Scores, Traits, Verifier, VerifierDeps, verifier
+from testtime.verifiers.base import (
+    Checker,
+    Scores,
+    Traits,
+    Verifier,
+    VerifierDeps,
+    gold_check,
+    verifier,
+)
 
 ScoreFn = Callable[[Problem, Candidate], float]
 
@@ -104,13 +112,9 @@ class FakeVerifierParams(Params):
 @verifier("fake", FakeVerifierParams, Traits(reads_gold=True))
 def fake(params: FakeVerifierParams, deps: VerifierDeps) -> Verifier:
     """Scripted scores: 1 for a correct answer, 0 otherwise, plus optional seeded noise."""
-    if deps.check is None:
-        raise ConfigError(
-            "verifier 'fake' scores by the task's gold answers; run it with a task that has "
-            "answers, or build FakeVerifier(scores=...) in Python"
-        )
+    remedy = "run it with a task that has answers, or build FakeVerifier(scores=...) in Python"
     return FakeVerifier(
-        check=deps.check,
+        check=gold_check(deps, "'fake'", remedy),
         noise=params.noise,
         seed=params.seed,
         n_params=params.n_params,

@@ -26,6 +26,7 @@ from testtime.verifiers.base import (
     Traits,
     Verifier,
     VerifierDeps,
+    gold_check,
     traits_of,
     verifier,
 )
@@ -94,10 +95,7 @@ class Noisy(ProcessVerifier):
 @verifier("noisy", NoisyParams, Traits(wraps="inner"))
 def noisy(params: NoisyParams, deps: VerifierDeps) -> Verifier:
     """Any verifier with set false-positive / false-negative rates and early overconfidence."""
-    if traits_of(params.inner).reads_gold and deps.check is None:
-        raise ConfigError(
-            f"verifier 'noisy' with inner={params.inner!r} reads the gold answer, which only a "
-            "task with answers has; run it on a task, or wrap a verifier that needs no gold "
-            "(e.g. inner=step_check)"
-        )
+    if traits_of(params.inner).reads_gold:
+        remedy = "run it on a task, or wrap a verifier that needs no gold (e.g. inner=step_check)"
+        gold_check(deps, f"'noisy' with inner={params.inner!r}", remedy)
     return Noisy(VERIFIERS.build(VERIFIERS.spec(params.inner), deps), params)

@@ -9,10 +9,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
 from testtime.core.types import Candidate, Problem
-from testtime.verifiers.base import Checker, Scores, Traits, Verifier, VerifierDeps, verifier
+from testtime.verifiers.base import (
+    Checker,
+    Scores,
+    Traits,
+    Verifier,
+    VerifierDeps,
+    gold_check,
+    verifier,
+)
 
 
 @dataclass(frozen=True)
@@ -35,10 +42,8 @@ class Oracle(Verifier):
 @verifier("oracle", OracleParams, Traits(reads_gold=True))
 def oracle(params: Params, deps: VerifierDeps) -> Verifier:
     """The task's gold check (1 correct, 0 not): a perfect verifier, for coverage."""
-    if deps.check is None:
-        raise ConfigError(
-            "verifier 'oracle' checks answers against the task's gold answers, but no task "
-            "was given; run it with a task that has answers (e.g. --task arithmetic), or "
-            "choose a verifier that needs none (self_certainty, likelihood, judge)"
-        )
-    return Oracle(deps.check)
+    remedy = (
+        "run it with a task that has answers (e.g. --task arithmetic), or choose a verifier "
+        "that needs none (self_certainty, likelihood, judge)"
+    )
+    return Oracle(gold_check(deps, "'oracle'", remedy))

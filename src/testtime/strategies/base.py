@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from testtime.core.answers import extract as extract_answer
 from testtime.core.answers import same_answer
@@ -29,7 +29,9 @@ from testtime.core.steps import aggregate
 from testtime.core.types import Candidate, Problem, Request, Result
 from testtime.core.voting import Equivalence
 from testtime.generators.base import Generator
-from testtime.verifiers.base import ProcessVerifier, Verifier
+from testtime.verifiers.base import ProcessVerifier, Scores, StepScores, Verifier
+
+S = TypeVar("S", Scores, StepScores)  # what a verifier's scoring returns
 
 
 class Context:
@@ -224,11 +226,7 @@ class Context:
         verifier = self.need_verifier()
         if not candidates:
             return []
-        started = time.perf_counter()
-        scores = await verifier.score(self.problem, candidates)
-        seconds = scores.cost.seconds + time.perf_counter() - started
-        self._ledger.charge(replace(scores.cost, seconds=seconds))
-        self._unscored = max(0, self._unscored - len(candidates))
+        scores = await self._charged(verifier.score(self.problem, candidates), len(candidates))
         name = verifier.name
         scored = [c.with_score(name, v) for c, v in zip(candidates, scores.values, strict=True)]
         for c in scored:
@@ -241,14 +239,20 @@ class Context:
         verifier = self.need_process_verifier()
         if not candidates:
             return []
-        started = time.perf_counter()
-        got = await verifier.score_steps(self.problem, candidates)
-        seconds = got.cost.seconds + time.perf_counter() - started
-        self._ledger.charge(replace(got.cost, seconds=seconds))
-        self._unscored = max(0, self._unscored - len(candidates))
+        got = await self._charged(verifier.score_steps(self.problem, candidates), len(candidates))
         for c, steps in zip(candidates, got.values, strict=True):
             self.update(c.with_score(verifier.name, aggregate(steps, verifier.how)))
         return list(got.values)
+
+    async def _charged(self, scoring: Awaitable[S], n: int) -> S:
+        """The verifier's scores of `n` candidates, their cost charged with the wall time
+        they took (the verifier's own seconds too), and `n` fewer candidates unscored."""
+        started = time.perf_counter()
+        got = await scoring
+        seconds = got.cost.seconds + time.perf_counter() - started
+        self._ledger.charge(replace(got.cost, seconds=seconds))
+        self._unscored = max(0, self._unscored - n)
+        return got
 
     def need_verifier(self) -> Verifier:
         """The attached verifier; a ConfigError naming the strategy when there is none.

@@ -280,13 +280,7 @@ class ArithmeticParams(Params):
 @TASKS.register("arithmetic", ArithmeticParams)
 def arithmetic_task(p: ArithmeticParams) -> Task:
     """a + b or a - b of one-digit numbers (reasoning-gym chain_sum), where scaling pays."""
-    task = ReasoningGymTask(
-        ARITHMETIC_DATASET,
-        parse_config(ARITHMETIC_CONFIG),
-        size=p.size,
-        seed=p.seed,
-        prompt=p.prompt,
-        extractor=p.extractor,
-    )
+    fixed = ReasoningGymParams(ARITHMETIC_DATASET, ARITHMETIC_CONFIG, **dataclasses.asdict(p))
+    task = reasoning_gym_task(fixed)
     task.name = "arithmetic"
     return task

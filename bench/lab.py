@@ -22,11 +22,11 @@ from typing import Any
 
 from testtime.generators.base import Generator
 from testtime.generators.models import open_generator
-from testtime.lab import runner
-from testtime.lab.replay import analyse
-from testtime.lab.report import write_report
-from testtime.lab.spec import parse_spec
-from testtime.lab.store import Store, open_store
+from testtime.lab.analysis.replay import analyse
+from testtime.lab.data.spec import parse_spec
+from testtime.lab.data.store import Store, open_store
+from testtime.lab.execution import runner
+from testtime.lab.reports.llm import write_report
 
 
 class TimedStore(Store):

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from testtime.lab import runner
-from testtime.lab.ray import Worker, run_ray
-from testtime.lab.rows import Unit
-from testtime.lab.spec import parse_spec
-from testtime.lab.store import open_store
+from testtime.lab.data.rows import Unit
+from testtime.lab.data.spec import parse_spec
+from testtime.lab.data.store import open_store
+from testtime.lab.execution import runner
+from testtime.lab.execution.ray import Worker, run_ray
 
 ray = pytest.importorskip("ray")
 

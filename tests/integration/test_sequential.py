@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from testtime.core.errors import ConfigError
-from testtime.lab import runner
-from testtime.lab.allocate import allocate
-from testtime.lab.spec import parse_spec
-from testtime.lab.store import open_store
+from testtime.lab.data.spec import parse_spec
+from testtime.lab.data.store import open_store
+from testtime.lab.execution import runner
+from testtime.lab.policy.allocate import allocate
 from testtime.strategies.base import STRATEGIES
 from testtime.strategies.policy import save_policy
 from testtime.strategies.run import build_task, build_verifier, solve_many

@@ -14,13 +14,13 @@ from testtime.core.budget import Budget
 from testtime.core.errors import BudgetError
 from testtime.core.types import Problem
 from testtime.generators.fake import FakeGenerator
-from testtime.lab import runner
-from testtime.lab.across import replay_across
-from testtime.lab.allocate import allocate
-from testtime.lab.replay import analyse
-from testtime.lab.report import write_report
-from testtime.lab.spec import parse_spec
-from testtime.lab.store import open_store
+from testtime.lab.analysis.across import replay_across
+from testtime.lab.analysis.replay import analyse
+from testtime.lab.data.spec import parse_spec
+from testtime.lab.data.store import open_store
+from testtime.lab.execution import runner
+from testtime.lab.policy.allocate import allocate
+from testtime.lab.reports.llm import write_report
 from testtime.strategies.across import Allocator, solve_batch
 
 SURE = {"7": 1.0}

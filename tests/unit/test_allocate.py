@@ -21,19 +21,19 @@ from testtime.core.budget import Budget
 from testtime.core.errors import BudgetError, ConfigError
 from testtime.core.types import Candidate
 from testtime.generators.fake import FakeGenerator
-from testtime.lab import runner
-from testtime.lab.allocate import (
+from testtime.lab.analysis.curves import Curve, Point
+from testtime.lab.analysis.fit import cost_to_reach, efficiency
+from testtime.lab.analysis.replay import analyse, stored_pools
+from testtime.lab.data.spec import parse_spec
+from testtime.lab.data.store import open_store
+from testtime.lab.execution import runner
+from testtime.lab.policy.allocate import (
     _bin,
     allocate,
     configurations,
     merge_small,
     quantile_edges,
 )
-from testtime.lab.curves import Curve, Point
-from testtime.lab.fit import cost_to_reach, efficiency
-from testtime.lab.replay import analyse, stored_pools
-from testtime.lab.spec import parse_spec
-from testtime.lab.store import open_store
 from testtime.strategies.base import STRATEGIES
 from testtime.strategies.policy import Choice, difficulty, frontier, load_policy, save_policy
 from testtime.strategies.run import build_task, build_verifier, solve

@@ -13,12 +13,12 @@ from testtime.core.errors import ConfigError
 from testtime.core.kinetics import INTENSITY, KVShape, eflops, exchange_rate, kv_bytes
 from testtime.generators.fake import FAKE_SHAPE
 from testtime.generators.models import PACKAGED
-from testtime.lab import runner
-from testtime.lab.costs import exchange_lines, kv_shape, n_params
-from testtime.lab.replay import analyse, stored_pools
-from testtime.lab.report import write_report
-from testtime.lab.spec import parse_spec
-from testtime.lab.store import open_store
+from testtime.lab.analysis.costs import exchange_lines, kv_shape, n_params
+from testtime.lab.analysis.replay import analyse, stored_pools
+from testtime.lab.data.spec import parse_spec
+from testtime.lab.data.store import open_store
+from testtime.lab.execution import runner
+from testtime.lab.reports.llm import write_report
 
 
 @given(

@@ -20,10 +20,11 @@ from testtime.generators.backends import BACKENDS, Backend, backend
 from testtime.generators.base import Generator
 from testtime.generators.fake import FakeGenerator
 from testtime.generators.models import fingerprint, load_generator, resolve
-from testtime.lab import costs, runner
-from testtime.lab.replay import analyse, stored_pools
-from testtime.lab.spec import parse_spec
-from testtime.lab.store import open_store
+from testtime.lab.analysis import costs
+from testtime.lab.analysis.replay import analyse, stored_pools
+from testtime.lab.data.spec import parse_spec
+from testtime.lab.data.store import open_store
+from testtime.lab.execution import runner
 
 SHAPE = KVShape(layers=3, kv_heads=1, head_dim=16)
 PARAMS = 5_000

@@ -20,7 +20,7 @@ from testtime.cli import main
 from testtime.core.errors import ConfigError, DataError, ModelNotFoundError
 from testtime.generators.fake import FakeGenerator
 from testtime.generators.models import load_generator
-from testtime.lab.store import open_store
+from testtime.lab.data.store import open_store
 from testtime.server import Settings, create_app
 
 Cli = Callable[..., tuple[int, str, str]]
@@ -104,7 +104,7 @@ def test_a_read_only_store_refuses_a_run_and_writes_nothing(
 
 
 def test_a_locked_store_says_who_holds_it(tmp_path: Path) -> None:
-    from testtime.lab.store import store_error
+    from testtime.lab.data.store import store_error
 
     path = tmp_path / "s.sqlite"
     with open_store(path):
@@ -263,8 +263,8 @@ def test_a_lab_spec_asking_too_many_problems_of_a_file_is_refused(cli: Cli, tmp_
 
 
 def test_a_lab_spec_generates_the_problems_it_asks_for(tmp_path: Path) -> None:
-    from testtime.lab.runner import checked_problems
-    from testtime.lab.spec import parse_spec
+    from testtime.lab.data.spec import parse_spec
+    from testtime.lab.execution.runner import checked_problems
 
     spec = parse_spec({"model": "fake", "problems": 80, "strategies": ["self_consistency"]})
     ((_, problems),) = checked_problems(spec).values()

@@ -11,10 +11,10 @@ import pytest
 
 from testtime.cli import main
 from testtime.core.errors import ConfigError
-from testtime.lab import diffusion as dlab
-from testtime.lab import diffusion_report as rep
-from testtime.lab.rows import Unit
-from testtime.lab.store import open_store
+from testtime.lab.data.rows import Unit
+from testtime.lab.data.store import open_store
+from testtime.lab.execution import diffusion as dlab
+from testtime.lab.reports import diffusion as rep
 
 SPEC = {
     "kind": "diffusion", "name": "tiny", "digits": [3, 7], "repeats": 2, "steps": 5,
@@ -82,7 +82,7 @@ def test_a_crashed_run_resumes_with_every_unit_stored_once(tmp_path: Path) -> No
 
 
 def test_llm_reports_refuse_diffusion_runs_and_back(tmp_path: Path) -> None:
-    from testtime.lab.replay import analyse
+    from testtime.lab.analysis.replay import analyse
 
     spec = dlab.parse_diffusion_spec({**SPEC, "digits": [1], "repeats": 1, "budgets": [5]})
     with open_store(tmp_path / "s.sqlite") as store:

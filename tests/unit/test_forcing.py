@@ -17,10 +17,10 @@ from testtime.core.budget import Budget
 from testtime.core.errors import BudgetError, ConfigError
 from testtime.core.types import Candidate, Problem, Result
 from testtime.generators.fake import FakeGenerator
-from testtime.lab import runner
-from testtime.lab.replay import analyse
-from testtime.lab.spec import parse_spec
-from testtime.lab.store import open_store
+from testtime.lab.analysis.replay import analyse
+from testtime.lab.data.spec import parse_spec
+from testtime.lab.data.store import open_store
+from testtime.lab.execution import runner
 from testtime.strategies.base import STRATEGIES
 from testtime.strategies.run import solve
 from testtime.tasks.base import Task

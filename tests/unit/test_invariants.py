@@ -29,7 +29,7 @@ from testtime.core.errors import BudgetError, ConfigError
 from testtime.core.registry import Spec
 from testtime.core.types import Candidate, Problem, Result
 from testtime.generators.fake import FakeGenerator
-from testtime.lab.pools import rule
+from testtime.lab.analysis.pools import rule
 from testtime.strategies.base import STRATEGIES, strategy, traits_of
 from testtime.strategies.policy import Choice, Pilot, Policy, save_policy
 from testtime.strategies.run import solve

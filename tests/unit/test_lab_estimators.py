@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from testtime.core.types import Candidate
 from testtime.core.voting import group, leader
-from testtime.lab import estimators
+from testtime.lab.analysis import estimators
 
 # a pool: each sample's answer group (None: no answer)
 answers_st = st.lists(st.one_of(st.none(), st.integers(0, 3)), min_size=1, max_size=9)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from testtime.core.errors import ConfigError
-from testtime.lab import fit
+from testtime.lab.analysis import fit
 
 
 def test_log_spaced() -> None:

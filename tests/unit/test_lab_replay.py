@@ -14,12 +14,12 @@ import pytest
 
 from testtime.core.types import Problem
 from testtime.generators.fake import FakeGenerator
-from testtime.lab import runner
-from testtime.lab.pools import Pool, rule
-from testtime.lab.replay import _pools, analyse
-from testtime.lab.spec import parse_spec, spec_key
-from testtime.lab.store import open_store
-from testtime.lab.work import at_budget, load_problems
+from testtime.lab.analysis.pools import Pool, rule
+from testtime.lab.analysis.replay import _pools, analyse
+from testtime.lab.data.spec import parse_spec, spec_key
+from testtime.lab.data.store import open_store
+from testtime.lab.execution import runner
+from testtime.lab.execution.work import at_budget, load_problems
 from testtime.strategies.run import build_verifier, solve
 
 NOISY = {"name": "fake", "params": {"noise": 0.4}}

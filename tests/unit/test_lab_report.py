@@ -11,8 +11,8 @@ from rich.console import Console
 
 from testtime.core.errors import ConfigError
 from testtime.core.files import write_atomic
-from testtime.lab.curves import Analysis, Ceiling, CoverageFit, Curve, Point
-from testtime.lab.report import ReportFiles, human, table, write_report
+from testtime.lab.analysis.curves import Analysis, Ceiling, CoverageFit, Curve, Point
+from testtime.lab.reports.llm import ReportFiles, human, table, write_report
 
 pytest.importorskip("matplotlib")
 

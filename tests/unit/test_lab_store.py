@@ -12,9 +12,9 @@ import pytest
 from testtime.core.errors import ConfigError, DataError
 from testtime.core.types import Candidate, Message, Request, candidate_dict, candidate_from_dict
 from testtime.generators.fake import FakeGenerator
-from testtime.lab import runner
-from testtime.lab.spec import parse_spec, spec_from_dict
-from testtime.lab.store import SCHEMA_VERSION, open_store
+from testtime.lab.data.spec import parse_spec, spec_from_dict
+from testtime.lab.data.store import SCHEMA_VERSION, open_store
+from testtime.lab.execution import runner
 
 SPEC = {
     "name": "t",

@@ -60,8 +60,8 @@ def test_listing_and_the_lab_on_the_fake_model_need_no_torch(tmp_path: Path) -> 
 
 
 def test_a_stored_diffusion_run_reports_without_torch(tmp_path: Path) -> None:
-    from testtime.lab import diffusion as dlab
-    from testtime.lab.store import open_store
+    from testtime.lab.data.store import open_store
+    from testtime.lab.execution import diffusion as dlab
 
     data = {"kind": "diffusion", "name": "tiny", "digits": [3], "repeats": 2, "steps": 4,
             "budgets": [4], "strategies": ["best_of_n"]}  # fmt: skip

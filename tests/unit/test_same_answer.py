@@ -13,7 +13,7 @@ import testtime.tasks  # noqa: F401  (registers the tasks)
 from testtime.core.answers import equivalent
 from testtime.core.types import Candidate, Problem
 from testtime.core.voting import group, majority
-from testtime.lab.pools import Pool
+from testtime.lab.analysis.pools import Pool
 from testtime.tasks.base import TASKS, Task
 
 ARITHMETIC = TASKS.build(TASKS.spec("arithmetic", {"size": 40}))

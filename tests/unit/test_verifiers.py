@@ -184,7 +184,7 @@ GOLD = named(lambda t: t.reads_gold)
 
 
 def test_the_servers_and_the_allocators_lists_derive_from_the_traits() -> None:
-    from testtime.lab.allocate import SKIPPED
+    from testtime.lab.policy.allocate import SKIPPED
     from testtime.server.plan import FILE_VERIFIERS, GOLD_VERIFIERS
 
     assert {"oracle", "math", "fake", "noisy"} <= set(GOLD)  # noisy may wrap a gold reader
@@ -228,8 +228,8 @@ def test_a_verifier_scoring_by_gold_without_a_task_says_so_in_one_way(
 
 @pytest.mark.parametrize("name", GOLD)
 def test_no_gold_reading_verifier_reaches_a_policy(name: str) -> None:
-    from testtime.lab.allocate import _usable
-    from testtime.lab.spec import ArmSpec
+    from testtime.lab.data.spec import ArmSpec
+    from testtime.lab.policy.allocate import _usable
     from testtime.strategies.base import STRATEGIES
 
     arm = ArmSpec("arm", STRATEGIES.spec("best_of_n"), VERIFIERS.spec(name), (1, 2))

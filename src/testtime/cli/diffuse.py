@@ -163,8 +163,8 @@ def lab_cmd(
     """Strategies x NFE budgets on the digit model, stored (and resumed) in the lab store;
     prints accuracy and reward per budget with 95% intervals and writes the plots."""
     from testtime.cli.common import progress
-    from testtime.lab import diffusion as dlab
-    from testtime.lab.store import open_store
+    from testtime.lab.data.store import open_store
+    from testtime.lab.execution import diffusion as dlab
 
     data = dict(dlab.DEFAULT) if spec_file is None else _yaml(spec_file)
     if repeats is not None:
@@ -189,8 +189,8 @@ def report_cmd(
 
 def show_report(store: Path, run_id: str, output: Path | None, compare: str | None) -> None:
     """Print a stored diffusion run's table (and an A,B comparison) and write its plots."""
-    from testtime.lab import diffusion_report as rep
-    from testtime.lab.store import open_store
+    from testtime.lab.data.store import open_store
+    from testtime.lab.reports import diffusion as rep
 
     pair = compare.split(",") if compare else []
     if compare and len(pair) != 2:

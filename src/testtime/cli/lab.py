@@ -50,7 +50,7 @@ DEFAULT_SPEC: dict[str, Any] = {
 def default(ctx: typer.Context, store: Store = DEFAULT_STORE) -> None:
     """With no subcommand: the default experiment on the embedded model, table and report."""
     if ctx.invoked_subcommand is None:
-        from testtime.lab.spec import parse_spec
+        from testtime.lab.data.spec import parse_spec
 
         _run_and_report(parse_spec(DEFAULT_SPEC), _yaml(DEFAULT_SPEC), store, None, None, 1)
 
@@ -88,7 +88,7 @@ def run_cmd(
     out_dir: OutDir = None,
 ) -> None:
     """Run (or resume) an experiment; the same spec resumes the same run."""
-    from testtime.lab.spec import parse_spec
+    from testtime.lab.data.spec import parse_spec
 
     flags = {
         "model": model, "task": task, "task_param": task_param, "problems": problems,
@@ -116,7 +116,7 @@ def run_cmd(
 @lab.command("ls")
 def ls_cmd(store: Store = DEFAULT_STORE) -> None:
     """List the stored runs with their status and cost."""
-    from testtime.lab.store import open_store
+    from testtime.lab.data.store import open_store
 
     with open_store(store, readonly=True) as db:
         runs = db.runs()
@@ -135,8 +135,8 @@ def ls_cmd(store: Store = DEFAULT_STORE) -> None:
 def report_cmd(run_id: str, store: Store = DEFAULT_STORE, out_dir: OutDir = None) -> None:
     """Rebuild a run's table, plots and HTML page from the store (nothing is generated)."""
     from testtime.cli.diffuse import show_report
-    from testtime.lab.diffusion import KIND
-    from testtime.lab.store import open_store
+    from testtime.lab.data.store import open_store
+    from testtime.lab.execution.diffusion import KIND
 
     folder = out_dir or store.parent / "reports" / run_id
     with open_store(store, readonly=True) as db:
@@ -156,8 +156,8 @@ def _run_and_report(
     report: bool = True,
     run_id: str | None = None,
 ) -> None:
-    from testtime.lab import runner
-    from testtime.lab.store import open_store
+    from testtime.lab.data.store import open_store
+    from testtime.lab.execution import runner
 
     with status("checking models and problems ..."):
         env = runner.environment(spec)  # a missing model fails here, before the store opens
@@ -170,7 +170,7 @@ def _run_and_report(
         if plan.pending:
             with progress(len(plan.pending), plan.run_id) as advance:
                 if ray is not None:
-                    from testtime.lab.ray import run_ray
+                    from testtime.lab.execution.ray import run_ray
 
                     work = lambda: run_ray(db, spec, plan, ray, workers, on_unit=advance)  # noqa: E731
                 else:
@@ -184,8 +184,8 @@ def _run_and_report(
 
 
 def _report(db: Any, run_id: str, folder: Path) -> None:
-    from testtime.lab.replay import analyse
-    from testtime.lab.report import across_lines, table, write_report
+    from testtime.lab.analysis.replay import analyse
+    from testtime.lab.reports.llm import across_lines, table, write_report
 
     spec = db.run(run_id)["spec"]
     budgets = sorted({b for arm in spec["arms"] for b in arm["budgets"]} | {spec["pool"]})
@@ -202,8 +202,8 @@ def _report(db: Any, run_id: str, folder: Path) -> None:
 def _allocations(db: Any, run_id: str) -> tuple[Any, Any]:
     """The run's oracle-binned policy and across-problem replay, where the run allows them."""
     from testtime.core.errors import TesttimeError
-    from testtime.lab.across import replay_across
-    from testtime.lab.allocate import allocate
+    from testtime.lab.analysis.across import replay_across
+    from testtime.lab.policy.allocate import allocate
 
     found: list[Any] = []
     for make in (lambda: allocate(db, run_id, feature="oracle"), lambda: replay_across(db, run_id)):
@@ -216,8 +216,8 @@ def _allocations(db: Any, run_id: str) -> tuple[Any, Any]:
 
 def _repeat(run_id: str, store_path: Path, out_dir: Path | None, ray: str | None, workers: int,
             report: bool) -> None:  # fmt: skip
-    from testtime.lab.spec import spec_from_dict
-    from testtime.lab.store import open_store
+    from testtime.lab.data.spec import spec_from_dict
+    from testtime.lab.data.store import open_store
 
     with open_store(store_path, readonly=True) as db:
         record = db.run(run_id)

@@ -15,7 +15,7 @@ from testtime.cli.lab import DEFAULT_STORE, Store, _int_list, lab
 from testtime.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from testtime.lab.curves import Axis as CostAxis
+    from testtime.lab.analysis.curves import Axis as CostAxis
 
 
 @lab.command("allocate")
@@ -40,8 +40,8 @@ def allocate_cmd(
 ) -> None:
     """Learn a compute-optimal policy from a run (Snell et al.): per difficulty bin, the best
     strategy and parameters at every budget; `compute_optimal` applies it to new problems."""
-    from testtime.lab.allocate import allocate
-    from testtime.lab.store import open_store
+    from testtime.lab.data.store import open_store
+    from testtime.lab.policy.allocate import allocate
     from testtime.strategies.policy import save_policy
 
     if axis not in ("samples", "tokens", "flops"):
@@ -75,9 +75,9 @@ def across_cmd(
 ) -> None:
     """Replay one budget spread across a run's problems (where votes are uncertain) against
     uniform allocation at equal total FLOPs, from the stored pool."""
-    from testtime.lab.across import replay_across
-    from testtime.lab.report import across_lines
-    from testtime.lab.store import open_store
+    from testtime.lab.analysis.across import replay_across
+    from testtime.lab.data.store import open_store
+    from testtime.lab.reports.llm import across_lines
 
     ks = tuple(_int_list(budgets, "--budgets")) if budgets else None
     if initial < 1 or draws < 1 or (ks is not None and min(ks, default=0) < 1):
@@ -98,7 +98,7 @@ def exchange_cmd(
 ) -> None:
     """Snell et al.'s exchange rate between two installed models: how many times the larger
     model's inference tokens the smaller may spend at equal total FLOPs, K = M + 3(M-1)/R."""
-    from testtime.lab.costs import SNELL_RATIOS, exchange_lines, n_params
+    from testtime.lab.analysis.costs import SNELL_RATIOS, exchange_lines, n_params
 
     sizes = {small: n_params(small), large: n_params(large)}
     if sizes[small] >= sizes[large]:
@@ -122,9 +122,9 @@ def efficiency_cmd(
 ) -> None:
     """How many times the cost of each point of ARM another arm needs for the same accuracy
     (Snell et al.'s efficiency at equal accuracy), from the stored run."""
-    from testtime.lab.fit import efficiency
-    from testtime.lab.replay import analyse
-    from testtime.lab.store import open_store
+    from testtime.lab.analysis.fit import efficiency
+    from testtime.lab.analysis.replay import analyse
+    from testtime.lab.data.store import open_store
 
     if axis not in ("samples", "tokens", "flops", "eflops"):
         raise ConfigError(f"--axis must be samples, tokens, flops or eflops; got {axis!r}")

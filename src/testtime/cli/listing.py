@@ -109,8 +109,8 @@ def train_probe(
     import numpy as np
 
     from testtime.cli.common import load_model
-    from testtime.lab.probe import probe_examples
-    from testtime.lab.store import open_store
+    from testtime.lab.data.store import open_store
+    from testtime.lab.policy.probe import probe_examples
     from testtime.verifiers.probe import fit_probe
 
     with open_store(store, readonly=True) as db:

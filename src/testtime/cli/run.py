@@ -30,8 +30,8 @@ from testtime.core.files import write_atomic
 from testtime.core.registry import Spec, parse_params
 from testtime.core.types import Problem, Result
 from testtime.generators.models import DEFAULT_MODEL
-from testtime.lab.arms import BUDGET_PARAM, WIDTH_BUDGET
-from testtime.lab.spec import sized
+from testtime.lab.data.arms import BUDGET_PARAM, WIDTH_BUDGET
+from testtime.lab.data.spec import sized
 from testtime.strategies.base import STRATEGIES
 from testtime.strategies.run import RunSettings, build_task, build_verifier, solve_many
 from testtime.tasks.base import FreeForm, Task

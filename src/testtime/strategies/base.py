@@ -314,8 +314,8 @@ class Traits:
     budget_param: str = ""  # the parameter a budget of k samples sets (n, max_samples); "": none
     budget_is_size: bool = False  # that budget sets its size (a width, N thinking chains, a
     # policy's budget) rather than capping the samples it draws: the lab gives it no Budget
-    replay: str = ""  # the rule replaying it from a stored pool (lab/pools.py), for a strategy
-    # drawing all its samples in its first request, a seeded stream as pools are drawn
+    replay: str = ""  # the rule replaying it from a stored pool (lab/analysis/pools.py), for
+    # a strategy drawing all its samples in its first request, a seeded stream as pools are drawn
     verifier: Needs = ""  # what it must be given: "" none, "outcome" a verifier, "process" a PRM
     too_small: Literal["exhausted", "error"] = "exhausted"  # a budget that fits no sample:
     # an empty result marked budget_exhausted, or a BudgetError before anything is spent

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from testtime.core.errors import ConfigError, DataError
-from testtime.lab.rows import ProblemRow, ResultRow, SampleRow, Unit
+from testtime.lab.data.rows import ProblemRow, ResultRow, SampleRow, Unit
 
 SCHEMA_VERSION = 1
 MIGRATIONS: dict[int, str] = {

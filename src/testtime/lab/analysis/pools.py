@@ -3,7 +3,7 @@
 A pool is the K samples of one problem drawn at one (temperature, top_p) with one seed.
 Replaying strategy S at budget k means: the expected accuracy of S on a uniformly random
 k-subset of the pool (in random order). Majority vote, best-of-k and pass@k have exact
-closed forms (lab.estimators); weighted vote and best-of-majority are estimated by Monte
+closed forms (`analysis.estimators`); weighted vote and best-of-majority are estimated by Monte
 Carlo over random subsets, selecting with core's own voting code so the rule is the one
 the strategies use: answers group by core's canonical form (every task's notion of the same
 answer), and a verifier's score weighs a vote as the verifier declares.
@@ -22,7 +22,7 @@ from testtime.core.answers import canonical
 from testtime.core.cost import flops
 from testtime.core.types import Candidate
 from testtime.core.voting import frequent_groups, group, leader, vote_weight
-from testtime.lab import estimators
+from testtime.lab.analysis import estimators
 from testtime.verifiers.base import VERIFIERS, traits_of
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from testtime.core.errors import ConfigError
 from testtime.core.types import Problem
-from testtime.lab.spec import RunSpec
+from testtime.lab.data.spec import RunSpec
 from testtime.strategies.compute_optimal import ComputeOptimalParams
 from testtime.strategies.policy import load_policy
 from testtime.tasks.base import Task

@@ -18,13 +18,13 @@ import numpy as np
 
 from testtime.core.cost import flops
 from testtime.core.kinetics import INTENSITY, KVShape, kv_bytes
-from testtime.lab import estimators, fit
-from testtime.lab.costs import exchange_lines, kv_shape
-from testtime.lab.curves import AXES, MEMORY, Analysis, Ceiling, Curve, Point
-from testtime.lab.pools import Pool, coverage, rule
-from testtime.lab.spec import ArmSpec, RunSpec, spec_from_dict, spec_key
-from testtime.lab.store import Store
-from testtime.lab.work import pool_key
+from testtime.lab.analysis import estimators, fit
+from testtime.lab.analysis.costs import exchange_lines, kv_shape
+from testtime.lab.analysis.curves import AXES, MEMORY, Analysis, Ceiling, Curve, Point
+from testtime.lab.analysis.pools import Pool, coverage, rule
+from testtime.lab.data.spec import ArmSpec, RunSpec, spec_from_dict, spec_key
+from testtime.lab.data.store import Store
+from testtime.lab.execution.work import pool_key
 
 CI_LEVEL = 0.95
 RESAMPLES = 2000

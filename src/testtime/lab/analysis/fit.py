@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from testtime.core.errors import ConfigError
-from testtime.lab.curves import Axis, Ceiling, CoverageFit, Curve, Point
+from testtime.lab.analysis.curves import Axis, Ceiling, CoverageFit, Curve, Point
 
 _EPS = 1e-12
 

@@ -19,9 +19,9 @@ from testtime.core.errors import DataError
 from testtime.core.registry import Spec
 from testtime.core.types import Candidate, Problem, Request, Result, candidate_dict
 from testtime.generators.base import Generator
-from testtime.lab.arms import BUDGET_PARAM, WIDTH_BUDGET
-from testtime.lab.rows import ProblemRow, ResultRow, SampleRow, Unit
-from testtime.lab.spec import ArmSpec, RunSpec, spec_key
+from testtime.lab.data.arms import BUDGET_PARAM, WIDTH_BUDGET
+from testtime.lab.data.rows import ProblemRow, ResultRow, SampleRow, Unit
+from testtime.lab.data.spec import ArmSpec, RunSpec, spec_key
 from testtime.strategies.base import STRATEGIES, call_seed
 from testtime.strategies.run import RunSettings, build_task, build_verifier, solve
 from testtime.tasks.base import Task

@@ -1,6 +1,6 @@
 """What an analysis of a run is made of: curves of accuracy against compute, and fits.
 
-Produced by `lab.replay` from the store (never by generating), consumed by `lab.report`.
+Produced by `analysis.replay` from the store (never by generating), consumed by `lab.reports`.
 A curve's x-axis can be samples, generated tokens or FLOPs per problem: every point carries
 all three, so one curve is plotted against whichever axis is asked for.
 """

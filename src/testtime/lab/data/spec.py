@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec
-from testtime.lab.arms import BUDGET_PARAM, replay_kind
+from testtime.lab.data.arms import BUDGET_PARAM, replay_kind
 from testtime.strategies.base import STRATEGIES
 from testtime.tasks.base import TASKS
 from testtime.verifiers.base import VERIFIERS

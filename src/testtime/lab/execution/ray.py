@@ -17,11 +17,11 @@ from typing import Any
 
 from testtime.core.errors import ConfigError, TesttimeError
 from testtime.generators.models import open_generator
-from testtime.lab.rows import ResultRow, SampleRow, Unit
-from testtime.lab.runner import Plan, writer
-from testtime.lab.spec import RunSpec
-from testtime.lab.store import Store
-from testtime.lab.work import UnitRunner
+from testtime.lab.data.rows import ResultRow, SampleRow, Unit
+from testtime.lab.data.spec import RunSpec
+from testtime.lab.data.store import Store
+from testtime.lab.execution.runner import Plan, writer
+from testtime.lab.execution.work import UnitRunner
 
 Rows = list[tuple[Unit, list[SampleRow], ResultRow | None]]
 

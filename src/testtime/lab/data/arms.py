@@ -15,7 +15,7 @@ import testtime.strategies  # noqa: F401  (registers the strategies the tables d
 from testtime.core.registry import Spec
 from testtime.strategies.base import named, traits_of
 
-# strategy -> the selection rule over a pool (see lab/pools.py)
+# strategy -> the selection rule over a pool (see lab/analysis/pools.py)
 REPLAY: dict[str, str] = {n: traits_of(n).replay for n in named(lambda t: bool(t.replay))}
 # strategy -> the parameter a budget of k samples sets, for strategies run per budget
 BUDGET_PARAM: dict[str, str] = {

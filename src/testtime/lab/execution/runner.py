@@ -20,11 +20,11 @@ from testtime.core.errors import ConfigError, DataError, TesttimeError
 from testtime.core.types import Problem
 from testtime.generators.base import Generator
 from testtime.generators.models import fingerprint, open_generator
-from testtime.lab.heldout import check_policies
-from testtime.lab.rows import ProblemRow, ResultRow, SampleRow, Unit
-from testtime.lab.spec import RunSpec, spec_key
-from testtime.lab.store import Store
-from testtime.lab.work import UnitRunner, load_problems, pool_key, problem_rows
+from testtime.lab.data.rows import ProblemRow, ResultRow, SampleRow, Unit
+from testtime.lab.data.spec import RunSpec, spec_key
+from testtime.lab.data.store import Store
+from testtime.lab.execution.heldout import check_policies
+from testtime.lab.execution.work import UnitRunner, load_problems, pool_key, problem_rows
 from testtime.tasks.base import Task
 
 SLICE = 8  # samples per pool slice: one request, one transaction

@@ -7,8 +7,8 @@ import json
 
 from testtime.core.errors import DataError
 from testtime.core.types import Message, Request
-from testtime.lab.spec import spec_from_dict
-from testtime.lab.store import Store
+from testtime.lab.data.spec import spec_from_dict
+from testtime.lab.data.store import Store
 
 
 def probe_examples(store: Store, run_id: str) -> tuple[str, list[Request], list[int], list[str]]:

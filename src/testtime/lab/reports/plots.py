@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from testtime.core.errors import ConfigError
-from testtime.lab.curves import AXIS_LABELS, Analysis, Axis, Curve, Point
+from testtime.lab.analysis.curves import AXIS_LABELS, Analysis, Axis, Curve, Point
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from testtime.lab.across import Across
+    from testtime.lab.analysis.across import Across
     from testtime.strategies.policy import Policy
 
 COVERAGE_LABEL = "coverage (oracle pass@k)"

@@ -22,8 +22,8 @@ from testtime.core.budget import Budget
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec
 from testtime.core.types import Problem
-from testtime.lab.rows import ProblemRow, ResultRow, Unit
-from testtime.lab.store import Store
+from testtime.lab.data.rows import ProblemRow, ResultRow, Unit
+from testtime.lab.data.store import Store
 
 if TYPE_CHECKING:  # torch loads only to run a spec, so reports of stored runs need none
     from testtime.diffusion.models import Setup

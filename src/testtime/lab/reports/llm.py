@@ -16,10 +16,10 @@ from rich.table import Table
 from rich.text import Text
 
 from testtime.core.files import write_atomic
-from testtime.lab import plots
-from testtime.lab.across import Across
-from testtime.lab.curves import AXES, MEMORY, Analysis, CoverageFit, Curve
-from testtime.lab.plots import COVERAGE_LABEL
+from testtime.lab.analysis.across import Across
+from testtime.lab.analysis.curves import AXES, MEMORY, Analysis, CoverageFit, Curve
+from testtime.lab.reports import plots
+from testtime.lab.reports.plots import COVERAGE_LABEL
 from testtime.strategies.policy import Policy
 
 HEADERS = ("strategy", "k", "accuracy [95% CI]", "samples", "tokens", "FLOPs", "estimator", "")

@@ -21,11 +21,11 @@ import numpy as np
 from testtime.core.errors import ConfigError, DataError
 from testtime.core.registry import Spec
 from testtime.core.types import Candidate
-from testtime.lab.pools import Pool, rule
-from testtime.lab.replay import DRAWS, alone, stored_pools
-from testtime.lab.spec import ArmSpec, RunSpec, spec_from_dict, spec_key
-from testtime.lab.store import Store
-from testtime.lab.work import at_budget, pool_key
+from testtime.lab.analysis.pools import Pool, rule
+from testtime.lab.analysis.replay import DRAWS, alone, stored_pools
+from testtime.lab.data.spec import ArmSpec, RunSpec, spec_from_dict, spec_key
+from testtime.lab.data.store import Store
+from testtime.lab.execution.work import at_budget, pool_key
 from testtime.strategies.policy import (
     Axis,
     Choice,

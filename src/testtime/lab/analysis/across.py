@@ -15,11 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from testtime.core.errors import ConfigError
-from testtime.lab import estimators
-from testtime.lab.pools import Pool, majority
-from testtime.lab.replay import CI_LEVEL, RESAMPLES, stored_pools
-from testtime.lab.spec import spec_from_dict
-from testtime.lab.store import Store
+from testtime.lab.analysis import estimators
+from testtime.lab.analysis.pools import Pool, majority
+from testtime.lab.analysis.replay import CI_LEVEL, RESAMPLES, stored_pools
+from testtime.lab.data.spec import spec_from_dict
+from testtime.lab.data.store import Store
 from testtime.strategies.across import Allocator
 
 

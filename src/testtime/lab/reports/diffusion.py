@@ -20,10 +20,10 @@ from rich.text import Text
 
 from testtime.core.errors import ConfigError
 from testtime.core.files import write_atomic
-from testtime.lab.diffusion import KIND
-from testtime.lab.estimators import bootstrap_ci_many
-from testtime.lab.report import human
-from testtime.lab.store import Store
+from testtime.lab.analysis.estimators import bootstrap_ci_many
+from testtime.lab.data.store import Store
+from testtime.lab.execution.diffusion import KIND
+from testtime.lab.reports.llm import human
 
 LEVEL, RESAMPLES = 0.95, 2000
 

@@ -91,6 +91,32 @@ def test_llm_reports_refuse_diffusion_runs_and_back(tmp_path: Path) -> None:
             analyse(store, spec.run_id)
 
 
+def test_report_run_gives_each_kind_of_run_its_own_report(tmp_path: Path) -> None:
+    from rich.table import Table
+
+    from testtime.lab.data.spec import parse_spec
+    from testtime.lab.execution import runner
+    from testtime.lab.reports import report_run
+
+    nfe = dlab.parse_diffusion_spec({**SPEC, "digits": [1], "repeats": 1, "budgets": [5]})
+    llm = parse_spec({"name": "t", "model": "fake", "problems": 3, "budgets": [1, 2],
+                      "strategies": ["self_consistency"]})  # fmt: skip
+    with open_store(tmp_path / "s.sqlite") as store:
+        dlab.run(store, nfe, "{}")
+        plan = runner.prepare(store, llm, "{}")
+        runner.execute(store, llm, plan, lambda: runner.run_local(store, llm, plan))
+        drawn = report_run(store, nfe.run_id, tmp_path / "nfe")
+        replayed = report_run(store, llm.run_id, tmp_path / "llm")
+    assert isinstance(drawn[0], Table) and "against NFE" in str(drawn[0].title)
+    assert drawn[1:] == [
+        f"plot: {tmp_path / 'nfe' / f}" for f in ("accuracy_nfe.png", "reward_nfe.png")
+    ]
+    assert isinstance(replayed[0], Table) and f"run {llm.run_id}" in str(replayed[0].title)
+    assert replayed[-1] == f"report: {tmp_path / 'llm' / 'index.html'}"
+    assert (tmp_path / "llm" / "coverage.png").is_file()
+    assert not (tmp_path / "llm" / "reward_nfe.png").exists()
+
+
 def test_lab_commands_route_or_refuse_a_diffusion_run(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 

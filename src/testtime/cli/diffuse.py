@@ -190,20 +190,17 @@ def report_cmd(
 def show_report(store: Path, run_id: str, output: Path | None, compare: str | None) -> None:
     """Print a stored diffusion run's table (and an A,B comparison) and write its plots."""
     from testtime.lab.data.store import open_store
-    from testtime.lab.reports import diffusion as rep
+    from testtime.lab.reports import diffusion
 
     pair = compare.split(",") if compare else []
     if compare and len(pair) != 2:
         raise ConfigError(f"--compare takes two arm labels, A,B; got {compare!r}")
     with open_store(store, readonly=True) as db:
-        points = rep.analyse(db, run_id)
-        diffs = rep.compare(db, run_id, pair[0], pair[1]) if pair else None
-    title = f"{run_id}: reward and judged accuracy against NFE"
-    out.print(rep.table(points, title))
-    if diffs is not None:
-        out.print(rep.comparison(diffs, pair[0], pair[1]))
-    for path in rep.write_plots(points, output or store.parent / run_id, run_id):
-        out.print(f"plot: {path}")
+        shown = diffusion.report(
+            db, run_id, output or store.parent / run_id, (pair[0], pair[1]) if pair else None
+        )
+    for item in shown:
+        out.print(item)
 
 
 def _yaml(path: Path) -> Any:

@@ -134,16 +134,10 @@ def ls_cmd(store: Store = DEFAULT_STORE) -> None:
 @lab.command("report")
 def report_cmd(run_id: str, store: Store = DEFAULT_STORE, out_dir: OutDir = None) -> None:
     """Rebuild a run's table, plots and HTML page from the store (nothing is generated)."""
-    from testtime.cli.diffuse import show_report
     from testtime.lab.data.store import open_store
-    from testtime.lab.execution.diffusion import KIND
 
-    folder = out_dir or store.parent / "reports" / run_id
     with open_store(store, readonly=True) as db:
-        if db.run(run_id)["spec"].get("kind") != KIND:
-            _report(db, run_id, folder)
-            return
-    show_report(store, run_id, folder, None)  # a diffusion run: reward and accuracy vs NFE
+        _report(db, run_id, out_dir or store.parent / "reports" / run_id)
 
 
 def _run_and_report(
@@ -184,34 +178,13 @@ def _run_and_report(
 
 
 def _report(db: Any, run_id: str, folder: Path) -> None:
-    from testtime.lab.analysis.replay import analyse
-    from testtime.lab.reports.llm import across_lines, table, write_report
+    """Show the run's report (the one its kind of run gets) and write its files to `folder`."""
+    from testtime.lab.reports import report_run
 
-    spec = db.run(run_id)["spec"]
-    budgets = sorted({b for arm in spec["arms"] for b in arm["budgets"]} | {spec["pool"]})
     with status("replaying the stored samples ..."):
-        analysis = analyse(db, run_id)
-        policy, across = _allocations(db, run_id)
-        files = write_report(analysis, folder, budgets, policy=policy, across=across)
-    out.print(table(analysis, budgets))
-    for line in across_lines(across) if across else []:
-        out.print(line)
-    out.print(f"report: {files.html}")
-
-
-def _allocations(db: Any, run_id: str) -> tuple[Any, Any]:
-    """The run's oracle-binned policy and across-problem replay, where the run allows them."""
-    from testtime.core.errors import TesttimeError
-    from testtime.lab.analysis.across import replay_across
-    from testtime.lab.policy.allocate import allocate
-
-    found: list[Any] = []
-    for make in (lambda: allocate(db, run_id, feature="oracle"), lambda: replay_across(db, run_id)):
-        try:
-            found.append(make())
-        except TesttimeError:  # e.g. several models, no pool, nothing graded: no figure
-            found.append(None)
-    return found[0], found[1]
+        shown = report_run(db, run_id, folder)
+    for item in shown:
+        out.print(item)
 
 
 def _repeat(run_id: str, store_path: Path, out_dir: Path | None, ray: str | None, workers: int,

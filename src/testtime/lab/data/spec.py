@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec
@@ -30,6 +30,8 @@ KEYS = (
 ARM_KEYS = ("name", "label", "params", "verifier", "budgets", "sweep")
 SPEC_VERSION = 1
 T = TypeVar("T")
+RunKind = Literal["llm", "diffusion"]
+DIFFUSION: RunKind = "diffusion"  # a diffusion run's spec says `kind: diffusion` (lab.execution)
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,9 +317,15 @@ def _bad(what: str, value: Any) -> int:
     raise ConfigError(f"'{what}' must be one positive whole number; got {value!r}")
 
 
+def run_kind(stored: Mapping[str, Any]) -> RunKind:
+    """Which kind of run a stored spec records: a diffusion run's names its kind, an LLM
+    run's (this module's `RunSpec`) names none."""
+    return DIFFUSION if stored.get("kind") == DIFFUSION else "llm"
+
+
 def spec_from_dict(stored: Mapping[str, Any]) -> RunSpec:
     """The RunSpec a stored run was made from (its resolved record), re-validated."""
-    if stored.get("kind") == "diffusion":
+    if run_kind(stored) == DIFFUSION:
         raise ConfigError(
             f"run {stored.get('name', '')!r} is a diffusion run: rebuild its report with "
             "`testtime lab report RUN_ID` or `testtime diffuse report RUN_ID`, and re-run it "

@@ -23,14 +23,14 @@ from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec
 from testtime.core.types import Problem
 from testtime.lab.data.rows import ProblemRow, ResultRow, Unit
+from testtime.lab.data.spec import DIFFUSION
 from testtime.lab.data.store import Store
 
 if TYPE_CHECKING:  # torch loads only to run a spec, so reports of stored runs need none
     from testtime.diffusion.models import Setup
 
-KIND = "diffusion"
 DEFAULT: dict[str, Any] = {  # the README's science check
-    "kind": KIND, "name": "digits-search", "guidance": 0.0, "repeats": 20, "steps": 20,
+    "kind": DIFFUSION, "name": "digits-search", "guidance": 0.0, "repeats": 20, "steps": 20,
     "budgets": [20, 40, 80, 160, 320],
     "strategies": [
         "best_of_n",
@@ -66,7 +66,7 @@ class DiffusionSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "kind": KIND, "name": self.name, "guidance": self.guidance,
+            "kind": DIFFUSION, "name": self.name, "guidance": self.guidance,
             "digits": list(self.digits), "repeats": self.repeats, "seed": self.seed,
             "arms": [{"label": a.label, "strategy": a.strategy.to_dict(),
                       "budgets": list(a.budgets)} for a in self.arms],
@@ -87,8 +87,8 @@ class DiffusionSpec:
 
 def parse_diffusion_spec(data: Any) -> DiffusionSpec:
     """A validated spec; every budget of every arm checked against its smallest unit."""
-    if not isinstance(data, Mapping) or data.get("kind") != KIND:
-        raise ConfigError(f"a diffusion run spec is a mapping with kind: {KIND}")
+    if not isinstance(data, Mapping) or data.get("kind") != DIFFUSION:
+        raise ConfigError(f"a diffusion run spec is a mapping with kind: {DIFFUSION}")
     unknown = sorted(str(k) for k in data if k not in KEYS)
     if unknown:
         raise ConfigError(f"unknown key(s) {unknown} in the diffusion spec; allowed: {KEYS}")
@@ -146,7 +146,7 @@ def run(
 
     run_id = spec.run_id
     problems = spec.problems()
-    if store.create_run(run_id, spec.name, source, spec.to_dict(), {"kind": KIND}):
+    if store.create_run(run_id, spec.name, source, spec.to_dict(), {"kind": DIFFUSION}):
         rows = [ProblemRow(TASK, p.id, i, json.dumps(p.prompt), p.answer)
                 for i, p in enumerate(problems)]  # fmt: skip
         store.put_problems(run_id, rows)

@@ -1,4 +1,4 @@
-"""Reward and accuracy against NFE for a stored diffusion run, from the store alone.
+"""A diffusion run's report: reward and accuracy against NFE, from the store alone.
 
 Each point is one arm at one NFE budget: the mean over problems of the chosen image's
 reward and of the judge's verdict, with 95% percentile-bootstrap intervals over problems
@@ -21,8 +21,8 @@ from rich.text import Text
 from testtime.core.errors import ConfigError
 from testtime.core.files import write_atomic
 from testtime.lab.analysis.estimators import bootstrap_ci_many
+from testtime.lab.data.spec import DIFFUSION, run_kind
 from testtime.lab.data.store import Store
-from testtime.lab.execution.diffusion import KIND
 from testtime.lab.reports.llm import human
 
 LEVEL, RESAMPLES = 0.95, 2000
@@ -40,6 +40,18 @@ class NfePoint:
 
 
 Rows = dict[tuple[str, int], dict[str, tuple[float, float, dict[str, float]]]]
+
+
+def report(
+    store: Store, run_id: str, folder: Path, pair: tuple[str, str] | None = None
+) -> list[Table | str]:
+    """Rebuild a diffusion run's report: its table (and arm A minus arm B, paired by problem,
+    for a `pair`) to show, its plots written to `folder` and named in lines after them."""
+    points = analyse(store, run_id)
+    shown: list[Table | str] = [table(points, f"{run_id}: reward and judged accuracy against NFE")]
+    if pair is not None:
+        shown.append(comparison(compare(store, run_id, *pair), *pair))
+    return [*shown, *(f"plot: {path}" for path in write_plots(points, folder, run_id))]
 
 
 def analyse(store: Store, run_id: str) -> list[NfePoint]:
@@ -75,7 +87,7 @@ def compare(store: Store, run_id: str, a: str, b: str) -> list[tuple[int, Any, A
 
 def _rows(store: Store, run_id: str) -> tuple[dict[str, Any], Rows]:
     spec = store.run(run_id)["spec"]
-    if spec.get("kind") != KIND:
+    if run_kind(spec) != DIFFUSION:
         raise ConfigError(f"run {run_id} is not a diffusion run; use `testtime lab report`")
     rows = store.db.execute(
         "SELECT arm, budget, problem, correct, cost, json_extract(trace, '$.chosen_reward')"

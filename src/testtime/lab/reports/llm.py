@@ -1,4 +1,5 @@
-"""Reports of an `Analysis`: a rich table for the terminal, PNG plots and one HTML page.
+"""An LLM run's report: its `Analysis` as a rich table for the terminal, PNG plots and one
+HTML page, with the run's oracle-binned policy and across-problem replay where it allows them.
 
 `table()` needs only rich; `write_report()` also needs matplotlib (the `lab` extra).
 """
@@ -8,16 +9,21 @@ from __future__ import annotations
 import base64
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from rich.table import Table
 from rich.text import Text
 
+from testtime.core.errors import TesttimeError
 from testtime.core.files import write_atomic
-from testtime.lab.analysis.across import Across
+from testtime.lab.analysis.across import Across, replay_across
 from testtime.lab.analysis.curves import AXES, MEMORY, Analysis, CoverageFit, Curve
+from testtime.lab.analysis.replay import analyse
+from testtime.lab.data.store import Store
+from testtime.lab.policy.allocate import allocate
 from testtime.lab.reports import plots
 from testtime.lab.reports.plots import COVERAGE_LABEL
 from testtime.strategies.policy import Policy
@@ -25,6 +31,7 @@ from testtime.strategies.policy import Policy
 HEADERS = ("strategy", "k", "accuracy [95% CI]", "samples", "tokens", "FLOPs", "estimator", "")
 PARETO_MARK = "*"
 PARETO_KEY = f"{PARETO_MARK} on the Pareto frontier of accuracy against FLOPs"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +40,29 @@ class ReportFiles:
 
     html: Path
     pngs: tuple[Path, ...]
+
+
+def report(store: Store, run_id: str, folder: Path) -> list[Table | str]:
+    """Rebuild an LLM run's report: replay its stored samples, write the figures and page to
+    `folder`, and return what to show: the table at the run's budgets, the across-problem
+    lines, and where the page is."""
+    spec = store.run(run_id)["spec"]
+    budgets = sorted({b for arm in spec["arms"] for b in arm["budgets"]} | {spec["pool"]})
+    analysis = analyse(store, run_id)
+    policy = _where_allowed(lambda: allocate(store, run_id, feature="oracle"))
+    across = _where_allowed(lambda: replay_across(store, run_id))
+    files = write_report(analysis, folder, budgets, policy=policy, across=across)
+    lines = across_lines(across) if across else []
+    return [table(analysis, budgets), *lines, f"report: {files.html}"]
+
+
+def _where_allowed(make: Callable[[], T]) -> T | None:
+    """What `make` learns from the run, or None where the run does not allow it (several
+    models, no pool, nothing graded: the report has no such figure)."""
+    try:
+        return make()
+    except TesttimeError:
+        return None
 
 
 def human(x: float) -> str:

@@ -22,7 +22,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-from testtime.cli import diffuse, lab, listing, run, serve  # noqa: E402,F401  (register commands)
+# each of these modules adds its commands to `app`
+from testtime.cli import diffuse, lab, lab_allocate, listing, run, serve  # noqa: E402,F401
 
 
 def quiet_libraries() -> None:

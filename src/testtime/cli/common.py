@@ -6,6 +6,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -21,6 +22,7 @@ out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 DEFAULT_TASK = "arithmetic"
+DEFAULT_STORE = Path("testtime-lab") / "store.sqlite"  # the lab's experiment store
 MODEL_HELP = f"the model: {forms()}"  # each registered backend's form, for --model
 
 

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from testtime.cli import app
-from testtime.cli.common import err, human, out, positive
+from testtime.cli.common import DEFAULT_STORE, err, human, out, positive
 from testtime.core.budget import Budget
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
@@ -148,7 +148,6 @@ def train_cmd(
 
 
 LabStore = Annotated[Path, typer.Option("--store", help="the experiment store (SQLite)")]
-DEFAULT_STORE = Path("testtime-lab") / "store.sqlite"
 Compare = Annotated[str | None, typer.Option(help="A,B: arm A minus arm B, paired by problem")]
 
 

@@ -14,21 +14,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from testtime.cli import app
-from testtime.cli.common import err, human, out, progress, status
+from testtime.cli.common import DEFAULT_STORE, err, human, out, progress, status
+from testtime.cli.lab_common import OutDir, Store, int_list, lab
 from testtime.core.errors import ConfigError
 from testtime.core.registry import parse_params
 
-lab = typer.Typer(help="Experiments: store every sample, replay every budget, fit, report.",
-                  no_args_is_help=False)  # fmt: skip
-app.add_typer(lab, name="lab")
-
-HOME = Path("testtime-lab")
-Store = Annotated[Path, typer.Option("--store", help="the experiment store (SQLite file)")]
-OutDir = Annotated[
-    Path | None, typer.Option("--out", help="report folder [default: next to the store]")
-]
-DEFAULT_STORE = HOME / "store.sqlite"
 DEFAULT_SPEC: dict[str, Any] = {
     "name": "default",
     "model": "smollm2-135m",
@@ -214,9 +204,9 @@ def _from_flags(given: dict[str, Any]) -> dict[str, Any]:
         if key in given:
             data[key] = given[key]
     if "budgets" in given:
-        data["budgets"] = _int_list(given["budgets"], "--budgets")
+        data["budgets"] = int_list(given["budgets"], "--budgets")
     if "seeds" in given:
-        data["seeds"] = _int_list(given["seeds"], "--seeds")
+        data["seeds"] = int_list(given["seeds"], "--seeds")
     if "strategy" in given:
         data["strategies"] = [_strategy_flag(s) for s in given["strategy"]]
     return data
@@ -232,13 +222,6 @@ def _strategy_flag(text: str) -> dict[str, Any]:
     if verifier:
         entry["verifier"] = verifier.strip()
     return entry
-
-
-def _int_list(text: str, flag: str) -> list[int]:
-    try:
-        return [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"{flag} must be whole numbers like 1,2,4; got {text!r}") from None
 
 
 def _read_yaml(path: Path) -> tuple[str, Any]:
@@ -268,6 +251,3 @@ def ray_flag(argv: list[str]) -> list[str]:
             fixed.insert(i + 1, "local")
             break
     return fixed
-
-
-from testtime.cli import lab_allocate as lab_allocate  # noqa: E402  (registers its commands)

@@ -10,8 +10,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from testtime.cli.common import human, out
-from testtime.cli.lab import DEFAULT_STORE, Store, _int_list, lab
+from testtime.cli.common import DEFAULT_STORE, human, out
+from testtime.cli.lab_common import Store, int_list, lab
 from testtime.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def across_cmd(
     from testtime.lab.data.store import open_store
     from testtime.lab.reports.llm import across_lines
 
-    ks = tuple(_int_list(budgets, "--budgets")) if budgets else None
+    ks = tuple(int_list(budgets, "--budgets")) if budgets else None
     if initial < 1 or draws < 1 or (ks is not None and min(ks, default=0) < 1):
         raise ConfigError("--initial, --draws and --budgets must be positive whole numbers")
     with open_store(store, readonly=True) as db:

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from testtime.cli import app
-from testtime.cli.common import out
+from testtime.cli.common import DEFAULT_STORE, out
 from testtime.core.registry import Registry, _describe
 
 
@@ -47,7 +47,6 @@ def strategies() -> None:
     _list(STRATEGIES, "strategies")
 
 
-DEFAULT_STORE = Path("testtime-lab/store.sqlite")
 verifiers_app = typer.Typer(help="List verifiers (no subcommand), or train a probe.")
 app.add_typer(verifiers_app, name="verifiers")
 

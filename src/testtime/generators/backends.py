@@ -19,7 +19,11 @@ from testtime.core.kinetics import KVShape
 from testtime.generators.base import Generator
 
 # the modules whose import registers the shipped backends (the local one is the fallback)
-BUILTIN = ("testtime.generators.fake", "testtime.generators.http", "testtime.generators.local")
+BUILTIN = (  # one module a line: a new backend adds one line
+    "testtime.generators.fake",
+    "testtime.generators.http",
+    "testtime.generators.local",
+)
 
 
 class Backend(ABC):

@@ -134,14 +134,6 @@ def accuracy(results: Sequence[Result]) -> float | None:
     return sum(graded) / len(graded) if graded else None
 
 
-def human(x: float) -> str:
-    """1234567 -> '1.23M'."""
-    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g}{unit}"
-    return f"{x:.3g}"
-
-
 def positive(value: int, name: str) -> int:
     if value <= 0:
         raise ConfigError(f"{name} must be a positive number, got {value}")

@@ -16,9 +16,9 @@ from typing import Annotated, Any
 import typer
 
 from testtime.cli import app
-from testtime.cli.common import DEFAULT_STORE, err, human, out, positive
+from testtime.cli.common import DEFAULT_STORE, err, out, positive
 from testtime.core.budget import Budget
-from testtime.core.cost import Cost
+from testtime.core.cost import Cost, human
 from testtime.core.errors import ConfigError
 from testtime.core.registry import parse_params
 

@@ -14,8 +14,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from testtime.cli.common import DEFAULT_STORE, err, human, out, progress, status
+from testtime.cli.common import DEFAULT_STORE, err, out, progress, status
 from testtime.cli.lab_common import OutDir, Store, int_list, lab
+from testtime.core.cost import human
 from testtime.core.errors import ConfigError
 from testtime.core.registry import parse_params
 

@@ -10,8 +10,9 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from testtime.cli.common import DEFAULT_STORE, human, out
+from testtime.cli.common import DEFAULT_STORE, out
 from testtime.cli.lab_common import Store, int_list, lab
+from testtime.core.cost import human
 from testtime.core.errors import ConfigError
 
 if TYPE_CHECKING:

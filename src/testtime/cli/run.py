@@ -16,7 +16,6 @@ from testtime.cli.common import (
     MODEL_HELP,
     accuracy,
     err,
-    human,
     load_model,
     out,
     positive,
@@ -24,7 +23,7 @@ from testtime.cli.common import (
     total_cost,
 )
 from testtime.core.budget import UNITS, Budget
-from testtime.core.cost import Cost
+from testtime.core.cost import Cost, human
 from testtime.core.errors import ConfigError
 from testtime.core.files import write_atomic
 from testtime.core.registry import Spec, parse_params

@@ -113,3 +113,11 @@ class UnitCost:
 def flops(n_params: int, tokens: float) -> float:
     """Inference FLOPs: 2 x parameters x tokens processed."""
     return 2.0 * n_params * tokens
+
+
+def human(x: float) -> str:
+    """A count for people, in SI steps: 1234567 -> '1.23M' (FLOPs, tokens)."""
+    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:.3g}{unit}"
+    return f"{x:.3g}"

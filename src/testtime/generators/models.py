@@ -311,7 +311,7 @@ def _convert(gguf: Path, out: Path, install: str | None) -> None:
             f"reading a GGUF model needs {' and '.join(missing)}; install with "
             f"`pip install {' '.join(missing)}` (or `pip install 'testtime[local]'`)"
         )
-    from testtime.generators.transformers import quiet_threads
+    from testtime.generators.environment import quiet_threads
 
     quiet_threads()
     import torch

@@ -19,6 +19,7 @@ from testtime.core.errors import ConfigError, ModelNotFoundError
 from testtime.core.types import Message, Request
 from testtime.generators.base import Generation, Generator
 from testtime.generators.engine import Engine
+from testtime.generators.environment import quiet_threads
 from testtime.generators.models import check_device, check_model_dir
 from testtime.generators.runner import Runner
 
@@ -156,14 +157,6 @@ class TransformersGenerator(Generator):
         if not ids:
             raise ConfigError("the model names no end-of-sequence token; give its config one")
         return frozenset(int(i) for i in ids)
-
-
-def quiet_threads() -> None:
-    """Environment for torch, set before it is first imported: offline, and idle OpenMP threads
-    that sleep instead of spinning (on a shared 2-core machine spinning threads made decoding
-    50x slower as soon as another process ran; measured)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pick_device(device: str) -> Any:

@@ -18,12 +18,12 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
+from testtime.core.cost import human
 from testtime.core.errors import ConfigError
 from testtime.core.files import write_atomic
 from testtime.lab.analysis.estimators import bootstrap_ci_many
 from testtime.lab.data.spec import DIFFUSION, run_kind
 from testtime.lab.data.store import Store
-from testtime.lab.reports.llm import human
 
 LEVEL, RESAMPLES = 0.95, 2000
 

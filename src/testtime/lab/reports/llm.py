@@ -17,6 +17,7 @@ from typing import TypeVar
 from rich.table import Table
 from rich.text import Text
 
+from testtime.core.cost import human
 from testtime.core.errors import TesttimeError
 from testtime.core.files import write_atomic
 from testtime.lab.analysis.across import Across, replay_across
@@ -63,14 +64,6 @@ def _where_allowed(make: Callable[[], T]) -> T | None:
         return make()
     except TesttimeError:
         return None
-
-
-def human(x: float) -> str:
-    """1234567 -> '1.23M'."""
-    for unit, scale in (("P", 1e15), ("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if abs(x) >= scale:
-            return f"{x / scale:.3g}{unit}"
-    return f"{x:.3g}"
 
 
 def _rows(analysis: Analysis, budgets: Sequence[int] | None) -> list[tuple[str, ...]]:

@@ -20,6 +20,8 @@ LATEST_VENV ?= .venv-latest
 install: $(STAMP)
 
 $(STAMP): pyproject.toml $(LOCK) Makefile
+	# The code sandbox needs bubblewrap; as root, install the Debian package where it is missing.
+	if [ "$$(id -u)" = 0 ]; then command -v bwrap || (apt-get update && apt-get install -y bubblewrap); fi
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) $(PIP_INSTALL) -r $(LOCK)
 	$(PY) $(PIP_INSTALL) --no-deps --no-build-isolation -e .

@@ -1,0 +1,74 @@
+"""The harness that runs inside the sandbox: stdlib only, run as a script by the jailed Python.
+
+It reads the job (code, call expressions, nonce) from stdin, writes a "started" line to the
+record fd, runs the code, evaluates each call, encodes each value as plain tagged data and
+writes the record after the calls. Expected values never enter the sandbox: the parent compares
+the encoded values (`encode` is imported by the parent too, so both sides encode alike).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from typing import Any
+
+PLAIN_SCALARS = (bool, int, float, str, type(None))
+
+
+class NotPlain(TypeError):
+    """A value that is not exactly a builtin plain type (a subclass may lie in `__eq__`)."""
+
+
+def encode(value: Any, depth: int = 0) -> Any:
+    """Plain tagged data for `value`; only exact builtin types, never a subclass."""
+    if depth > 50:
+        raise NotPlain("value nested deeper than 50")
+    kind = type(value)
+    if kind in PLAIN_SCALARS:
+        return [kind.__name__, value]
+    if kind in (list, tuple, set, frozenset):
+        items = [encode(v, depth + 1) for v in value]
+        if kind in (set, frozenset):
+            items.sort(key=lambda item: json.dumps(item, sort_keys=True))
+        return [kind.__name__, items]
+    if kind is dict:
+        pairs = [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]
+        pairs.sort(key=lambda pair: json.dumps(pair[0], sort_keys=True))
+        return ["dict", pairs]
+    raise NotPlain(f"a {kind.__name__} is not a plain builtin value")
+
+
+def main() -> None:  # pragma: no cover - runs inside the sandbox
+    job = json.loads(sys.stdin.read())
+    record = os.fdopen(int(sys.argv[1]), "w")
+    nonce = job["nonce"]
+    record.write(json.dumps({"nonce": nonce, "started": True}) + "\n")
+    record.flush()
+    scope: dict[str, Any] = {"__name__": "__solution__"}
+    results: list[dict[str, Any]] = []
+    try:
+        exec(compile(job["code"], "<solution>", "exec"), scope)
+        loaded = None
+    except BaseException as exc:  # SystemExit too: the code may not end the harness
+        loaded = f"{type(exc).__name__}: {exc}"[:500]
+    for i, expression in enumerate(job["calls"]):
+        if loaded is not None:
+            results.append({"ok": False, "error": loaded})
+            continue
+        try:
+            value = eval(compile(expression, f"<call {i}>", "eval"), scope)
+            results.append({"ok": True, "value": encode(value)})
+        except BaseException as exc:
+            results.append({"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]})
+    record.write(json.dumps({"nonce": nonce, "results": results}) + "\n")
+    record.flush()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):
+            stream.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

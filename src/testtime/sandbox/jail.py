@@ -1,0 +1,223 @@
+"""Run the harness under bubblewrap with rlimits, a wall-clock deadline and capped output."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from testtime.core.errors import TesttimeError
+
+HARNESS = Path(__file__).with_name("harness.py")
+INSTALL_HINT = (
+    "install bubblewrap (Debian/Ubuntu: `apt-get install bubblewrap`; it needs unprivileged "
+    "user namespaces, on Ubuntu >= 23.10 also an AppArmor profile for bwrap)"
+)
+NOBODY = 65534
+
+
+class SandboxUnavailable(TesttimeError):
+    """bubblewrap is missing or cannot create namespaces here, so no code is run."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one execution may use. Output is capped by `file_bytes` (each stream is a file)."""
+
+    wall_seconds: float = 10.0
+    cpu_seconds: int = 10
+    memory_bytes: int = 1 << 30  # address space of each process
+    processes: int = 64
+    open_files: int = 64
+    file_bytes: int = 16 << 20  # largest file, stdout and stderr included
+    disk_bytes: int = 64 << 20  # the tmpfs work dir
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """What came back from one jailed run, before any judging."""
+
+    returncode: int | None  # None when killed at the wall-clock deadline
+    timed_out: bool
+    record: str
+    stdout: str
+    stderr: str
+    seconds: float
+    nonce: str
+
+
+def _reachable(path: Path, uid: int) -> bool:
+    """Whether `uid` may traverse every folder above `path` (root skips the check)."""
+    if uid == 0:
+        return True
+    return all(os.stat(p).st_mode & 0o001 for p in path.parents)
+
+
+@functools.cache
+def interpreter() -> str:
+    """The Python the jail runs: this one's base install, or the system's when the jail's user
+    cannot reach it (e.g. a pyenv Python under a private /root)."""
+    uid = NOBODY if os.geteuid() == 0 else os.geteuid()
+    for candidate in (Path(sys.base_prefix) / "bin" / "python3", Path("/usr/bin/python3")):
+        real = candidate.resolve()
+        if real.exists() and _reachable(real, uid):
+            return str(real)
+    raise SandboxUnavailable(
+        "no Python the sandbox user can reach; install python3 under /usr (apt-get install python3)"
+    )
+
+
+def _prefix(python: str) -> str:
+    """The folder holding the interpreter's bin/ and lib/, bound read-only into the jail."""
+    return str(Path(python).parent.parent)
+
+
+def bwrap_command(bwrap: str, python: str, harness: Path, limits: Limits, fd: int) -> list[str]:
+    """The bwrap command line: every namespace new, only the interpreter's prefix and /usr
+    visible (read-only), a fresh tmpfs work dir, an empty environment, the harness script."""
+    cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
+    cmd += ["--ro-bind", "/usr", "/usr"]
+    for link in ("bin", "lib", "lib64", "sbin"):
+        target = Path("/") / link
+        if target.is_symlink():
+            cmd += ["--symlink", os.readlink(target), str(target)]
+        elif target.is_dir():
+            cmd += ["--ro-bind", str(target), str(target)]
+    prefix = _prefix(python)
+    if not prefix.startswith("/usr"):
+        cmd += ["--ro-bind", prefix, prefix]
+    cmd += ["--ro-bind", str(harness), "/harness/harness.py"]
+    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    cmd += ["--size", str(limits.disk_bytes), "--tmpfs", "/tmp"]
+    cmd += ["--size", str(limits.disk_bytes), "--tmpfs", "/work", "--chdir", "/work"]
+    for key, value in (("PATH", "/usr/bin:/bin"), ("HOME", "/work"), ("LANG", "C.UTF-8")):
+        cmd += ["--setenv", key, value]
+    return [*cmd, "--", python, "-I", "-S", "/harness/harness.py", str(fd)]
+
+
+def _own_processes(uid: int) -> int:
+    """How many processes `uid` runs now (RLIMIT_NPROC counts them all, not just ours)."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                count += entry.stat().st_uid == uid
+            except OSError:
+                continue
+    return count
+
+
+def prlimit_command(prlimit: str, limits: Limits, uid: int) -> list[str]:
+    """prlimit(1) sets the rlimits on bwrap, which the jailed processes inherit."""
+    nproc = limits.processes + (_own_processes(uid) if uid != NOBODY else 0)
+    return [
+        prlimit,
+        f"--cpu={limits.cpu_seconds}",
+        f"--as={limits.memory_bytes}",
+        f"--nproc={nproc}",
+        f"--nofile={limits.open_files}",
+        f"--fsize={limits.file_bytes}",
+        "--core=0",
+        "--",
+    ]
+
+
+@functools.cache
+def probe(bwrap: str = "bwrap") -> tuple[str, str, str]:
+    """bwrap, prlimit and the jail's Python, once per process; raises `SandboxUnavailable`
+    in one line when the jail cannot be built here (fail closed: nothing is run unjailed)."""
+    found = shutil.which(bwrap)
+    if found is None:
+        raise SandboxUnavailable(
+            f"cannot run code: bubblewrap (bwrap) is not installed; {INSTALL_HINT}"
+        )
+    prlimit = shutil.which("prlimit")
+    if prlimit is None:
+        raise SandboxUnavailable("cannot run code: prlimit is missing; apt-get install util-linux")
+    python = interpreter()
+    raw = _jail(found, prlimit, python, "", [], Limits(wall_seconds=30.0), "probe")
+    if raw.timed_out or raw.returncode != 0 or '"results"' not in raw.record:
+        why = (raw.stderr.strip().splitlines() or ["no output"])[-1][:200]
+        raise SandboxUnavailable(
+            f"cannot run code: bwrap cannot create its namespaces ({why}); {INSTALL_HINT}"
+        )
+    return found, prlimit, python
+
+
+def _read_capped(path: Path, cap: int) -> str:
+    with path.open("rb") as f:
+        return f.read(cap).decode("utf-8", "replace")
+
+
+def _jail(
+    bwrap: str, prlimit: str, python: str, code: str, calls: list[str], limits: Limits, nonce: str
+) -> Raw:
+    """One jailed run of the harness; blocks its thread until the harness ends or is killed."""
+    drop = os.geteuid() == 0  # as root, run as nobody so RLIMIT_NPROC binds
+    uid = NOBODY if drop else os.geteuid()
+    job = json.dumps({"nonce": nonce, "code": code, "calls": calls}).encode()
+    with tempfile.TemporaryDirectory(prefix="testtime-sandbox-") as tmp:
+        out, err, rec, inp = (Path(tmp) / n for n in ("stdout", "stderr", "record", "stdin"))
+        inp.write_bytes(job)
+        os.chmod(tmp, 0o711)  # the jail's user (nobody, under root) binds the harness from here
+        harness = Path(tmp) / "harness.py"
+        shutil.copyfile(HARNESS, harness)
+        harness.chmod(0o644)
+        files = [inp.open("rb"), out.open("wb"), err.open("wb"), rec.open("wb")]
+        fd = files[3].fileno()
+        jail = bwrap_command(bwrap, python, harness, limits, fd)
+        cmd = prlimit_command(prlimit, limits, uid) + jail
+        start = time.monotonic()
+        try:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=files[0].fileno(),
+                stdout=files[1].fileno(),
+                stderr=files[2].fileno(),
+                pass_fds=(fd,),
+                env={"LANG": "C.UTF-8"},
+                start_new_session=True,
+                user=NOBODY if drop else None,
+                group=NOBODY if drop else None,
+                extra_groups=[] if drop else None,
+            )
+        finally:
+            for f in files:
+                f.close()
+        timed_out = False
+        try:
+            proc.wait(timeout=limits.wall_seconds)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            # The whole group; the jail's PID namespace dies with bwrap (--die-with-parent).
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        seconds = time.monotonic() - start
+        cap = limits.file_bytes
+        return Raw(
+            returncode=None if timed_out else proc.returncode,
+            timed_out=timed_out,
+            record=_read_capped(rec, cap),
+            stdout=_read_capped(out, cap),
+            stderr=_read_capped(err, cap),
+            seconds=seconds,
+            nonce=nonce,
+        )
+
+
+def run_jailed(code: str, calls: list[str], limits: Limits, bwrap: str = "bwrap") -> Raw:
+    """Run `code`, then evaluate each call expression, in the jail (blocking)."""
+    found, prlimit, python = probe(bwrap)
+    return _jail(found, prlimit, python, code, calls, limits, secrets.token_hex(16))

@@ -1,0 +1,114 @@
+"""Typed verdicts from the harness's record, compared in the parent, never from an exit code."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from testtime.sandbox.harness import NotPlain, encode
+from testtime.sandbox.jail import Limits, Raw, run_jailed
+
+
+class Verdict(enum.Enum):
+    """How a run ended. `ERROR` is the sandbox's own failure, counted apart from `FAILED`."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One test: a call expression run in the jail, and its expected value kept outside it."""
+
+    call: str
+    expected: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One judged run: the verdict, how many cases passed, wall seconds (to charge), output."""
+
+    verdict: Verdict
+    passed: int
+    total: int
+    seconds: float
+    detail: str
+    stdout: str
+    stderr: str
+
+
+def _records(raw: Raw) -> list[dict[str, Any]]:
+    """The record lines that carry this run's nonce; anything else is ignored."""
+    found = []
+    for line in raw.record.splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(item, dict) and item.get("nonce") == raw.nonce:
+            found.append(item)
+    return found
+
+
+def judge(raw: Raw, cases: list[Case]) -> Execution:
+    """The verdict of one run: passed only when the harness started, reported exactly once,
+    and every reported value encodes exactly as its expected value does."""
+
+    def done(verdict: Verdict, passed: int, detail: str) -> Execution:
+        return Execution(verdict, passed, len(cases), raw.seconds, detail, raw.stdout, raw.stderr)
+
+    if raw.timed_out:
+        return done(Verdict.TIMEOUT, 0, "killed at the wall-clock deadline")
+    records = _records(raw)
+    if not records or records[0] != {"nonce": raw.nonce, "started": True}:
+        why = (raw.stderr.strip().splitlines() or [f"exit status {raw.returncode}"])[-1]
+        return done(Verdict.ERROR, 0, f"the harness did not start: {why[:200]}")
+    reports = [r for r in records[1:] if "results" in r]
+    if len(reports) != 1:
+        return done(Verdict.FAILED, 0, f"{len(reports)} result records (1 expected)")
+    results = reports[0]["results"]
+    if not isinstance(results, list) or len(results) != len(cases):
+        return done(Verdict.FAILED, 0, "the result record does not cover every case")
+    passed, first = 0, ""
+    for i, (case, result) in enumerate(zip(cases, results, strict=True)):
+        ok = isinstance(result, dict) and result.get("ok") is True
+        if ok and result.get("value") == _expected(case):
+            passed += 1
+        elif not first:
+            error = result.get("error", "wrong value") if isinstance(result, dict) else "bad"
+            first = f"case {i} ({case.call[:60]}): {str(error)[:200]}"
+    verdict = Verdict.PASSED if passed == len(cases) and cases else Verdict.FAILED
+    return done(verdict, passed, first or f"{passed}/{len(cases)} passed")
+
+
+def _expected(case: Case) -> Any:
+    """The expected value encoded as the harness encodes; JSON round-trip like the record."""
+    try:
+        return json.loads(json.dumps(encode(case.expected)))
+    except NotPlain as exc:
+        raise ValueError(f"expected value of {case.call!r}: {exc}") from exc
+
+
+CORES = os.cpu_count() or 1
+_POOL = ThreadPoolExecutor(max_workers=CORES, thread_name_prefix="testtime-sandbox")
+
+
+def execute(code: str, cases: list[Case], limits: Limits | None = None) -> Execution:
+    """Run `code` and its cases in the jail and judge them (blocking)."""
+    for case in cases:
+        _expected(case)  # refuse a non-plain expected value before running anything
+    raw = run_jailed(code, [c.call for c in cases], limits or Limits())
+    return judge(raw, cases)
+
+
+async def aexecute(code: str, cases: list[Case], limits: Limits | None = None) -> Execution:
+    """`execute` off the event loop; at most one run per core at a time."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_POOL, execute, code, cases, limits)

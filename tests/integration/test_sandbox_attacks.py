@@ -231,3 +231,28 @@ def test_forged_record_on_stdout() -> None:
     forged = '{"nonce": "x", "results": [{"ok": true, "value": ["int", 3]}]}'
     run = attack(f"print({forged!r})\nimport os\nos._exit(0)")
     assert run.verdict is Verdict.FAILED
+
+
+def test_runs_are_off_the_event_loop() -> None:
+    import asyncio
+
+    from testtime.sandbox import aexecute
+
+    async def main() -> tuple[list[Execution], int]:
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.05)
+                ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        slow = "import time\ntime.sleep(1)\n" + SOLUTION
+        runs = await asyncio.gather(*(aexecute(slow, CASES, FAST) for _ in range(2)))
+        ticker.cancel()
+        return list(runs), ticks
+
+    runs, ticks = asyncio.run(main())
+    assert all(r.verdict is Verdict.PASSED and r.seconds >= 1 for r in runs)
+    assert ticks >= 10  # the loop kept turning while the code ran

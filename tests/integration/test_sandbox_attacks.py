@@ -256,3 +256,18 @@ def test_runs_are_off_the_event_loop() -> None:
     runs, ticks = asyncio.run(main())
     assert all(r.verdict is Verdict.PASSED and r.seconds >= 1 for r in runs)
     assert ticks >= 10  # the loop kept turning while the code ran
+
+
+def test_many_jails_at_once_do_not_starve_each_other() -> None:
+    """As root every jail ran as nobody, so one process cap counted all jails together:
+    200 at once ended 140 in a sandbox error. Each jail now has a uid of its own."""
+    import asyncio
+
+    from testtime.sandbox import aexecute
+
+    async def burst() -> list[Execution]:
+        solution = "def add(a, b):\n    return a + b\n"
+        return list(await asyncio.gather(*(aexecute(solution, CASES) for _ in range(160))))
+
+    got = asyncio.run(burst())
+    assert [e.verdict for e in got] == [Verdict.PASSED] * 160

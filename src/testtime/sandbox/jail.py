@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import os
+import queue
 import secrets
 import shutil
 import signal
@@ -24,6 +25,8 @@ INSTALL_HINT = (
     "user namespaces, on Ubuntu >= 23.10 also an AppArmor profile for bwrap)"
 )
 NOBODY = 65534
+SLOT_UIDS = 61000  # as root, jails run as 61000, 61001, ... (uids of no account), in turn
+SLOTS = 128
 
 
 class SandboxUnavailable(TesttimeError):
@@ -119,7 +122,7 @@ def _own_processes(uid: int) -> int:
 
 def prlimit_command(prlimit: str, limits: Limits, uid: int) -> list[str]:
     """prlimit(1) sets the rlimits on bwrap, which the jailed processes inherit."""
-    nproc = limits.processes + (_own_processes(uid) if uid != NOBODY else 0)
+    nproc = limits.processes + (_own_processes(uid) if uid < SLOT_UIDS else 0)
     return [
         prlimit,
         f"--cpu={limits.cpu_seconds}",
@@ -159,12 +162,42 @@ def _read_capped(path: Path, cap: int) -> str:
         return f.read(cap).decode("utf-8", "replace")
 
 
+_SLOTS: queue.Queue[int] = queue.Queue()  # first in, first out: a uid rests while others run
+for _i in range(SLOTS):
+    _SLOTS.put(SLOT_UIDS + _i)
+
+
 def _jail(
     bwrap: str, prlimit: str, python: str, code: str, calls: list[str], limits: Limits, nonce: str
 ) -> Raw:
-    """One jailed run of the harness; blocks its thread until the harness ends or is killed."""
-    drop = os.geteuid() == 0  # as root, run as nobody so RLIMIT_NPROC binds
-    uid = NOBODY if drop else os.geteuid()
+    """One jailed run of the harness; blocks its thread until the harness ends or is killed.
+
+    As root, each jail runs as a uid of its own, taken in turn from `SLOTS` uids, so
+    RLIMIT_NPROC binds per jail: with one shared uid (nobody) a jail's processes counted
+    against every other's cap, and concurrent jails failed with EAGAIN (seen: 140 of 200).
+    A finished jail's processes linger while the kernel tears its namespaces down (~2 s,
+    measured), so a uid comes back only after every other one has been used."""
+    if os.geteuid() != 0:
+        return _run(bwrap, prlimit, python, code, calls, limits, nonce, None)
+    uid = _SLOTS.get()
+    try:
+        return _run(bwrap, prlimit, python, code, calls, limits, nonce, uid)
+    finally:
+        _SLOTS.put(uid)
+
+
+def _run(
+    bwrap: str,
+    prlimit: str,
+    python: str,
+    code: str,
+    calls: list[str],
+    limits: Limits,
+    nonce: str,
+    slot: int | None,
+) -> Raw:
+    drop = slot is not None  # as root: run as the slot's uid so RLIMIT_NPROC binds
+    uid = slot if slot is not None else os.geteuid()
     job = json.dumps({"nonce": nonce, "code": code, "calls": calls}).encode()
     with tempfile.TemporaryDirectory(prefix="testtime-sandbox-") as tmp:
         out, err, rec, inp = (Path(tmp) / n for n in ("stdout", "stderr", "record", "stdin"))
@@ -187,8 +220,8 @@ def _jail(
                 pass_fds=(fd,),
                 env={"LANG": "C.UTF-8"},
                 start_new_session=True,
-                user=NOBODY if drop else None,
-                group=NOBODY if drop else None,
+                user=uid if drop else None,
+                group=uid if drop else None,
                 extra_groups=[] if drop else None,
             )
         finally:

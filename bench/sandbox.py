@@ -17,19 +17,15 @@ Target of issue 15: the sandbox costs under 2x a bare subprocess.
     python bench/sandbox.py                 # 15 rounds x 6 solutions x 4, about 25 s
     python bench/sandbox.py --rounds 5 --repeat 2
 
-Measured (2 shared cores, root, so the jail runs as nobody; load average under 1;
-`python bench/sandbox.py --rounds 15 --repeat 4`, three runs alike):
-  sequential  sandbox 28.1 exec/s, bare 67.3 exec/s, ratio 2.39x [2.28-2.43], same verdicts
-  concurrent  sandbox 56.6 exec/s, bare 127.8 exec/s, ratio 2.20x [1.08-2.45], NOT the same:
-              some jails end in ERROR ("bwrap: Can't fork for pid 1" / "Creating new namespace
-              failed: Resource temporarily unavailable")
-The 2x target is missed: a bare run is mostly Python's start-up (about 15 ms here), and the
-sandbox adds about 20 ms more (prlimit and bwrap exec, namespace and mount set-up, the temp
-dir with the harness copy and the output files). The concurrent figure is not valid: under
-root every jail runs as nobody, whose RLIMIT_NPROC (Limits.processes = 64) counts the
-processes of all jails at once, including ones still being torn down, so back-to-back
-concurrent jails hit EAGAIN; an ERROR run ends early, which is what pulls the lower quartile
-toward 1x. Fixing that belongs in sandbox/jail.py, not here.
+Measured (2 shared cores, root, so each jail runs as a uid of its own; load average under 1;
+`python bench/sandbox.py --rounds 15 --repeat 4`):
+  sequential  sandbox 27.8 exec/s, bare 62.9 exec/s, ratio 2.23x [2.18-2.38], same verdicts
+  concurrent  sandbox 54.3 exec/s, bare 128.4 exec/s, ratio 2.39x [2.28-2.49], same verdicts
+(a quieter 8-round run read 1.87x [1.69-2.07] sequential). The 2x target is missed: a bare
+run is mostly Python's start-up (about 15 ms here), and the sandbox adds about 20 ms more
+(prlimit and bwrap exec, namespace and mount set-up, the temp dir with the harness copy and
+the output files). Before each jail had a uid of its own, concurrent jails under root shared
+nobody's process cap and some ended in ERROR (EAGAIN); the bench found that.
 
 Not measured yet: the wall-time share of execution in a best-of-16 code run (issue 15's
 second figure). It needs a code task and a code verifier on the sandbox, which do not exist

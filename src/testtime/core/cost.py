@@ -24,6 +24,7 @@ class Cost:
     flops: float = 0.0
     seconds: float = 0.0
     nfe: int = 0  # denoiser function evaluations (diffusion), one per sample per call
+    sandbox_seconds: float = 0.0  # wall seconds model-written code ran in the sandbox
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))

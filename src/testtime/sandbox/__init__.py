@@ -24,7 +24,15 @@ packages in it) is readable inside the jail.
 """
 
 from testtime.sandbox.jail import Limits, SandboxUnavailable, probe
-from testtime.sandbox.verdict import Case, Execution, Verdict, aexecute, execute, judge
+from testtime.sandbox.verdict import (
+    Case,
+    Execution,
+    Verdict,
+    aexecute,
+    aobserve,
+    execute,
+    judge,
+)
 
 __all__ = [
     "Case",
@@ -33,6 +41,7 @@ __all__ = [
     "SandboxUnavailable",
     "Verdict",
     "aexecute",
+    "aobserve",
     "execute",
     "judge",
     "probe",

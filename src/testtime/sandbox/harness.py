@@ -1,9 +1,15 @@
 """The harness that runs inside the sandbox: stdlib only, run as a script by the jailed Python.
 
-It reads the job (code, call expressions, nonce) from stdin, writes a "started" line to the
-record fd, runs the code, evaluates each call, encodes each value as plain tagged data and
-writes the record after the calls. Expected values never enter the sandbox: the parent compares
-the encoded values (`encode` is imported by the parent too, so both sides encode alike).
+It reads the job (code, call expressions, nonce, and optionally an assert-style test script)
+from stdin, writes a "started" line to the record fd, runs the code, evaluates each call,
+encodes each value as plain tagged data and writes the record after the calls. Expected values
+of calls never enter the sandbox: the parent compares the encoded values (`encode` is imported
+by the parent too, so both sides encode alike).
+
+A test script (HumanEval's `check(candidate)`, asserts that are not `call == literal`) must
+compare inside the jail. It runs in a copy of the solution's names with the builtins as they
+were before the solution ran, and the entry point wrapped so that every value it returns must
+be a plain builtin value: an object whose `__eq__` lies is refused before any assert sees it.
 """
 
 from __future__ import annotations
@@ -40,12 +46,42 @@ def encode(value: Any, depth: int = 0) -> Any:
     raise NotPlain(f"a {kind.__name__} is not a plain builtin value")
 
 
+def guarded(function: Any) -> Any:
+    """`function`, returning only values that encode as plain data (else `NotPlain`)."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        value = function(*args, **kwargs)
+        encode(value)
+        return value
+
+    return call
+
+
+def _script(
+    script: str, entry: str, scope: dict[str, Any], builtins: dict[str, Any], loaded: str | None
+) -> dict[str, Any]:
+    """Run an assert-style test script over the solution's names; whether every assert held."""
+    if loaded is not None:
+        return {"ok": False, "error": loaded}
+    names = {**scope, "__builtins__": dict(builtins), "__name__": "__tests__"}
+    if entry:
+        if not callable(scope.get(entry)):
+            return {"ok": False, "error": f"NameError: the solution defines no function {entry!r}"}
+        names[entry] = guarded(scope[entry])
+    try:
+        exec(compile(script, "<tests>", "exec"), names)
+        return {"ok": True}
+    except BaseException as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]}
+
+
 def main() -> None:  # pragma: no cover - runs inside the sandbox
     job = json.loads(sys.stdin.read())
     record = os.fdopen(int(sys.argv[1]), "w")
     nonce = job["nonce"]
     record.write(json.dumps({"nonce": nonce, "started": True}) + "\n")
     record.flush()
+    builtins = dict(vars(__builtins__) if not isinstance(__builtins__, dict) else __builtins__)
     scope: dict[str, Any] = {"__name__": "__solution__"}
     results: list[dict[str, Any]] = []
     try:
@@ -62,7 +98,10 @@ def main() -> None:  # pragma: no cover - runs inside the sandbox
             results.append({"ok": True, "value": encode(value)})
         except BaseException as exc:
             results.append({"ok": False, "error": f"{type(exc).__name__}: {exc}"[:500]})
-    record.write(json.dumps({"nonce": nonce, "results": results}) + "\n")
+    report: dict[str, Any] = {"nonce": nonce, "results": results}
+    if "script" in job:
+        report["script"] = _script(job["script"], job.get("entry", ""), scope, builtins, loaded)
+    record.write(json.dumps(report) + "\n")
     record.flush()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BaseException):

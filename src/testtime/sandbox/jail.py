@@ -16,6 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from testtime.core.errors import TesttimeError
 
@@ -148,7 +149,8 @@ def probe(bwrap: str = "bwrap") -> tuple[str, str, str]:
     if prlimit is None:
         raise SandboxUnavailable("cannot run code: prlimit is missing; apt-get install util-linux")
     python = interpreter()
-    raw = _jail(found, prlimit, python, "", [], Limits(wall_seconds=30.0), "probe")
+    job = {"nonce": "probe", "code": "", "calls": []}
+    raw = _jail(found, prlimit, python, job, Limits(wall_seconds=30.0))
     if raw.timed_out or raw.returncode != 0 or '"results"' not in raw.record:
         why = (raw.stderr.strip().splitlines() or ["no output"])[-1][:200]
         raise SandboxUnavailable(
@@ -167,9 +169,7 @@ for _i in range(SLOTS):
     _SLOTS.put(SLOT_UIDS + _i)
 
 
-def _jail(
-    bwrap: str, prlimit: str, python: str, code: str, calls: list[str], limits: Limits, nonce: str
-) -> Raw:
+def _jail(bwrap: str, prlimit: str, python: str, job: dict[str, Any], limits: Limits) -> Raw:
     """One jailed run of the harness; blocks its thread until the harness ends or is killed.
 
     As root, each jail runs as a uid of its own, taken in turn from `SLOTS` uids, so
@@ -178,10 +178,10 @@ def _jail(
     A finished jail's processes linger while the kernel tears its namespaces down (~2 s,
     measured), so a uid comes back only after every other one has been used."""
     if os.geteuid() != 0:
-        return _run(bwrap, prlimit, python, code, calls, limits, nonce, None)
+        return _run(bwrap, prlimit, python, job, limits, None)
     uid = _SLOTS.get()
     try:
-        return _run(bwrap, prlimit, python, code, calls, limits, nonce, uid)
+        return _run(bwrap, prlimit, python, job, limits, uid)
     finally:
         _SLOTS.put(uid)
 
@@ -190,18 +190,16 @@ def _run(
     bwrap: str,
     prlimit: str,
     python: str,
-    code: str,
-    calls: list[str],
+    job: dict[str, Any],
     limits: Limits,
-    nonce: str,
     slot: int | None,
 ) -> Raw:
     drop = slot is not None  # as root: run as the slot's uid so RLIMIT_NPROC binds
     uid = slot if slot is not None else os.geteuid()
-    job = json.dumps({"nonce": nonce, "code": code, "calls": calls}).encode()
+    nonce = str(job["nonce"])
     with tempfile.TemporaryDirectory(prefix="testtime-sandbox-") as tmp:
         out, err, rec, inp = (Path(tmp) / n for n in ("stdout", "stderr", "record", "stdin"))
-        inp.write_bytes(job)
+        inp.write_bytes(json.dumps(job).encode())
         os.chmod(tmp, 0o711)  # the jail's user (nobody, under root) binds the harness from here
         harness = Path(tmp) / "harness.py"
         shutil.copyfile(HARNESS, harness)
@@ -250,7 +248,19 @@ def _run(
         )
 
 
-def run_jailed(code: str, calls: list[str], limits: Limits, bwrap: str = "bwrap") -> Raw:
-    """Run `code`, then evaluate each call expression, in the jail (blocking)."""
+def run_jailed(
+    code: str,
+    calls: list[str],
+    limits: Limits,
+    bwrap: str = "bwrap",
+    *,
+    script: str = "",
+    entry: str = "",
+) -> Raw:
+    """Run `code`, then evaluate each call expression, then run `script` (assert-style tests
+    that may call `entry`, guarded), in the jail (blocking)."""
     found, prlimit, python = probe(bwrap)
-    return _jail(found, prlimit, python, code, calls, limits, secrets.token_hex(16))
+    job = {"nonce": secrets.token_hex(16), "code": code, "calls": calls}
+    if script:
+        job |= {"script": script, "entry": entry}
+    return _jail(found, prlimit, python, job, limits)

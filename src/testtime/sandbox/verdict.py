@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,11 @@ class Case:
 
 @dataclass(frozen=True, slots=True)
 class Execution:
-    """One judged run: the verdict, how many cases passed, wall seconds (to charge), output."""
+    """One judged run: the verdict, how many cases passed, wall seconds (to charge), output.
+
+    `outcomes` says which tests passed (the cases in order, then the script, when there was
+    one); `values` holds each call's value as plain tagged data (None where it raised), so
+    runs can be compared by behaviour without any expected value."""
 
     verdict: Verdict
     passed: int
@@ -42,6 +47,8 @@ class Execution:
     detail: str
     stdout: str
     stderr: str
+    outcomes: tuple[bool, ...] = ()
+    values: tuple[Any, ...] = ()
 
 
 def _records(raw: Raw) -> list[dict[str, Any]]:
@@ -57,12 +64,30 @@ def _records(raw: Raw) -> list[dict[str, Any]]:
     return found
 
 
-def judge(raw: Raw, cases: list[Case]) -> Execution:
+def judge(raw: Raw, cases: list[Case], script: bool = False) -> Execution:
     """The verdict of one run: passed only when the harness started, reported exactly once,
-    and every reported value encodes exactly as its expected value does."""
+    every reported value encodes exactly as its expected value does, and the test script
+    (when `script`) ran to its end."""
+    total = len(cases) + script
 
-    def done(verdict: Verdict, passed: int, detail: str) -> Execution:
-        return Execution(verdict, passed, len(cases), raw.seconds, detail, raw.stdout, raw.stderr)
+    def done(
+        verdict: Verdict,
+        passed: int,
+        detail: str,
+        outcomes: tuple[bool, ...] = (),
+        values: tuple[Any, ...] = (),
+    ) -> Execution:
+        return Execution(
+            verdict,
+            passed,
+            total,
+            raw.seconds,
+            detail,
+            raw.stdout,
+            raw.stderr,
+            outcomes or (False,) * total,
+            values or (None,) * len(cases),
+        )
 
     if raw.timed_out:
         return done(Verdict.TIMEOUT, 0, "killed at the wall-clock deadline")
@@ -76,16 +101,27 @@ def judge(raw: Raw, cases: list[Case]) -> Execution:
     results = reports[0]["results"]
     if not isinstance(results, list) or len(results) != len(cases):
         return done(Verdict.FAILED, 0, "the result record does not cover every case")
-    passed, first = 0, ""
+    outcomes: list[bool] = []
+    values: list[Any] = []
+    first = ""
     for i, (case, result) in enumerate(zip(cases, results, strict=True)):
         ok = isinstance(result, dict) and result.get("ok") is True
-        if ok and result.get("value") == _expected(case):
-            passed += 1
-        elif not first:
+        values.append(result.get("value") if ok else None)
+        outcomes.append(ok and result.get("value") == _expected(case))
+        if not outcomes[-1] and not first:
             error = result.get("error", "wrong value") if isinstance(result, dict) else "bad"
             first = f"case {i} ({case.call[:60]}): {str(error)[:200]}"
-    verdict = Verdict.PASSED if passed == len(cases) and cases else Verdict.FAILED
-    return done(verdict, passed, first or f"{passed}/{len(cases)} passed")
+    if script:
+        ran = reports[0].get("script")
+        outcomes.append(isinstance(ran, dict) and ran.get("ok") is True)
+        if not outcomes[-1] and not first:
+            error = ran.get("error", "no report") if isinstance(ran, dict) else "no report"
+            first = f"test script: {str(error)[:200]}"
+    passed = sum(outcomes)
+    verdict = Verdict.PASSED if passed == total and total else Verdict.FAILED
+    return done(
+        verdict, passed, first or f"{passed}/{total} passed", tuple(outcomes), tuple(values)
+    )
 
 
 def _expected(case: Case) -> Any:
@@ -100,15 +136,39 @@ CORES = os.cpu_count() or 1
 _POOL = ThreadPoolExecutor(max_workers=CORES, thread_name_prefix="testtime-sandbox")
 
 
-def execute(code: str, cases: list[Case], limits: Limits | None = None) -> Execution:
-    """Run `code` and its cases in the jail and judge them (blocking)."""
+def execute(
+    code: str,
+    cases: list[Case],
+    limits: Limits | None = None,
+    *,
+    script: str = "",
+    entry: str = "",
+) -> Execution:
+    """Run `code`, its cases and its test `script` (asserts that may call `entry`) in the jail
+    and judge them (blocking)."""
     for case in cases:
         _expected(case)  # refuse a non-plain expected value before running anything
-    raw = run_jailed(code, [c.call for c in cases], limits or Limits())
-    return judge(raw, cases)
+    raw = run_jailed(code, [c.call for c in cases], limits or Limits(), script=script, entry=entry)
+    return judge(raw, cases, bool(script))
 
 
-async def aexecute(code: str, cases: list[Case], limits: Limits | None = None) -> Execution:
+async def aexecute(
+    code: str,
+    cases: list[Case],
+    limits: Limits | None = None,
+    *,
+    script: str = "",
+    entry: str = "",
+) -> Execution:
     """`execute` off the event loop; at most one run per core at a time."""
+    loop = asyncio.get_running_loop()
+    run = functools.partial(execute, code, cases, limits, script=script, entry=entry)
+    return await loop.run_in_executor(_POOL, run)
+
+
+async def aobserve(code: str, calls: list[str], limits: Limits | None = None) -> Execution:
+    """Run `code` and evaluate `calls` in the jail, with nothing expected: the values (plain
+    tagged data, None where a call raised) say how the code behaves on those inputs."""
+    cases = [Case(call, None) for call in calls]
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(_POOL, execute, code, cases, limits)

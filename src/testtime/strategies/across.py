@@ -125,7 +125,7 @@ async def solve_batch(
             break
         log += [(i, alloc.confidence(i)) for i in admitted]
         await _draw(ctxs, admitted, 1, alloc, gate, temperature, top_p)
-    results = tuple(_finish(ctx, task) for ctx in ctxs)
+    results = tuple(await asyncio.gather(*(_finish(ctx, task) for ctx in ctxs)))
     total = sum((r.cost for r in results), Cost())
     return Batch(results, tuple(len(a) for a in alloc.answers), total, tuple(log))
 
@@ -166,14 +166,15 @@ async def _draw(
             alloc.add(i, c.answer, spent / len(cands))
 
 
-def _finish(ctx: Context, task: Task | None) -> Result:
+async def _finish(ctx: Context, task: Task | None) -> Result:
     top = leader(group(ctx.candidates, same=ctx.same))
     chosen = ctx.candidates[top.members[0]] if top else None
     spec = STRATEGIES.spec("self_consistency", {**_params(ctx), "n": len(ctx.candidates)})
     result = ctx.finish(chosen, trace={"samples": len(ctx.candidates)})
     result = replace(result, strategy=spec.to_dict())  # the n it was given in the end
-    if task is not None and ctx.problem.answer is not None:
-        result = replace(result, correct=task.check(ctx.problem, result.answer))
+    if task is not None and task.graded(ctx.problem):
+        (right,), _ = await task.grade(ctx.problem, [result.answer])
+        result = replace(result, correct=right)
     return result
 
 

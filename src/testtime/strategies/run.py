@@ -87,8 +87,9 @@ async def solve(
         seed=s.seed,
     )
     result = await STRATEGIES.build(strategy, ctx)
-    if task is not None and problem.answer is not None:
-        result = replace(result, correct=task.check(problem, result.answer))
+    if task is not None and task.graded(problem):
+        (right,), _ = await task.grade(problem, [result.answer])
+        result = replace(result, correct=right)
     return result
 
 
@@ -131,5 +132,9 @@ def build_verifier(
     need: the task's gold check (the oracle) and a model to ask (a judge). The one way the
     CLI, the lab and the server make one."""
     spec = name if isinstance(name, Spec) else VERIFIERS.spec(name, params)
-    deps = VerifierDeps(check=task.check if task is not None else None, generator=generator)
+    deps = VerifierDeps(
+        check=task.check if task is not None else None,
+        generator=generator,
+        grade=task.grade if task is not None else None,
+    )
     return VERIFIERS.build(spec, deps)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 
 from testtime.core.answers import canonical, equivalent, extract
+from testtime.core.cost import Cost
 from testtime.core.registry import Registry
 from testtime.core.types import Problem
 
@@ -29,6 +31,19 @@ class Task(ABC):
         if answer is None or problem.answer is None:
             return False
         return equivalent(answer, problem.answer)
+
+    def graded(self, problem: Problem) -> bool:
+        """Whether `check` can grade answers to `problem` (it has a gold answer or tests)."""
+        return problem.answer is not None
+
+    async def grade(
+        self, problem: Problem, answers: Sequence[str | None]
+    ) -> tuple[tuple[bool, ...], Cost]:
+        """`check` on each answer, and what checking cost (sandbox seconds for code).
+        A task whose check runs code overrides this to run the answers concurrently, off
+        the event loop; the default runs the (cheap) `check` inline."""
+        await asyncio.sleep(0)
+        return tuple(self.check(problem, a) for a in answers), Cost()
 
     def canonical(self, answer: str) -> str:
         """The form this task's votes group answers by. It must never merge two answers its

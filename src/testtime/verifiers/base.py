@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,8 @@ from testtime.core.voting import Weighting
 from testtime.generators.base import Generator
 
 Checker = Callable[[Problem, str | None], bool]
+# a task's `grade`: each answer's gold check, and what checking cost (sandbox seconds)
+Grader = Callable[[Problem, Sequence[str | None]], Awaitable[tuple[tuple[bool, ...], Cost]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +106,12 @@ class ProcessVerifier(Verifier):
 
 @dataclass(frozen=True)
 class VerifierDeps:
-    """What a verifier may be built from: the task's gold check and a model to ask."""
+    """What a verifier may be built from: the task's gold check (and its `grade`, which
+    runs checks that execute code concurrently and says what they cost), a model to ask."""
 
     check: Checker | None = None
     generator: Generator | None = None
+    grade: Grader | None = None
 
 
 def gold_check(deps: VerifierDeps, what: str, remedy: str) -> Checker:

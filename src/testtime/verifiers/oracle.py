@@ -13,6 +13,7 @@ from testtime.core.registry import Params
 from testtime.core.types import Candidate, Problem
 from testtime.verifiers.base import (
     Checker,
+    Grader,
     Scores,
     Traits,
     Verifier,
@@ -32,10 +33,14 @@ class Oracle(Verifier):
 
     name = "oracle"
 
-    def __init__(self, check: Checker) -> None:
+    def __init__(self, check: Checker, grade: Grader | None = None) -> None:
         self.check = check
+        self.grade = grade
 
     async def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
+        if self.grade is not None:  # checks that run code: concurrently, sandbox time charged
+            right, cost = await self.grade(problem, [c.answer for c in candidates])
+            return Scores(tuple(1.0 if r else 0.0 for r in right), cost)
         return Scores(tuple(1.0 if self.check(problem, c.answer) else 0.0 for c in candidates))
 
 
@@ -46,4 +51,4 @@ def oracle(params: Params, deps: VerifierDeps) -> Verifier:
         "run it with a task that has answers (e.g. --task arithmetic), or choose a verifier "
         "that needs none (self_certainty, likelihood, judge)"
     )
-    return Oracle(gold_check(deps, "'oracle'", remedy))
+    return Oracle(gold_check(deps, "'oracle'", remedy), deps.grade)

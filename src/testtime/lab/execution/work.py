@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -118,12 +119,14 @@ class UnitRunner:
             v_tokens += got.cost.verifier_tokens / len(cands)
         seconds = (time.perf_counter() - started) / len(cands)
         n_params = self.generator.n_params
+        graded = task.graded(problem)
+        right = (await task.grade(problem, [c.answer for c in cands]))[0] if graded else ()
         return [
             SampleRow(
                 idx=c.id or 0,
                 text=c.text,
                 answer=c.answer,
-                correct=task.check(problem, c.answer) if problem.answer is not None else None,
+                correct=right[i] if graded else None,
                 finish=c.completion.finish_reason if c.completion else None,
                 prompt_tokens=c.completion.prompt_tokens if c.completion else 0,
                 generated_tokens=c.completion.generated_tokens if c.completion else 0,
@@ -133,7 +136,7 @@ class UnitRunner:
                 verifier_flops=v_flops,
                 verifier_tokens=round(v_tokens),
             )
-            for c, s in zip(cands, scores, strict=True)
+            for i, (c, s) in enumerate(zip(cands, scores, strict=True))
         ]
 
     async def _arm(self, unit: Unit, task: Task, problem: Problem) -> ResultRow:
@@ -147,7 +150,10 @@ class UnitRunner:
             seed=unit.seed,
         )
         result = await solve(problem, strategy, self.generator, settings)
-        return result_row(result, task, problem)
+        graded = task.graded(problem)
+        answers = [c.answer for c in result.candidates]
+        right = (await task.grade(problem, answers))[0] if graded else None
+        return result_row(result, right)
 
 
 def at_budget(arm: ArmSpec, budget: int) -> Spec:
@@ -158,8 +164,8 @@ def at_budget(arm: ArmSpec, budget: int) -> Spec:
     return STRATEGIES.spec(arm.strategy.name, {**_params(arm.strategy), param: budget})
 
 
-def result_row(result: Result, task: Task, problem: Problem) -> ResultRow:
-    graded = problem.answer is not None
+def result_row(result: Result, right: Sequence[bool] | None) -> ResultRow:
+    """A strategy's result as stored; `right` grades its candidates (None: ungraded)."""
     return ResultRow(
         answer=result.answer,
         correct=result.correct,
@@ -168,8 +174,8 @@ def result_row(result: Result, task: Task, problem: Problem) -> ResultRow:
         cost=result.cost.to_dict(),
         trace=dict(result.trace) if result.trace is not None else None,
         candidates=[
-            candidate_dict(c, task.check(problem, c.answer) if graded else None)
-            for c in result.candidates
+            candidate_dict(c, right[i] if right is not None else None)
+            for i, c in enumerate(result.candidates)
         ],
     )
 

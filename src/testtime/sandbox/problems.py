@@ -144,20 +144,24 @@ def doctest_cases(text: str, entry: str) -> tuple[Case, ...]:
     return tuple(cases)
 
 
-def extract_code(text: str, entry: str) -> str | None:
-    """The solution in a completion: the fenced block that defines `entry` (the last one if
-    several do), else the last fenced Python block, else unfenced text from `def entry(`;
-    None when there is no code (a verdict of its own: no solution)."""
+def extract_code(text: str, entry: str | None = None) -> str | None:
+    """The solution in a completion: the fenced block that defines `entry` (any function when
+    `entry` is None; the last one if several do), else the last fenced Python block, else
+    unfenced text from the definition on; None when there is no code (a verdict of its own:
+    no solution)."""
+    name = re.escape(entry) if entry else r"\w+"
+    defines = re.compile(rf"^[ \t]*def {name}\s*\(", re.M)
     blocks = [m.group(2) for m in _FENCE.finditer(text) if m.group(1).lower() in _PYTHON]
-    defining = [b for b in blocks if re.search(rf"^\s*def {re.escape(entry)}\s*\(", b, re.M)]
+    defining = [b for b in blocks if defines.search(b)]
     if defining:
         return defining[-1].strip("\n") or None
     if blocks and blocks[-1].strip():
         return blocks[-1].strip("\n")
-    found = re.search(rf"^([ \t]*)def {re.escape(entry)}\s*\(", text, re.M)
+    found = defines.search(text)
     if found is None:
         return None
-    return _dedent_from(text[found.start() :], len(found.group(1)))
+    indent = len(found.group(0)) - len(found.group(0).lstrip())
+    return _dedent_from(text[found.start() :], indent)
 
 
 _PYTHON = ("", "python", "py", "python3")

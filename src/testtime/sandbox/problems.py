@@ -29,6 +29,8 @@ _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
 class TestsError(ValueError):
     """Tests that cannot be read: the message says which one and why."""
 
+    __test__ = False  # not a pytest test class, despite its name
+
 
 @dataclass(frozen=True, slots=True)
 class CodeSpec:

@@ -107,3 +107,20 @@ def test_bwrap_without_namespaces_fails_closed(tmp_path: Any) -> None:
     finally:
         jail_module.probe.cache_clear()
     assert "\n" not in str(caught.value) and "bubblewrap" in str(caught.value)
+
+
+def test_exited_says_whether_a_process_ended_within_the_time() -> None:
+    import subprocess
+    import sys
+
+    from testtime.sandbox.jail import _exited
+
+    quick = subprocess.Popen([sys.executable, "-c", "pass"])
+    assert _exited(quick, 30.0)
+    quick.wait()
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert not _exited(slow, 0.2)
+    finally:
+        slow.kill()
+        slow.wait()

@@ -8,6 +8,7 @@ import json
 import os
 import queue
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -225,11 +226,8 @@ def _run(
         finally:
             for f in files:
                 f.close()
-        timed_out = False
         try:
-            proc.wait(timeout=limits.wall_seconds)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            timed_out = not _exited(proc, limits.wall_seconds)
         finally:
             # The whole group; the jail's PID namespace dies with bwrap (--die-with-parent).
             with contextlib.suppress(OSError):
@@ -246,6 +244,25 @@ def _run(
             seconds=seconds,
             nonce=nonce,
         )
+
+
+def _exited(proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    """Whether `proc` ended within `seconds`, woken the moment it does: a pidfd becomes
+    readable at exit. (`Popen.wait(timeout)` polls with sleeps that grow to 50 ms, which
+    added ~15 ms to every ~15 ms run.)"""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except OSError:  # a kernel before 5.3: poll instead
+        try:
+            proc.wait(timeout=seconds)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        ready, _, _ = select.select([pidfd], [], [], seconds)
+        return bool(ready)
+    finally:
+        os.close(pidfd)
 
 
 def run_jailed(

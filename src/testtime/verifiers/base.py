@@ -40,6 +40,9 @@ class Traits:
     needs_logprobs: bool = False  # the strategy must sample with logprobs=True
     weight: Weighting = "score"  # how a score becomes a vote weight (core.voting.vote_weight)
     wraps: str = ""  # a parameter naming another verifier, whose traits this one takes on
+    # a candidate's score depends on the others scored with it (a cluster's size, tests
+    # agreed on): a stored pool cannot replay it sample by sample, so the lab runs it
+    relative: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +173,7 @@ def traits_of(name: str, params: Params | None = None) -> Traits:
         reads_gold=any(t.reads_gold for t in inner),
         loads_file=any(t.loads_file for t in inner),
         needs_logprobs=any(t.needs_logprobs for t in inner),
+        relative=any(t.relative for t in inner),
         weight=own.weight,
         wraps=own.wraps,
     )

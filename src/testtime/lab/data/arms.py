@@ -14,6 +14,7 @@ from __future__ import annotations
 import testtime.strategies  # noqa: F401  (registers the strategies the tables derive from)
 from testtime.core.registry import Spec
 from testtime.strategies.base import named, traits_of
+from testtime.verifiers.base import traits_of as verifier_traits
 
 # strategy -> the selection rule over a pool (see lab/analysis/pools.py)
 REPLAY: dict[str, str] = {n: traits_of(n).replay for n in named(lambda t: bool(t.replay))}
@@ -26,6 +27,12 @@ BUDGET_PARAM: dict[str, str] = {
 WIDTH_BUDGET = frozenset(named(lambda t: t.budget_is_size))
 
 
-def replay_kind(strategy: Spec) -> str | None:
-    """The pool rule that replays this strategy, or None when it must run per budget."""
-    return REPLAY.get(strategy.name)
+def replay_kind(strategy: Spec, verifier: Spec | None = None) -> str | None:
+    """The pool rule that replays this strategy (with this verifier), or None when it must
+    run per budget: a verifier whose scores depend on the candidates scored together
+    (`relative`) gives a sample one score in a pool and another in a k-subset."""
+    kind = REPLAY.get(strategy.name)
+    if verifier is not None and kind not in (None, "single", "majority"):
+        if verifier_traits(verifier.name, verifier.params).relative:
+            return None
+    return kind

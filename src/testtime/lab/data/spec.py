@@ -46,7 +46,7 @@ class ArmSpec:
     @property
     def replay(self) -> str | None:
         """How a stored pool replays this arm ('majority', 'best', ...); None: run per budget."""
-        return replay_kind(self.strategy)
+        return replay_kind(self.strategy, self.verifier)
 
     @property
     def sampling(self) -> tuple[float, float]:
@@ -284,7 +284,7 @@ def _arm(value: Any, budgets: tuple[int, ...]) -> ArmSpec:
     if replay_kind(strategy) == "single":
         arm_budgets = (1,)  # one sample whatever the budget
     param = BUDGET_PARAM.get(name)
-    if replay_kind(strategy) is None and param is not None:
+    if replay_kind(strategy, verifier) is None and param is not None:
         for b in arm_budgets:  # every budget must make a valid strategy, checked up front
             try:
                 STRATEGIES.spec(name, {**params, param: b})

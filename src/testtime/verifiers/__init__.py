@@ -5,13 +5,16 @@ Importing this package registers every built-in verifier in `VERIFIERS`.
 
 from testtime.verifiers import (  # noqa: F401
     certainty,
+    codet,
     fake,
     judge,
     math,
+    mbr_exec,
     noisy,
     oracle,
     prm,
     probe,
+    public_tests,
     step_check,
     step_judge,
 )

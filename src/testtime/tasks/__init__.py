@@ -4,6 +4,8 @@ Importing this package registers every built-in task in `TASKS`.
 """
 
 from testtime.tasks import (
+    code_jsonl,  # noqa: F401
+    humaneval,  # noqa: F401
     jsonl,  # noqa: F401
     reasoning_gym,  # noqa: F401
 )

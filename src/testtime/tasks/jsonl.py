@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from testtime.core.types import Message, Problem, messages_from
 from testtime.tasks.base import TASKS, Task
 
 EXAMPLE = '{"prompt": "What is 2 + 3?", "answer": "5", "id": "q1"}'
+LineParser = Callable[[str, str, str], Problem]  # (line, "file:line", default id) -> Problem
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,11 @@ class JsonlTask(Task):
         return self._problems
 
 
-def load(path: Path) -> list[Problem]:
-    """Every problem in the file, or a DataError naming the first bad line."""
+def load(path: Path, parse: LineParser | None = None, example: str = EXAMPLE) -> list[Problem]:
+    """Every problem in the file, or a DataError naming the first bad line. `parse` reads
+    one line (`parse_line` by default; a task with another line format passes its own) and
+    `example` is the line an error shows."""
+    parse = parse or parse_line
     try:
         # split on "\n" only: splitlines() would also cut at U+2028 inside JSON strings
         lines = path.read_text(encoding="utf-8-sig").split("\n")
@@ -66,7 +70,7 @@ def load(path: Path) -> list[Problem]:
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        problem = parse_line(line, f"{path}:{lineno}", default_id=f"{path.stem}-{len(problems)}")
+        problem = parse(line, f"{path}:{lineno}", f"{path.stem}-{len(problems)}")
         if problem.id in seen:
             raise DataError(
                 f"{path}:{lineno}: id {problem.id!r} was already used on line {seen[problem.id]}; "
@@ -75,26 +79,32 @@ def load(path: Path) -> list[Problem]:
         seen[problem.id] = lineno
         problems.append(problem)
     if not problems:
-        raise DataError(f"{path}: no problems; write one JSON object per line, e.g. {EXAMPLE}")
+        raise DataError(f"{path}: no problems; write one JSON object per line, e.g. {example}")
     return problems
 
 
 def parse_line(line: str, where: str, default_id: str) -> Problem:
     """One problem from one line; `where` (file:line) prefixes every error."""
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{where}: not valid JSON ({e.msg}); write e.g. {EXAMPLE}") from None
-    if not isinstance(obj, dict):
-        kind = type(obj).__name__
-        raise DataError(f"{where}: expected a JSON object, got {kind}; write e.g. {EXAMPLE}")
+    obj = parse_object(line, where, EXAMPLE)
     messages = _messages(obj, where)
     return Problem(
         messages,
         answer=_answer(obj.get("answer"), where),
-        id=_id(obj.get("id", default_id), where),
+        id=problem_id(obj.get("id", default_id), where),
         metadata={k: v for k, v in obj.items() if k not in ("prompt", "messages", "answer", "id")},
     )
+
+
+def parse_object(line: str, where: str, example: str) -> dict[str, Any]:
+    """The JSON object on one line, or a DataError at `where` showing `example`."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: not valid JSON ({e.msg}); write e.g. {example}") from None
+    if not isinstance(obj, dict):
+        kind = type(obj).__name__
+        raise DataError(f"{where}: expected a JSON object, got {kind}; write e.g. {example}")
+    return obj
 
 
 def _messages(obj: dict[str, Any], where: str) -> tuple[Message, ...]:
@@ -130,7 +140,8 @@ def _answer(value: Any, where: str) -> str | None:
     raise DataError(f"{where}: 'answer' must be a string or a number, got {json.dumps(value)}")
 
 
-def _id(value: Any, where: str) -> str:
+def problem_id(value: Any, where: str) -> str:
+    """A line's 'id': a non-empty string or an integer (as a string)."""
     if isinstance(value, str) and value.strip():
         return value
     if isinstance(value, int) and not isinstance(value, bool):

@@ -47,7 +47,11 @@ async def choose(
 async def score_once(ctx: Context, candidates: Sequence[Candidate]) -> list[Candidate]:
     """`ctx.score`, asking the verifier once per distinct response (text, answer and steps):
     a duplicate gets its first copy's score. A verifier call is cost; its_hub's best-of-N
-    deduplicates the same way."""
+    deduplicates the same way. A verifier whose scores depend on the candidates scored
+    together (`relative`: a cluster's size, a consensus set) gets every copy, since each
+    copy is one more sample that agrees."""
+    if ctx.need_verifier().traits.relative:
+        return await ctx.score(candidates)
     first: dict[tuple[str, str | None, tuple[str, ...]], Candidate] = {}
     for c in candidates:
         first.setdefault(_response(c), c)

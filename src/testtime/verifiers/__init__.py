@@ -17,4 +17,5 @@ from testtime.verifiers import (  # noqa: F401
     public_tests,
     step_check,
     step_judge,
+    unit_tests,
 )

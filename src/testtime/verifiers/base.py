@@ -36,6 +36,9 @@ class Traits:
     """What a verifier needs and touches, declared where it is registered."""
 
     reads_gold: bool = False  # compares with the gold answer: never a policy or served request
+    # ... and that gold is nothing but the problem's own tests, which a served request may
+    # bring itself (testtime.tests): the server allows it for such a request alone
+    gold_is_tests: bool = False
     loads_file: bool = False  # loads a path named in its parameters
     needs_logprobs: bool = False  # the strategy must sample with logprobs=True
     weight: Weighting = "score"  # how a score becomes a vote weight (core.voting.vote_weight)

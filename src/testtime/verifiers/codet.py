@@ -5,8 +5,9 @@ generator is asked, in one request of `samples` completions, for test cases of t
 point written as `assert entry(...) == <literal>`. Each line is read with `parse_tests`
 (`ast.literal_eval` only: nothing the model wrote is evaluated here) and kept when it is a
 call of the entry point on literal arguments compared with a literal; duplicates go. Every
-candidate runs all the tests in one jail. Dual agreement: candidates that pass exactly the
-same set of tests form a consensus set, scored (candidates in it) x (tests they pass).
+candidate runs all the tests in one jail (a program several candidates gave runs once).
+Dual agreement: candidates that pass exactly the same set of tests form a consensus set,
+scored (candidates in it) x (tests they pass).
 
 Each candidate's score is its set's score divided by (candidates scored) x (tests), so it
 lies in [0, 1] and is 1 only when every candidate passes every test; the division is the

@@ -2,14 +2,15 @@
 
 Shi et al. 2022, "Natural Language to Code Translation with Execution" (MBR-exec), and the
 clustering of AlphaCode (Li et al. 2022, "Competition-Level Code Generation with
-AlphaCode", section 4.6). Every candidate runs, in one jail each, on the same inputs: the
-problem's calls (`CodeSpec.calls`: its public examples' calls, then its other inputs), and,
-with `generated_inputs` > 0, calls of the entry point on literal arguments that the model
-writes (one request of that many completions; off by default). Candidates whose tuples of
-output values are equal form a cluster (a call that raised counts as one "error" value); a
-candidate's score is its cluster's size over the number of candidates scored. Best-of-N then
-keeps a member of the largest cluster, and a weighted vote sums cluster shares, as
-AlphaCode's cluster vote does; no expected value is read.
+AlphaCode", section 4.6). Every candidate runs, one jail each (a program several candidates
+gave runs once), on the same inputs: the problem's calls (`CodeSpec.calls`: its public
+examples' calls, then its other inputs) and, with `generated_inputs` > 0, calls of the entry
+point on literal arguments that the model writes (one request of that many completions; off
+by default). Candidates whose tuples of output values are equal form a cluster (a call that
+raised counts as one "error" value); a candidate's score is its cluster's size over the
+number of candidates scored. Best-of-N then keeps a member of the largest cluster, as
+AlphaCode submits from its largest clusters, and a weighted vote gives each program the
+cluster shares of its copies; no expected value is read.
 
 A candidate joins no cluster (score 0) when it has no code, or its run returned no value at
 all: it timed out, the jail failed to start, or every call raised (a program that fails on

@@ -44,13 +44,23 @@ def serve(
     ] = 4096,
     keys: Annotated[
         Path | None,
-        typer.Option(help='JSON file of API keys: {"KEY": {"name": "alice", "cap_tokens": N}}'),
+        typer.Option(
+            help='JSON file of API keys: {"KEY": {"name": "alice", "cap_tokens": N, '
+            '"cap_sandbox_seconds": S}}'
+        ),
     ] = None,
     drain: Annotated[
         int, typer.Option(help="seconds to finish in-flight requests at shutdown")
     ] = 30,
     allow_file_verifiers: Annotated[
         bool, typer.Option(help="let requests name verifiers that load local files (prm, probe)")
+    ] = False,
+    run_tests: Annotated[
+        bool,
+        typer.Option(
+            help="run the tests requests bring (testtime.tests) on their samples' code, in the "
+            "bubblewrap sandbox; refuses to start where the sandbox cannot run"
+        ),
     ] = False,
     allow_policy_dir: Annotated[
         list[Path] | None,
@@ -98,14 +108,20 @@ def serve(
         max_tokens=max_tokens,
         max_param=max_param,
         allow_file_verifiers=allow_file_verifiers,
+        run_tests=run_tests,
         policy_dirs=policy_dirs,
         keys=Keys.load(keys) if keys is not None else None,
         upstream=upstream,
     )
     listenable(host, port)  # a bad or busy port fails now, not after the model loads
+    if run_tests:  # no sandbox, no server: request tests never run outside it
+        from testtime.sandbox import probe
+
+        probe()
     generator = _generator(model, upstream, upstream_model, upstream_params, device)
     where = f"upstream {upstream} ({upstream_model})" if upstream else model
-    err.print(f"serving {settings.model!r} from {where} on http://{host}:{port}/v1")
+    tests = " (running request tests in the sandbox)" if run_tests else ""
+    err.print(f"serving {settings.model!r} from {where} on http://{host}:{port}/v1{tests}")
     run_server(settings, generator, host=host, port=port, drain=drain, log_level=log_level)
 
 

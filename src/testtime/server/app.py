@@ -24,9 +24,10 @@ from starlette.types import Receive
 
 from testtime.core.errors import TesttimeError
 from testtime.generators.base import Generator
+from testtime.sandbox import probe
 from testtime.server import errors
 from testtime.server.errors import ApiError
-from testtime.server.limits import BodyLimit, Charged, Key, Quota
+from testtime.server.limits import BodyLimit, Charged, Key, Quota, SandboxCharged
 from testtime.server.plan import FILE_VERIFIERS, Plain, Strategic, plan_off_loop, worst_case
 from testtime.server.progress import Metered, Observed
 from testtime.server.schemas import ChatRequest
@@ -34,13 +35,17 @@ from testtime.server.settings import Settings
 from testtime.server.stream import EventStream
 from testtime.server.work import Job, Jobs, build_verifier
 from testtime.strategies.base import STRATEGIES
-from testtime.verifiers.base import Verifier
+from testtime.verifiers.base import ProcessVerifier, Verifier
 
 log = logging.getLogger("testtime.server")
 
 
 def create_app(settings: Settings, generator: Generator) -> FastAPI:
-    """The server's app around `generator`, which it owns and closes at shutdown."""
+    """The server's app around `generator`, which it owns and closes at shutdown. With
+    `settings.run_tests` it first checks that the sandbox works, and raises
+    `SandboxUnavailable` if not: request tests never run outside it."""
+    if settings.run_tests:
+        probe()  # fail closed, at start, with how to install bubblewrap
     metered = Metered(generator)
     jobs = Jobs(settings, metered)
     started = int(time.time())
@@ -110,6 +115,10 @@ def create_app(settings: Settings, generator: Generator) -> FastAPI:
         charged = Charged(metered, quota)  # every call (a judge's too) reserved, then settled
         try:
             verifier = await _verifier(the_plan, charged)
+            if isinstance(the_plan, Strategic) and the_plan.code is not None:
+                quota.may_run_code()  # a 429 before any work once the key's seconds are spent
+                if quota.sandbox_capped and not isinstance(verifier, ProcessVerifier | None):
+                    verifier = SandboxCharged(verifier, quota)  # each call's runs charged
             job = Job(the_plan, Observed(charged), body.model, key, verifier, quota=quota)
             task = jobs.start(job)
         except BaseException:

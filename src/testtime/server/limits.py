@@ -11,6 +11,14 @@ what it used after, so concurrent requests cannot together spend past the cap.
 What is not covered: tokens counted outside generator calls (a PRM verifier's own model)
 are charged when the request ends, unreserved; a remote backend's prompt count is its own
 estimate (it errs high).
+
+A key may also cap the sandbox seconds that requests bringing tests spend running them
+(`cap_sandbox_seconds`). These are not reserved at a worst case, which for best-of-16 would
+be 16 runs to their 10 s wall-clock limit (160 s) where the runs usually take 16 x 0.05 s:
+a request is refused (429) when the key's seconds are spent, at admission and before each
+verifier call, and each call is charged what its runs took as it ends. So concurrent
+requests of one key may pass the cap by what their calls in flight run (each run at most its
+wall-clock limit). Runs still in flight when a request is cancelled finish uncharged.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import asyncio
 import hashlib
 import json
 import math
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +38,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
-from testtime.core.types import Request
+from testtime.core.types import Candidate, Problem, Request
 from testtime.generators.base import Generation, Generator
 from testtime.server.errors import ApiError
 from testtime.server.progress import Relay
+from testtime.verifiers.base import Scores, Verifier
 
 
 class Admission:
@@ -99,6 +108,8 @@ class Key:
     cap_tokens: int | None = None
     spent_tokens: int = 0
     reserved_tokens: int = 0
+    cap_sandbox_seconds: float | None = None  # running the tests that requests bring
+    spent_sandbox_seconds: float = 0.0
 
     def reserve(self, tokens: int) -> None:
         """Hold `tokens` against the cap, or refuse (429) if spent + held + tokens exceed it."""
@@ -114,6 +125,20 @@ class Key:
                 headers={"x-should-retry": "false"},
             )
         self.reserved_tokens += tokens
+
+    def may_run_code(self) -> None:
+        """Refuse (429) a request's tests, or its next verifier call running them, once this
+        key has spent its sandbox seconds."""
+        cap = self.cap_sandbox_seconds
+        if cap is not None and self.spent_sandbox_seconds >= cap:
+            raise ApiError(
+                429,
+                f"API key {self.name!r} has spent its cap of {cap:g} sandbox seconds on running "
+                f"tests ({self.spent_sandbox_seconds:.2f} s spent); send requests without "
+                "testtime.tests, or ask the operator to raise its cap_sandbox_seconds",
+                code="insufficient_quota",
+                headers={"x-should-retry": "false"},
+            )
 
 
 def spent(cost: Cost) -> int:
@@ -131,8 +156,10 @@ class Quota:
         self.held = 0  # reserved from the key for this request
         self.in_use = 0  # of which calls now running are backed by
         self.charged = 0  # what this request's calls used, added to the key's spending
+        self.sandbox_charged = 0.0  # sandbox seconds its verifier calls used, added likewise
         self.closed = False
         self.capped = key is not None and key.cap_tokens is not None
+        self.sandbox_capped = key is not None and key.cap_sandbox_seconds is not None
 
     def hold(self, worst: Callable[[], tuple[int, int | None]]) -> None:
         """At admission, reserve the request's worst case (`worst()`: its first call's, and
@@ -169,13 +196,27 @@ class Quota:
         self.key.spent_tokens += used
         self.charged += used
 
-    def close(self, total: int) -> None:
+    def may_run_code(self) -> None:
+        """Before running the request's tests: refuse (429) if its key's sandbox seconds are
+        spent."""
+        if self.key is not None:
+            self.key.may_run_code()
+
+    def charge_sandbox(self, seconds: float) -> None:
+        """Charge the key the sandbox seconds a call's runs took."""
+        if self.key is not None:
+            self.key.spent_sandbox_seconds += seconds
+            self.sandbox_charged += seconds
+
+    def close(self, total: int, sandbox_seconds: float = 0.0) -> None:
         """The request ended: charge what its calls did not (`total` is its whole cost, a
-        PRM's tokens included) and release what no running call holds."""
+        PRM's tokens included; `sandbox_seconds` the whole time its tests ran) and release
+        what no running call holds."""
         if self.key is None or self.closed:
             return
         self.closed = True
         self.key.spent_tokens += max(0, total - self.charged)
+        self.key.spent_sandbox_seconds += max(0.0, sandbox_seconds - self.sandbox_charged)
         idle = self.held - self.in_use
         self.held -= idle
         self.key.reserved_tokens -= idle
@@ -204,6 +245,26 @@ class Charged(Relay):
         return gen
 
 
+class SandboxCharged(Verifier):
+    """The verifier as a request with tests sees it: each call is refused (429) once the
+    key's sandbox seconds are spent, and charged the sandbox seconds its runs took."""
+
+    def __init__(self, inner: Verifier, quota: Quota) -> None:
+        self.inner = inner
+        self.quota = quota
+        self.name = inner.name
+        self.traits = inner.traits
+
+    async def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
+        self.quota.may_run_code()
+        got = await self.inner.score(problem, candidates)
+        self.quota.charge_sandbox(got.cost.sandbox_seconds)
+        return got
+
+    def flops_per_candidate(self, problem: Problem) -> float:
+        return self.inner.flops_per_candidate(problem)
+
+
 def worst_tokens(generator: Generator, request: Request) -> int:
     """The most a call may charge: every sample its prompt (prefix included) and
     max_tokens."""
@@ -212,7 +273,8 @@ def worst_tokens(generator: Generator, request: Request) -> int:
 
 @dataclass
 class Keys:
-    """Bearer-token keys read from a JSON file: {"KEY": {"name": "...", "cap_tokens": N}}."""
+    """Bearer-token keys read from a JSON file:
+    {"KEY": {"name": "...", "cap_tokens": N, "cap_sandbox_seconds": S}}."""
 
     keys: dict[str, Key] = field(default_factory=dict)
 
@@ -228,23 +290,35 @@ class Keys:
 
     @classmethod
     def parse(cls, data: Any, where: str = "keys") -> Keys:
-        example = '{"sk-...": {"name": "alice", "cap_tokens": 100000}}'
+        example = '{"sk-...": {"name": "alice", "cap_tokens": 100000, "cap_sandbox_seconds": 60}}'
         if not isinstance(data, Mapping) or not data:
             raise ConfigError(f"{where} must be a non-empty JSON object like {example}")
         keys = {}
         for i, (key, entry) in enumerate(data.items()):
             entry = entry or {}
             cap = entry.get("cap_tokens") if isinstance(entry, Mapping) else None
+            seconds = entry.get("cap_sandbox_seconds") if isinstance(entry, Mapping) else None
             ok_cap = cap is None or (
                 isinstance(cap, int) and not isinstance(cap, bool) and cap >= 0
             )
-            if not key or not isinstance(entry, Mapping) or not ok_cap:
+            ok_seconds = seconds is None or (
+                isinstance(seconds, int | float)
+                and not isinstance(seconds, bool)
+                and math.isfinite(seconds)
+                and seconds >= 0
+            )
+            if not key or not isinstance(entry, Mapping) or not ok_cap or not ok_seconds:
                 raise ConfigError(
                     f"{where}: entry {i + 1} must map a non-empty key to an object with an "
-                    f"optional 'name' and 'cap_tokens' (an integer >= 0), like {example}"
+                    "optional 'name', 'cap_tokens' (an integer >= 0) and 'cap_sandbox_seconds' "
+                    f"(a number >= 0), like {example}"
                 )
             name = str(entry.get("name") or f"key-{_fingerprint(key)}")
-            keys[key] = Key(name, int(cap) if cap is not None else None)
+            keys[key] = Key(
+                name,
+                int(cap) if cap is not None else None,
+                cap_sandbox_seconds=float(seconds) if seconds is not None else None,
+            )
         return cls(keys)
 
     def check(self, authorization: str | None) -> Key:

@@ -2,14 +2,16 @@
 
 Everything a request asks for is checked here, before any work or queueing: the model
 name, the strategy and its parameters (through the registry, which lists what exists),
-the budget against the server's maximum, the verifier, and the sampling fields. Every
-refusal is an ApiError naming the field and what is allowed.
+the budget against the server's maximum, the verifier, the sampling fields, and the tests a
+request may bring (only to a server started with --run-tests). Every refusal is an ApiError
+naming the field and what is allowed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import keyword
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,9 +24,18 @@ from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec, parse_params, size_limit
 from testtime.core.types import Message, Problem, Request
 from testtime.generators.base import Generator
+from testtime.sandbox import Case
+from testtime.sandbox.harness import NotPlain, encode
+from testtime.sandbox.problems import KEY, CodeSpec, TestsError, parse_tests, spec_of
 from testtime.server.errors import ApiError
 from testtime.server.limits import worst_tokens
-from testtime.server.schemas import BudgetObject, ChatMessage, ChatRequest, VerifierObject
+from testtime.server.schemas import (
+    BudgetObject,
+    ChatMessage,
+    ChatRequest,
+    TesttimeOptions,
+    VerifierObject,
+)
 from testtime.server.settings import DEFAULT_MAX_TOKENS, Settings
 from testtime.strategies.base import STRATEGIES
 from testtime.verifiers.base import VERIFIERS, named
@@ -32,6 +43,9 @@ from testtime.verifiers.base import VERIFIERS, named
 T = TypeVar("T")
 FILE_VERIFIERS = named(lambda t: t.loads_file)  # they may load a path named in their parameters
 GOLD_VERIFIERS = named(lambda t: t.reads_gold)  # they may read a gold answer, which no chat has
+# ... but their gold is only the problem's tests: allowed on a request that brings its own
+TEST_VERIFIERS = named(lambda t: t.gold_is_tests)
+TESTS_VERIFIER = "unit_tests"  # the verifier of a request with tests that names none
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,11 @@ class Strategic:
     max_tokens: int
     seed: int
 
+    @property
+    def code(self) -> CodeSpec | None:
+        """The function and tests the request brought (testtime.tests), if it did."""
+        return spec_of(self.problem)
+
 
 async def plan_off_loop(body: ChatRequest, settings: Settings) -> Plain | Strategic:
     """`plan` in a worker thread: checking a request may read files (a policy) and hash
@@ -63,6 +82,7 @@ def plan(body: ChatRequest, settings: Settings) -> Plain | Strategic:
     """What to run for `body`; an ApiError (400, or 404 for an unknown model) if not allowed."""
     named = strategy_in_model(body.model, settings.model)
     opts = body.testtime
+    code = request_code(opts, settings)
     if len(body.messages) > settings.max_messages:
         raise bad(f"at most {settings.max_messages} messages are allowed", "messages")
     max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS
@@ -73,15 +93,18 @@ def plan(body: ChatRequest, settings: Settings) -> Plain | Strategic:
     if body.top_logprobs and not body.logprobs:
         raise bad("top_logprobs needs logprobs: true", "top_logprobs")
     if opts is None or (opts.strategy is None and named is None):
-        if opts is not None and (opts.params or opts.budget is not None or opts.verifier):
+        if opts is not None and (
+            opts.params or opts.budget is not None or opts.verifier or code is not None
+        ):
             raise bad(
-                "testtime.params, budget and verifier need a strategy: set testtime.strategy "
-                f"or name the model STRATEGY@{settings.model}",
+                "testtime.params, budget, verifier and tests need a strategy: set "
+                f"testtime.strategy or name the model STRATEGY@{settings.model} (with tests, "
+                "e.g. best_of_n, which keeps the sample passing most of them)",
                 "testtime.strategy",
             )
         if named is None:
             return plain(body, settings, max_tokens)
-    return strategic(body, settings, named, max_tokens)
+    return strategic(body, settings, named, max_tokens, code)
 
 
 def worst_case(the_plan: Plain | Strategic, generator: Generator) -> tuple[int, int | None]:
@@ -190,7 +213,11 @@ def stops(body: ChatRequest) -> tuple[str, ...]:
 
 
 def strategic(
-    body: ChatRequest, settings: Settings, named: tuple[str, dict[str, Any]] | None, max_tokens: int
+    body: ChatRequest,
+    settings: Settings,
+    named: tuple[str, dict[str, Any]] | None,
+    max_tokens: int,
+    code: CodeSpec | None = None,
 ) -> Strategic:
     opts = body.testtime
     name = opts.strategy if opts is not None and opts.strategy is not None else None
@@ -225,13 +252,78 @@ def strategic(
         lambda: sized(lambda: STRATEGIES.spec(name, params), settings), "testtime.strategy"
     )
     messages, _ = chat(body.messages, body)
-    problem = checked(lambda: Problem(messages, id=problem_id(messages)), "messages")
+    metadata = {} if code is None else {KEY: code}
+    problem = checked(
+        lambda: Problem(messages, id=problem_id(messages), metadata=metadata), "messages"
+    )
     raw_budget = opts.budget if opts is not None else None
     budget = within(
         checked(lambda: parse_budget(raw_budget), "testtime.budget"), settings.max_budget
     )
-    verifier = verifier_spec(opts.verifier if opts else None, settings)
+    raw_verifier = opts.verifier if opts else None
+    if raw_verifier is None and code is not None:
+        raw_verifier = TESTS_VERIFIER
+    verifier = verifier_spec(raw_verifier, settings, tests=code is not None)
     return Strategic(problem, spec, budget, verifier, max_tokens, body.seed or 0)
+
+
+def request_code(opts: TesttimeOptions | None, settings: Settings) -> CodeSpec | None:
+    """The function a request's answer must define and the tests it must pass (None for a
+    request without tests); a 400 when the server does not run tests or they cannot be read."""
+    if opts is None or (opts.tests is None and opts.entry_point is None and opts.examples is None):
+        return None
+    if not settings.run_tests:
+        raise bad(
+            "this server does not run code, so it cannot run testtime.tests; its operator can "
+            "allow it with `testtime serve --run-tests` (tests then run in a bubblewrap "
+            "sandbox), or send the request without tests",
+            "testtime.tests",
+        )
+    if opts.tests is None:
+        raise bad(
+            "testtime.entry_point and examples go with testtime.tests: give the tests the "
+            'answer must pass, e.g. ["assert add(1, 2) == 3"]',
+            "testtime.tests",
+        )
+    entry = opts.entry_point
+    if not entry or not entry.isidentifier() or keyword.iskeyword(entry):
+        given = "" if entry is None else f", not {entry[:60]!r}"
+        raise bad(
+            "testtime.tests need testtime.entry_point: the name of the Python function they "
+            f"call{given}",
+            "testtime.entry_point",
+        )
+    try:
+        cases, script = parse_tests(opts.tests, entry)
+        spec = CodeSpec(entry, cases, script, examples(opts.examples or [], entry))
+    except TestsError as e:
+        raise bad(f"testtime.tests: {e}", "testtime.tests") from None
+    for case in spec.cases + spec.examples:
+        try:
+            encode(case.expected)
+        except NotPlain as e:  # a literal the sandbox's results cannot be compared with
+            raise bad(
+                f"testtime.tests: the expected value of {case.call[:60]} cannot be compared "
+                f"({e}); compare with numbers, strings, lists, tuples, sets, dicts or None",
+                "testtime.tests",
+            ) from None
+    return spec
+
+
+def examples(raw: list[str], entry: str) -> tuple[Case, ...]:
+    """Public examples, each `assert CALL == LITERAL` (a TestsError naming one that is not)."""
+    found: list[Case] = []
+    for i, text in enumerate(raw):
+        try:
+            cases, script = parse_tests([text], entry)
+        except TestsError as e:
+            raise TestsError(str(e).replace("test 0", f"example {i}")) from None
+        if script or len(cases) != 1:
+            raise TestsError(
+                f"example {i} must be one 'assert {entry}(...) == LITERAL', got {text[:60]!r}"
+            )
+        found.extend(cases)
+    return tuple(found)
 
 
 def problem_id(messages: tuple[Message, ...]) -> str:
@@ -319,15 +411,21 @@ def within(budget: Budget | None, maximum: Budget) -> Budget:
     return Budget(**{u: getattr(budget, u) or getattr(maximum, u) for u in UNITS})
 
 
-def verifier_spec(raw: str | VerifierObject | None, settings: Settings) -> Spec | None:
+def verifier_spec(
+    raw: str | VerifierObject | None, settings: Settings, *, tests: bool = False
+) -> Spec | None:
+    """The request's verifier, checked. A gold reader is refused (a chat has no gold answer),
+    except one whose gold is only the problem's tests on a request that brought its own
+    (`tests`): those tests are the user's, not a hidden answer."""
     if raw is None:
         return None
     name, params = (raw, {}) if isinstance(raw, str) else (raw.name, raw.params)
-    if name in GOLD_VERIFIERS:
+    if name in GOLD_VERIFIERS and not (tests and name in TEST_VERIFIERS):
         usable = [v for v in VERIFIERS.names() if v not in GOLD_VERIFIERS + FILE_VERIFIERS]
+        also = f" ({', '.join(TEST_VERIFIERS)} with testtime.tests)" if TEST_VERIFIERS else ""
         raise bad(
             f"verifier {name!r} compares answers with a gold answer, which a chat request does "
-            f"not have; use one of: {', '.join(usable)}",
+            f"not have; use one of: {', '.join(usable)}{also}",
             "testtime.verifier",
         )
     if name in FILE_VERIFIERS and not settings.allow_file_verifiers:

@@ -60,7 +60,8 @@ class VerifierObject(BaseModel):
 
 
 class TesttimeOptions(BaseModel):
-    """How to spend compute on this request: a strategy, its parameters, a budget, a verifier."""
+    """How to spend compute on this request: a strategy, its parameters, a budget, a verifier,
+    and for code, the tests that judge the answer's function."""
 
     model_config = ConfigDict(extra="forbid")
     strategy: str | None = Field(default=None, description="a strategy name (see /v1/models)")
@@ -69,6 +70,20 @@ class TesttimeOptions(BaseModel):
         default=None, description="e.g. 16, '4096 tokens', '1e12 flops', {'samples': 8}"
     )
     verifier: str | VerifierObject | None = None
+    tests: list[StrictStr] | StrictStr | None = Field(
+        default=None,
+        description="tests the answer's code must pass: assert statements, or one test script "
+        "(e.g. HumanEval's def check(candidate)); run in a sandbox, only by a server started "
+        "with --run-tests",
+    )
+    entry_point: StrictStr | None = Field(
+        default=None, description="the name of the function the tests call"
+    )
+    examples: list[StrictStr] | None = Field(
+        default=None,
+        description="public examples, each 'assert CALL == LITERAL' (for verifiers that do not "
+        "read the tests)",
+    )
 
 
 class StreamOptions(BaseModel):

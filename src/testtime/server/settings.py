@@ -26,6 +26,9 @@ class Settings:
     max_body_bytes: int = 1 << 20
     max_param: int = 4096  # the largest size parameter (n, iterations, tokens, ...) of a request
     allow_file_verifiers: bool = False  # verifiers that load local files named in requests
+    # run the tests a request brings (testtime.tests) on its samples' code, in the sandbox;
+    # the server refuses to start with it where bubblewrap cannot run (fail closed)
+    run_tests: bool = False
     policy_dirs: tuple[Path, ...] = ()  # a request's file parameters (policy=) must lie inside
     keys: Keys | None = None
     upstream: str | None = None  # the URL proxied to, for /health

@@ -11,12 +11,15 @@ import asyncio
 import logging
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from testtime.core.cost import Cost
 from testtime.core.registry import Spec
+from testtime.core.types import Problem
 from testtime.generators.base import Generator
+from testtime.sandbox.problems import CodeSpec, extract_code
 from testtime.server import responses
 from testtime.server.errors import ApiError
 from testtime.server.limits import Admission, Key, Quota, spent
@@ -25,6 +28,7 @@ from testtime.server.progress import Metered, Observed
 from testtime.server.settings import Settings
 from testtime.strategies.run import RunSettings, solve
 from testtime.strategies.run import build_verifier as make_verifier
+from testtime.tasks.code import CodeTask
 from testtime.verifiers.base import Verifier
 
 log = logging.getLogger("testtime.server")
@@ -74,7 +78,8 @@ class Jobs:
             outcome = f"http_{task.exception().status}"  # type: ignore[union-attr]
         self.counts[outcome] += 1
         if job.quota is not None:  # calls were charged as they ended; release the hold
-            job.quota.close(spent(job.cost or job.generator.cost))
+            sandbox = job.cost.sandbox_seconds if job.cost is not None else 0.0
+            job.quota.close(spent(job.cost or job.generator.cost), sandbox)
         elif job.key is not None:  # a failed request is charged what it burnt before ending
             job.key.spent_tokens += spent(job.cost or job.generator.cost)
 
@@ -103,8 +108,13 @@ class Jobs:
             job.cost = gen.cost
             return body
         p = job.plan
+        code = p.code
         settings = RunSettings(
-            verifier=job.verifier, budget=p.budget, max_tokens=p.max_tokens, seed=p.seed
+            task=None if code is None else RequestCode(code),
+            verifier=job.verifier,
+            budget=p.budget,
+            max_tokens=p.max_tokens,
+            seed=p.seed,
         )
         result = await solve(p.problem, p.spec, job.generator, settings)
         if not result.candidates and result.budget_exhausted:
@@ -139,6 +149,26 @@ class Jobs:
         for task in list(self.tasks):
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class RequestCode(CodeTask):
+    """How a request that brought tests reads its samples: the answer is the code of the
+    function its tests call (`extract_code` with the entry point), and votes group programs
+    by syntax tree. It grades nothing: the tests run only as the request's verifier, whose
+    sandbox seconds the request's key is charged."""
+
+    def __init__(self, code: CodeSpec) -> None:
+        super().__init__()
+        self.entry = code.entry
+
+    def problems(self) -> Sequence[Problem]:
+        return ()
+
+    def extract(self, text: str) -> str | None:
+        return extract_code(text, self.entry)
+
+    def graded(self, problem: Problem) -> bool:
+        return False
 
 
 def build_verifier(spec: Spec | None, generator: Generator) -> Verifier | None:

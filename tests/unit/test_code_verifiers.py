@@ -170,6 +170,7 @@ async def test_codet_seeds_its_request_per_problem() -> None:
     await verifier("codet", b, seed=3).score(P, candidates(RIGHT))
     await verifier("codet", b, seed=4).score(P, candidates(RIGHT))
     assert a.requests[0].seed == b.requests[0].seed != b.requests[1].seed
+    assert (await verifier("codet", a).score(P, [])).values == () and len(a.requests) == 1
 
 
 async def test_codet_without_usable_tests_is_neutral_unless_examples_join() -> None:

@@ -86,6 +86,8 @@ class CodeT(Verifier):
 
     async def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
         spec = code_spec(problem, self.name)
+        if not candidates:
+            return Scores(())  # nothing to compare: the model is not asked
         texts, cost = await ask(self.generator, self._request(problem, spec.entry))
         tests = generated_tests(texts, spec.entry)
         if self.params.public_examples:

@@ -94,6 +94,8 @@ class MbrExec(Verifier):
 
     async def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
         spec = code_spec(problem, self.name)
+        if not candidates:
+            return Scores(())  # nothing to compare: the model is not asked
         calls, cost = list(spec.calls), Cost()
         if self.generator is not None and self.params.generated_inputs:
             texts, cost = await ask(self.generator, self._request(problem, spec.entry))

@@ -9,6 +9,7 @@ TESTTIME_NO_SANDBOX_TESTS=1 only on a machine that cannot have it.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from testtime.strategies.run import build_verifier, solve
 from testtime.tasks.code import CodeTask, code_problem
 from testtime.verifiers.base import VERIFIERS, Verifier, VerifierDeps, traits_of
 from testtime.verifiers.codet import dual_agreement, generated_tests
-from testtime.verifiers.mbr_exec import cluster_shares, generated_inputs
+from testtime.verifiers.mbr_exec import behaviour, cluster_shares, generated_inputs
 from testtime.verifiers.sandboxed import run_each
 
 if os.environ.get("TESTTIME_NO_SANDBOX_TESTS") == "1":
@@ -189,6 +190,17 @@ async def test_codet_without_usable_tests_is_neutral_unless_examples_join() -> N
 def test_cluster_shares_count_equal_behaviours() -> None:
     assert cluster_shares(["a", "b", "a", None, "a"]) == [0.6, 0.2, 0.6, 0.0, 0.6]
     assert cluster_shares([]) == []
+
+
+def test_a_run_that_returned_no_value_has_no_behaviour() -> None:
+    def run(verdict: Verdict, *values: Any) -> Execution:
+        return Execution(verdict, 0, len(values), 0.1, "", "", "", values=values)
+
+    three = ["int", 3]
+    assert behaviour(run(Verdict.FAILED, three, None)) == (json.dumps(three), "error")
+    assert behaviour(run(Verdict.ERROR, None, None)) is None  # the jail did not start
+    assert behaviour(run(Verdict.TIMEOUT, None, None)) is None
+    assert behaviour(run(Verdict.FAILED, None, None)) is None  # every call raised
 
 
 async def test_mbr_exec_scores_cluster_sizes() -> None:

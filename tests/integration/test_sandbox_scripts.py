@@ -63,6 +63,6 @@ def test_exiting_before_the_tests_fails() -> None:
 
 
 def test_a_missing_entry_point_fails_with_its_name() -> None:
-    cases, script = parse_tests(CHECK, "double")
+    _, script = parse_tests(CHECK, "double")
     got = execute("def triple(x):\n    return 3 * x\n", [], FAST, script=script, entry="double")
     assert got.verdict is Verdict.FAILED and "double" in got.detail

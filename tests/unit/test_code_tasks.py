@@ -209,7 +209,6 @@ def test_a_good_file_is_graded_in_the_sandbox(tmp_path: Path, sandbox: None) -> 
         ([GOOD | {"tests": []}], 1, "'tests': no tests"),
         ([GOOD | {"tests": {"a": 1}}], 1, "must be a list of assert statements"),
         ([GOOD | {"tests": ["assert sub(1, 2) == -1"]}], 1, "no test calls 'add'"),
-        ([GOOD | {"tests": ["assert add(1, 2) == b'3'"]}], 1, "cannot be"),
         (
             [GOOD | {"tests": ["assert add(1, 2) == 3"], "examples": ["assert add(1, 1)"]}],
             1,

@@ -9,8 +9,9 @@ caps stdout and stderr, written to files); the parent kills the process group at
 deadline and the PID namespace takes every descendant with it. Expected values never enter the
 jail: the harness encodes each call's value as plain tagged data (exact builtin types only,
 so an `__eq__` that always says True is refused) and writes one record, marked with a per-run
-nonce, after the calls; the parent compares. A run that exits before its record (`os._exit(0)`)
-fails. It fails closed: without a working bwrap, `SandboxUnavailable` says how to install it
+nonce, after the calls; the parent rebuilds each value from builtin types and compares with
+Python's `==` (so 1 == True and 2 == 2.0, as HumanEval's own asserts judge). A run that
+exits before its record (`os._exit(0)`) fails. It fails closed: without a working bwrap, `SandboxUnavailable` says how to install it
 and nothing runs. There is no unsandboxed mode.
 
 What it does NOT cover: kernel exploits (the jail shares the host kernel; there is no seccomp

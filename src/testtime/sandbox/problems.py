@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from testtime.core.types import Problem
+from testtime.sandbox.harness import encode
 from testtime.sandbox.jail import Limits
 from testtime.sandbox.verdict import Case, Execution, aexecute
 
@@ -124,6 +125,7 @@ def _as_case(tree: ast.Module, source: str) -> Case | None:
         return None
     try:
         expected = ast.literal_eval(test.comparators[0])
+        encode(expected)  # bytes, complex, ...: not plain data, so compared in the script
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return None
     return Case(ast.get_source_segment(source, test.left) or ast.unparse(test.left), expected)
@@ -140,6 +142,7 @@ def doctest_cases(text: str, entry: str) -> tuple[Case, ...]:
         try:
             ast.parse(call, mode="eval")
             expected = ast.literal_eval(lines[i + 1].strip())
+            encode(expected)
         except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
             continue
         cases.append(Case(call, expected))

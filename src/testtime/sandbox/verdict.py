@@ -66,7 +66,7 @@ def _records(raw: Raw) -> list[dict[str, Any]]:
 
 def judge(raw: Raw, cases: list[Case], script: bool = False) -> Execution:
     """The verdict of one run: passed only when the harness started, reported exactly once,
-    every reported value encodes exactly as its expected value does, and the test script
+    every reported value (rebuilt from plain data) equals its expected value, and the script
     (when `script`) ran to its end."""
     total = len(cases) + script
 
@@ -107,7 +107,7 @@ def judge(raw: Raw, cases: list[Case], script: bool = False) -> Execution:
     for i, (case, result) in enumerate(zip(cases, results, strict=True)):
         ok = isinstance(result, dict) and result.get("ok") is True
         values.append(result.get("value") if ok else None)
-        outcomes.append(ok and result.get("value") == _expected(case))
+        outcomes.append(ok and _equal(result.get("value"), case.expected))
         if not outcomes[-1] and not first:
             error = result.get("error", "wrong value") if isinstance(result, dict) else "bad"
             first = f"case {i} ({case.call[:60]}): {str(error)[:200]}"
@@ -122,6 +122,44 @@ def judge(raw: Raw, cases: list[Case], script: bool = False) -> Execution:
     return done(
         verdict, passed, first or f"{passed}/{total} passed", tuple(outcomes), tuple(values)
     )
+
+
+_SCALARS = {"bool": bool, "int": int, "float": float, "str": str, "NoneType": type(None)}
+
+
+def decode(tagged: Any) -> Any:
+    """The value `encode` tagged, rebuilt from builtin types only (whose `==` cannot lie);
+    raises ValueError on data `encode` cannot have written."""
+    if not (isinstance(tagged, list) and len(tagged) == 2 and isinstance(tagged[0], str)):
+        raise ValueError("not tagged data")
+    kind, raw = tagged
+    if kind in _SCALARS:
+        if kind == "float" and isinstance(raw, int) and not isinstance(raw, bool):
+            raw = float(raw)  # JSON may write 2.0 as 2
+        if type(raw) is not _SCALARS[kind]:
+            raise ValueError(f"a {kind} tag holds a {type(raw).__name__}")
+        return raw
+    if kind in ("list", "tuple", "set", "frozenset") and isinstance(raw, list):
+        items = [decode(item) for item in raw]
+        try:
+            return {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}[kind](items)
+        except TypeError as exc:  # an unhashable member of a set
+            raise ValueError(str(exc)) from None
+    if kind == "dict" and isinstance(raw, list):
+        try:
+            return {decode(pair[0]): decode(pair[1]) for pair in raw}
+        except (TypeError, IndexError, KeyError) as exc:
+            raise ValueError(str(exc)) from None
+    raise ValueError(f"unknown tag {kind!r}")
+
+
+def _equal(tagged: Any, expected: Any) -> bool:
+    """Whether the reported value equals the expected one by Python's `==` on builtin values
+    (HumanEval's semantics: 1 == True, 2 == 2.0, [1] != (1,)), never the solution's `__eq__`."""
+    try:
+        return bool(decode(tagged) == expected)
+    except (ValueError, RecursionError):
+        return False
 
 
 def _expected(case: Case) -> Any:

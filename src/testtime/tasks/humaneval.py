@@ -8,8 +8,8 @@ helpers are there. Hidden tests: a `check(candidate)` whose every statement is
 compared outside the jail (148 of the 164); any other check runs whole inside it as a script,
 called as `check(entry)`. Public examples are the prompt's doctests.
 
-Cases compare exact types, as the sandbox always does: a solution returning 1 where a test
-says True, or 2.0 where it says 2, fails here although HumanEval's own `==` would pass it.
+Cases compare as HumanEval's asserts do, by Python's `==`, but on values the parent rebuilt
+from plain data (so 1 passes where a test says True, and no solution's `__eq__` is asked).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def _normal(call: str) -> str:
 
 
 def _plain(value: Any) -> Any:
-    """`value` as the sandbox compares it (exact types), or None when it cannot be compared."""
+    """`value` as the sandbox reports it (tagged plain data), or None when it cannot be."""
     try:
         return encode(value)
     except NotPlain:

@@ -45,7 +45,7 @@ async def test_each_candidate_scores_the_share_of_tests_its_code_passes() -> Non
     verifier = build_verifier("unit_tests", {"wall_seconds": 2.0})
     answers = [RIGHT, TIMES, None, RIGHT, LOOPS]
     scores = await verifier.score(problem(), [Candidate(f"#{i}", a) for i, a in enumerate(answers)])
-    assert scores.values[:4] == (1.0, pytest.approx(2 / 3), 0.0, 1.0)
+    assert list(scores.values[:4]) == [1.0, pytest.approx(2 / 3), 0.0, 1.0]
     assert scores.values[4] == 0.0  # killed at its wall-clock limit: no test passed
     # three distinct programs ran (the repeat and the one without code did not), the loop
     # for its whole 2 s: every second is charged

@@ -1,7 +1,7 @@
 """Requests that bring their own tests (testtime.tests), without running any: the flag that
 allows them, reading the tests, the verifier they select by, the per-key sandbox seconds, and
 the server refusing to start without a sandbox. Runs in the real jail are in
-tests/integration/test_server_code.py."""
+tests/integration/test_server_tests_sandboxed.py."""
 
 from __future__ import annotations
 

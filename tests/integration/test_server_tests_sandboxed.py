@@ -84,7 +84,7 @@ def test_the_program_passing_the_tests_is_chosen_and_its_seconds_are_charged(
     info = reply.model_extra["testtime"]  # type: ignore[index]
     assert info["answer"] == "def add(a, b):\n    return a + b"
     assert info["verifier"]["name"] == "unit_tests" and info["candidates"] == 3
-    ledger = reply.usage.model_extra["testtime"]  # type: ignore[union-attr]
+    ledger = reply.usage.model_extra["testtime"]  # type: ignore[union-attr,index]
     assert ledger["sandbox_seconds"] > 0
 
 
@@ -107,7 +107,9 @@ def test_tests_that_cannot_be_read_are_a_400_naming_the_test(server: Launched) -
 
 
 def test_a_keys_sandbox_seconds_cap_refuses_its_next_request_with_tests(server: Launched) -> None:
-    asked = {"strategy": "best_of_n", "params": {"n": 3}, "tests": TESTS, "entry_point": "add"}
+    asked: dict[str, Any] = {
+        "strategy": "best_of_n", "params": {"n": 3}, "tests": TESTS, "entry_point": "add"
+    }  # fmt: skip
     first = chat(server, f"{ASK} for tight.", key="sk-tight", **asked)
     assert first.status_code == 200, first.text  # nothing spent yet: it runs, and spends
     second = chat(server, f"{ASK} for tight, again.", key="sk-tight", **asked)

@@ -154,3 +154,18 @@ def test_the_model_option_names_every_backends_form_and_the_one_default(command:
     (option,) = [p for p in cmd.params if p.name == "model"]
     assert all(b.usage in option.help for b in BACKENDS.all())  # a served URL too
     assert option.default == DEFAULT_MODEL
+
+
+def test_answers_print_as_text_and_sandbox_time_is_costed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from testtime.cli.run import _print_cost, _print_table
+    from testtime.core.cost import Cost
+    from testtime.core.types import Result
+
+    result = Result("p", "List[int]", (), Cost(samples=1), {})
+    _print_table([result], "single")
+    _print_cost(Cost(samples=2, sandbox_seconds=0.25))
+    captured = capsys.readouterr()
+    assert "List[int]" in captured.out
+    assert "0.25 s of code in the sandbox" in " ".join(captured.err.split())

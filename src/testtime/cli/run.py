@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from testtime.cli import app
@@ -163,7 +164,7 @@ def _print_table(results: list[Result], spec_str: str) -> None:
         flag = " [yellow](budget)[/yellow]" if r.budget_exhausted else ""
         table.add_row(
             r.problem_id,
-            f"{r.answer}{flag}",
+            f"{escape(str(r.answer))}{flag}",  # `List[int]` is text, not rich markup
             mark,
             str(r.cost.samples),
             str(r.cost.generated_tokens),
@@ -214,4 +215,5 @@ def _print_cost(c: Cost) -> None:
         f"{c.prompt_tokens} prompt tokens (+{c.cached_prompt_tokens} cached), "
         f"{c.verifier_calls} verifier calls ({c.verifier_tokens} tokens), "
         f"{human(c.flops)} FLOPs, {c.seconds:.1f} s summed over problems"
+        + (f", {c.sandbox_seconds:.2f} s of code in the sandbox" if c.sandbox_seconds else "")
     )

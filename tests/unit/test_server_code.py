@@ -82,7 +82,7 @@ def test_a_named_verifier_wins_over_the_default() -> None:
         ({"tests": ["assert add(1, 2) == 3", "assert add(1,"]}, "testtime.tests", "test 1"),
         ({"tests": []}, "testtime.tests", "no tests"),
         ({"tests": "   "}, "testtime.tests", "empty"),
-        ({"tests": ["assert add(1) == 1j"]}, "testtime.tests", "cannot be compared"),
+        ({"tests": TESTS, "examples": ["assert add(1, 1) == 2j"]}, "testtime.tests", "example 0"),
         ({"tests": TESTS, "entry_point": None}, "testtime.entry_point", "entry_point"),
         ({"tests": TESTS, "entry_point": "not a name"}, "testtime.entry_point", "not a name"),
         ({"tests": TESTS, "entry_point": "def"}, "testtime.entry_point", "'def'"),

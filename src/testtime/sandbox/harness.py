@@ -77,6 +77,7 @@ def _script(
 
 def main() -> None:  # pragma: no cover - runs inside the sandbox
     job = json.loads(sys.stdin.read())
+    sys.path[:0] = job.get("path", [])  # the read-only libraries the job may import
     record = os.fdopen(int(sys.argv[1]), "w")
     nonce = job["nonce"]
     record.write(json.dumps({"nonce": nonce, "started": True}) + "\n")

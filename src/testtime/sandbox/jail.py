@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import json
 import os
 import queue
@@ -29,6 +30,7 @@ INSTALL_HINT = (
 NOBODY = 65534
 SLOT_UIDS = 61000  # as root, jails run as 61000, 61001, ... (uids of no account), in turn
 SLOTS = 128
+LIBRARIES = "/pylib"  # where `Limits.libraries` appear inside the jail (first on sys.path)
 
 
 class SandboxUnavailable(TesttimeError):
@@ -46,6 +48,10 @@ class Limits:
     open_files: int = 64
     file_bytes: int = 16 << 20  # largest file, stdout and stderr included
     disk_bytes: int = 64 << 20  # the tmpfs work dir
+    # Top-level packages of this process the jailed code may import, bound read-only at
+    # LIBRARIES (e.g. ("sympy", "mpmath")). Pure Python only: the jail's Python may be
+    # another build (Debian's, when this one sits under a private /root).
+    libraries: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +93,37 @@ def _prefix(python: str) -> str:
     return str(Path(python).parent.parent)
 
 
+@functools.cache
+def library_binds(libraries: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(host path, jail path) of each named top-level package or module, read-only in the
+    jail; `SandboxUnavailable` in one line when one is missing or the jail's user cannot
+    read it (then nothing runs: the job would only fail on its import)."""
+    uid = NOBODY if os.geteuid() == 0 else os.geteuid()
+    binds = []
+    for name in libraries:
+        spec = importlib.util.find_spec(name) if name.isidentifier() else None
+        locations = list(spec.submodule_search_locations or []) if spec else []
+        origin = spec.origin if spec else None
+        source = Path(locations[0]) if locations else Path(origin) if origin else None
+        if source is None or not source.exists():
+            raise SandboxUnavailable(
+                f"cannot give the sandbox the library {name!r}: it is not a top-level package "
+                "installed for this Python; install it, or name another"
+            )
+        source = source.resolve()
+        if not (_reachable(source, uid) and os.stat(source).st_mode & 0o004):
+            raise SandboxUnavailable(
+                f"cannot give the sandbox the library {name!r}: the sandbox's user cannot read "
+                f"{source}; install it where every user may read it (e.g. a venv outside /root)"
+            )
+        binds.append((str(source), f"{LIBRARIES}/{source.name}"))
+    return tuple(binds)
+
+
 def bwrap_command(bwrap: str, python: str, harness: Path, limits: Limits, fd: int) -> list[str]:
-    """The bwrap command line: every namespace new, only the interpreter's prefix and /usr
-    visible (read-only), a fresh tmpfs work dir, an empty environment, the harness script."""
+    """The bwrap command line: every namespace new, only the interpreter's prefix, /usr and
+    the named libraries visible (read-only), a fresh tmpfs work dir, an empty environment,
+    the harness script."""
     cmd = [bwrap, "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
     cmd += ["--ro-bind", "/usr", "/usr"]
     for link in ("bin", "lib", "lib64", "sbin"):
@@ -101,6 +135,8 @@ def bwrap_command(bwrap: str, python: str, harness: Path, limits: Limits, fd: in
     prefix = _prefix(python)
     if not prefix.startswith("/usr"):
         cmd += ["--ro-bind", prefix, prefix]
+    for source, inside in library_binds(limits.libraries):
+        cmd += ["--ro-bind", source, inside]
     cmd += ["--ro-bind", str(harness), "/harness/harness.py"]
     cmd += ["--proc", "/proc", "--dev", "/dev"]
     cmd += ["--size", str(limits.disk_bytes), "--tmpfs", "/tmp"]
@@ -265,6 +301,29 @@ def _exited(proc: subprocess.Popen[bytes], seconds: float) -> bool:
         os.close(pidfd)
 
 
+@functools.cache
+def probe_libraries(bwrap: str, libraries: tuple[str, ...]) -> None:
+    """Import the libraries once in a jail; `SandboxUnavailable` in one line when they do not
+    import there (a job would then fail on every answer, grading it wrong, not the sandbox)."""
+    found, prlimit, python = probe(bwrap)
+    library_binds(libraries)  # each name a readable top-level package, before it is imported
+    imports = "".join(f"import {name}\n" for name in libraries)
+    job = {"nonce": secrets.token_hex(16), "code": imports, "calls": ["0"], "path": [LIBRARIES]}
+    raw = _jail(found, prlimit, python, job, Limits(wall_seconds=30.0, libraries=libraries))
+    try:
+        result = json.loads(raw.record.splitlines()[1])["results"][0]
+    except (IndexError, KeyError, TypeError, ValueError):
+        result = {}
+    if not isinstance(result, dict) or result.get("ok") is not True:
+        result = result if isinstance(result, dict) else {}
+        error = result.get("error") or (raw.stderr.strip().splitlines() or ["no record"])[-1]
+        raise SandboxUnavailable(
+            f"cannot run code that needs {', '.join(libraries)}: they do not import in the "
+            f"sandbox's Python {python} ({str(error)[:200]}); install pure-Python copies "
+            "readable by every user"
+        )
+
+
 def run_jailed(
     code: str,
     calls: list[str],
@@ -275,9 +334,13 @@ def run_jailed(
     entry: str = "",
 ) -> Raw:
     """Run `code`, then evaluate each call expression, then run `script` (assert-style tests
-    that may call `entry`, guarded), in the jail (blocking)."""
+    that may call `entry`, guarded), in the jail (blocking); `limits.libraries` are
+    importable there."""
     found, prlimit, python = probe(bwrap)
-    job = {"nonce": secrets.token_hex(16), "code": code, "calls": calls}
+    job: dict[str, Any] = {"nonce": secrets.token_hex(16), "code": code, "calls": calls}
+    if limits.libraries:
+        probe_libraries(bwrap, limits.libraries)
+        job["path"] = [LIBRARIES]
     if script:
         job |= {"script": script, "entry": entry}
     return _jail(found, prlimit, python, job, limits)

@@ -1,5 +1,5 @@
 """HumanEval through the real sandbox: every canonical solution passes its problem's hidden
-tests (as converted: cases with exact types, or the whole check as a script), and a wrong
+tests (as converted: cases compared outside the jail, or the whole check as a script), and a wrong
 solution fails every problem. 328 jails, about 10 s on two cores."""
 
 from __future__ import annotations
@@ -44,3 +44,23 @@ def test_every_canonical_solution_passes_and_a_wrong_one_fails_every_problem() -
     assert [i for i, g in graded.items() if not g[0]] == [], "canonical solutions that failed"
     assert [i for i, g in graded.items() if g[1]] == [], "problems a wrong solution passed"
     print(f"328 HumanEval gradings in {seconds:.1f} s")
+
+
+def test_every_public_example_holds_for_the_canonical_solution() -> None:
+    """The examples a verifier may read (doctests and inline `f(x) => y` lines) are true:
+    the canonical solution passes every one of them, on the 137 problems that state some."""
+    from testtime.sandbox.problems import run_cases
+
+    solutions = {r["task_id"]: r["prompt"] + r["canonical_solution"] for r in records()}
+    shown = [p for p in HumanEvalTask().problems() if spec_of(p).examples]  # type: ignore[union-attr]
+    assert len(shown) >= 130
+
+    async def run_all() -> list[str]:
+        runs = await asyncio.gather(
+            *(run_cases(s, solutions[p.id], s.examples) for p in shown if (s := spec_of(p)))
+        )
+        return [
+            f"{p.id}: {r.detail}" for p, r in zip(shown, runs, strict=True) if r.passed < r.total
+        ]
+
+    assert asyncio.run(run_all()) == []

@@ -82,3 +82,25 @@ def test_unfenced_code_is_taken_from_the_definition_until_the_prose() -> None:
 def test_a_reply_without_code_has_no_answer() -> None:
     assert extract_code("I think the answer is 4.", "f") is None
     assert extract_code("```\n\n```", "f") is None
+
+
+def test_examples_written_inline_as_prompts_state_them() -> None:
+    doc = """
+    digitSum("abAB") => 131
+    iscube(1) ==> True
+    will_it_fly([1, 2], 5) ➞ False
+    f(5) == [1, 2, 6]
+    f(2)   # returns "x"
+    f(3) should return 16.
+    f(4) => true
+    f(x) => 1
+    f(1) returns something
+    """
+    assert doctest_cases(doc, "f") == (
+        Case("f(5)", [1, 2, 6]),
+        Case("f(2)", "x"),
+        Case("f(3)", 16),
+        Case("f(4)", True),
+    )
+    assert doctest_cases(doc, "digitSum") == (Case('digitSum("abAB")', 131),)
+    assert doctest_cases(doc, "cube") == ()  # a name inside another is not a call of it

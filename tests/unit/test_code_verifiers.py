@@ -242,10 +242,9 @@ def test_generated_inputs_are_entry_calls_on_literals(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
-async def test_mbr_exec_without_inputs_says_how_to_get_some() -> None:
+async def test_mbr_exec_without_inputs_scores_code_alike_and_goes_on() -> None:
     bare = code_problem(CodeSpec("add", cases=SPEC.cases), "Add.", "bare")
-    with pytest.raises(ConfigError, match=r"no inputs .* generated_inputs="):
-        await verifier("mbr_exec").score(bare, candidates(RIGHT))
+    assert await scored(verifier("mbr_exec"), [RIGHT, WRONG, None], bare) == [2 / 3, 2 / 3, 0.0]
     # asked, the model wrote none: every program is alike on no input
     silent = verifier("mbr_exec", FakeGenerator({"Write inputs": ["no"]}), generated_inputs=1)
     assert await scored(silent, [RIGHT, WRONG, None], bare) == [2 / 3, 2 / 3, 0.0]

@@ -132,21 +132,59 @@ def _as_case(tree: ast.Module, source: str) -> Case | None:
 
 
 def doctest_cases(text: str, entry: str) -> tuple[Case, ...]:
-    """The `>>> entry(...)` examples of a docstring whose next line is a Python literal."""
+    """The examples a docstring states for `entry`, each a call on literals and a literal
+    result: `>>> entry(...)` with the result on the next line, or, where there are none, one
+    line as prompts write them (`entry(...) == y`, `=> y`, `➞ y`, `-> y`, `returns y`,
+    `should return y`; `true`/`false` read as booleans). Anything else is left out."""
     cases = []
     lines = text.splitlines()
     for i, line in enumerate(lines[:-1]):
         call = line.strip().removeprefix(">>>").strip()
         if not line.strip().startswith(">>>") or not call.startswith(f"{entry}("):
             continue
-        try:
-            ast.parse(call, mode="eval")
-            expected = ast.literal_eval(lines[i + 1].strip())
-            encode(expected)
-        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-            continue
-        cases.append(Case(call, expected))
-    return tuple(cases)
+        case = _example(call, lines[i + 1].strip())
+        if case is not None:
+            cases.append(case)
+    if not cases:
+        cases = [c for line in lines if (c := _inline_example(line, entry)) is not None]
+    unique = {c.call: c for c in reversed(cases)}  # one example per call, the first stated
+    return tuple(c for c in cases if unique[c.call] is c)
+
+
+_SAYS = re.compile(r"^\s*(?:#\s*)?(?:==>|==|=>|➞|->|=|returns|should return|will return)\s*")
+
+
+def _inline_example(line: str, entry: str) -> Case | None:
+    """`entry(<literals>) <says> <literal>` within one line, or None."""
+    start = re.search(rf"(?<![\w.]){re.escape(entry)}\(", line)
+    if start is None:
+        return None
+    depth, end = 0, -1
+    for j in range(start.end() - 1, len(line)):
+        depth += {"(": 1, ")": -1}.get(line[j], 0)
+        if depth == 0:
+            end = j + 1
+            break
+    says = _SAYS.match(line[end:]) if end > 0 else None
+    if says is None:
+        return None
+    result = line[end + says.end() :].strip().rstrip(".").strip()
+    result = {"true": "True", "false": "False"}.get(result, result)
+    return _example(line[start.start() : end], result)
+
+
+def _example(call: str, result: str) -> Case | None:
+    """A case when `call` calls with literal arguments only and `result` is a plain literal."""
+    try:
+        tree = ast.parse(call, mode="eval").body
+        assert isinstance(tree, ast.Call)
+        for arg in [*tree.args, *(k.value for k in tree.keywords)]:
+            ast.literal_eval(arg)
+        expected = ast.literal_eval(result)
+        encode(expected)
+    except (AssertionError, ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return None
+    return Case(call, expected)
 
 
 def extract_code(text: str, entry: str | None = None) -> str | None:

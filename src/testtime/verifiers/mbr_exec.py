@@ -15,11 +15,12 @@ cluster shares of its copies; no expected value is read.
 A candidate joins no cluster (score 0) when it has no code, or its run returned no value at
 all: it timed out, the jail failed to start, or every call raised (a program that fails on
 every input says nothing about what the function does, and a crowd of crashes must not
-outvote one working program). A problem with no inputs and no generated inputs is refused
-(a ConfigError naming the fix); when the model wrote no usable input either, every candidate
-with code is in one cluster. A score depends on the other candidates scored with it (the
-`relative` trait). The sandbox seconds, and the model's tokens and FLOPs when it is asked
-for inputs, are the verifier's cost.
+outvote one working program). A problem with no inputs (no example stated, and none written
+by the model, or `generated_inputs=0`) puts every candidate with code in one cluster: the
+scores then tell only code from no code, and a run goes on (HumanEval states examples for
+137 of its 164 problems; `generated_inputs=4` covers the rest). A score depends on the
+other candidates scored with it (the `relative` trait). The sandbox seconds, and the
+model's tokens and FLOPs when it is asked for inputs, are the verifier's cost.
 """
 
 from __future__ import annotations
@@ -100,13 +101,7 @@ class MbrExec(Verifier):
         if self.generator is not None and self.params.generated_inputs:
             texts, cost = await ask(self.generator, self._request(problem, spec.entry))
             calls = list(dict.fromkeys([*calls, *generated_inputs(texts, spec.entry)]))
-        elif not calls:
-            raise ConfigError(
-                f"verifier 'mbr_exec' has no inputs to run the candidates on: problem "
-                f"{problem.id!r} states no example and no input; give the task inputs, or set "
-                "generated_inputs=4 to have the model write some"
-            )
-        if not calls:  # the model wrote none: nothing tells the programs apart
+        if not calls:  # no input stated or written: nothing tells the programs apart
             alike = [() if c.answer is not None else None for c in candidates]
             return Scores(tuple(cluster_shares(alike)), cost)
         runs, seconds = await run_each(

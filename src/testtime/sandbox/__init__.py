@@ -11,8 +11,8 @@ jail: the harness encodes each call's value as plain tagged data (exact builtin 
 so an `__eq__` that always says True is refused) and writes one record, marked with a per-run
 nonce, after the calls; the parent rebuilds each value from builtin types and compares with
 Python's `==` (so 1 == True and 2 == 2.0, as HumanEval's own asserts judge). A run that
-exits before its record (`os._exit(0)`) fails. It fails closed: without a working bwrap, `SandboxUnavailable` says how to install it
-and nothing runs. There is no unsandboxed mode.
+exits before its record (`os._exit(0)`) fails. It fails closed: without a working bwrap,
+`SandboxUnavailable` says how to install it and nothing runs. There is no unsandboxed mode.
 
 What it does NOT cover: kernel exploits (the jail shares the host kernel; there is no seccomp
 filter, so every syscall the user namespace allows is reachable); CPU and memory contention

@@ -32,7 +32,11 @@ def replay_kind(strategy: Spec, verifier: Spec | None = None) -> str | None:
     run per budget: a verifier whose scores depend on the candidates scored together
     (`relative`) gives a sample one score in a pool and another in a k-subset."""
     kind = REPLAY.get(strategy.name)
-    if verifier is not None and kind not in (None, "single", "majority"):
-        if verifier_traits(verifier.name, verifier.params).relative:
-            return None
+    pooled = kind in (None, "single", "majority")  # rules that read no verifier score
+    if (
+        verifier is not None
+        and not pooled
+        and verifier_traits(verifier.name, verifier.params).relative
+    ):
+        return None
     return kind

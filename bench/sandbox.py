@@ -17,19 +17,11 @@ Target of issue 15: the sandbox costs under 2x a bare subprocess.
     python bench/sandbox.py                 # 15 rounds x 6 solutions x 4, about 25 s
     python bench/sandbox.py --rounds 5 --repeat 2
 
-Measured (2 shared cores, root, so each jail runs as a uid of its own; load average under 1;
-`python bench/sandbox.py --rounds 15 --repeat 4`):
-  sequential  sandbox 27.8 exec/s, bare 62.9 exec/s, ratio 2.23x [2.18-2.38], same verdicts
-  concurrent  sandbox 54.3 exec/s, bare 128.4 exec/s, ratio 2.39x [2.28-2.49], same verdicts
-(a quieter 8-round run read 1.87x [1.69-2.07] sequential). The 2x target is missed: a bare
-run is mostly Python's start-up (about 15 ms here), and the sandbox adds about 20 ms more
-(prlimit and bwrap exec, namespace and mount set-up, the temp dir with the harness copy and
-the output files). Before each jail had a uid of its own, concurrent jails under root shared
-nobody's process cap and some ended in ERROR (EAGAIN); the bench found that.
+Then, unless `--share-problems 0`: best-of-16 on the first problems of the procedural code
+family (`pyfunc`) with the embedded model, once per code verifier, and the share of the run's
+wall time during which a verifier was scoring (running candidates in the jail).
 
-Not measured yet: the wall-time share of execution in a best-of-16 code run (issue 15's
-second figure). It needs a code task and a code verifier on the sandbox, which do not exist
-yet; nothing here estimates it.
+Measured: see the end of this docstring (filled from a real run).
 """
 
 from __future__ import annotations
@@ -43,12 +35,14 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from testtime.core.types import Candidate, Problem
 from testtime.sandbox import Case, Execution, Limits, aexecute, execute, judge, probe
 from testtime.sandbox.jail import HARNESS, Raw, interpreter
+from testtime.verifiers.base import Scores, Verifier
 
 # (name, code, cases): small functions in the HumanEval style, with their expected values.
 SOLUTIONS: list[tuple[str, str, list[Case]]] = [
@@ -249,11 +243,92 @@ def print_table(rows: list[Row]) -> None:
         )
 
 
+class Timed(Verifier):
+    """A verifier that records the wall-clock intervals its scoring took."""
+
+    def __init__(self, inner: Verifier) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.traits = inner.traits
+        self.spans: list[tuple[float, float]] = []
+
+    async def score(self, problem: Problem, candidates: Sequence[Candidate]) -> Scores:
+        start = time.perf_counter()
+        try:
+            return await self.inner.score(problem, candidates)
+        finally:
+            self.spans.append((start, time.perf_counter()))
+
+
+def covered(spans: list[tuple[float, float]]) -> float:
+    """Seconds during which at least one span was open (concurrent scorings count once)."""
+    total, end = 0.0, float("-inf")
+    for a, b in sorted(spans):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
+@dataclass
+class Share:
+    """One best-of-16 run: wall seconds, seconds with a verifier scoring, sandbox seconds."""
+
+    verifier: str
+    problems: int
+    wall: float
+    scoring: float
+    sandbox: float
+    generated: int
+
+
+def share(verifier: str, problems: int, model: str, task: str, n: int = 16) -> Share:
+    """Best-of-`n` with `verifier` on the first `problems` of `task` with `model`: how much
+    of the run's wall time had code running (the verifier's scoring, which runs the jail)."""
+    import testtime as tt
+
+    gen = tt.load_generator(model)
+    built = tt.build_task(task)
+    chosen = list(built.problems())[:problems]
+    timed = Timed(tt.build_verifier(verifier, task=built, generator=gen))
+    spec = tt.STRATEGIES.spec("best_of_n", {"n": n})
+    settings = tt.RunSettings(verifier=timed, max_tokens=256)
+    start = time.perf_counter()
+    results = asyncio.run(tt.solve_many(chosen, spec, gen, settings))
+    wall = time.perf_counter() - start
+    return Share(
+        verifier,
+        len(chosen),
+        wall,
+        covered(timed.spans),
+        sum(r.cost.sandbox_seconds for r in results),
+        sum(r.cost.generated_tokens for r in results),
+    )
+
+
+def print_shares(shares: list[Share], model: str, task: str) -> None:
+    print(f"\nbest-of-16 on {task} with {model}, problems run at once; execution share = wall "
+          "seconds with a verifier scoring (running the jail) / run wall seconds")  # fmt: skip
+    print("| verifier | problems | generated tokens | run wall s | scoring wall s "
+          "| sandbox s (summed) | execution share |")  # fmt: skip
+    print("|" + " --- |" * 7)
+    for s in shares:
+        print(
+            f"| {s.verifier} | {s.problems} | {s.generated} | {s.wall:.1f} | {s.scoring:.1f} "
+            f"| {s.sandbox:.1f} | {s.scoring / s.wall:.1%} |"
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--repeat", type=int, default=4, help="each solution this often per round")
     p.add_argument("--mode", choices=["sequential", "concurrent", "both"], default="both")
+    p.add_argument("--share-problems", type=int, default=8,
+                   help="problems of the best-of-16 run (0: leave it out)")  # fmt: skip
+    p.add_argument("--share-verifiers", default="public_tests,mbr_exec")
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--task", default="pyfunc")
     a = p.parse_args(argv)
     modes = ["sequential", "concurrent"] if a.mode == "both" else [a.mode]
     load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -264,8 +339,10 @@ def main(argv: list[str] | None = None) -> None:
     print_table(rows)
     if not all(r.agree for r in rows):
         print("WARNING: the sandbox and the bare subprocess gave different verdicts")
-    print("not measured yet: the wall-time share of execution in a best-of-16 code run "
-          "(no code task or code verifier exists yet)")  # fmt: skip
+    if a.share_problems > 0:
+        names = [v for v in a.share_verifiers.split(",") if v]
+        shares = [share(v, a.share_problems, a.model, a.task) for v in names]
+        print_shares(shares, a.model, a.task)
 
 
 if __name__ == "__main__":

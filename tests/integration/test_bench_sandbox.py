@@ -36,3 +36,10 @@ def test_sandbox_and_bare_subprocess_agree_on_every_solution() -> None:
     assert len(row.wall["sandbox"]) == len(row.wall["bare"]) == 1
     verdicts = [bench.outcome(bench.bare(code, cases))[0] for _, code, cases in bench.SOLUTIONS]
     assert sorted(set(verdicts)) == ["failed", "passed"]  # the wrong and the raising one fail
+
+
+def test_the_execution_share_measures_the_scoring_spans() -> None:
+    bench = _bench()
+    assert bench.covered([(0.0, 2.0), (1.0, 3.0), (5.0, 6.0)]) == 4.0  # overlaps count once
+    row = bench.share("public_tests", 2, "fake", "pyfunc")
+    assert row.problems == 2 and row.wall > 0 and 0 <= row.scoring <= row.wall

@@ -20,13 +20,13 @@ from typing import Any, Literal, TypeVar
 from testtime.core.answers import extract as extract_answer
 from testtime.core.answers import same_answer
 from testtime.core.budget import Budget
-from testtime.core.cost import Cost, UnitCost
+from testtime.core.cost import Cost, UnitCost, flops
 from testtime.core.errors import ConfigError, DeadlineError
 from testtime.core.ledger import Ledger
 from testtime.core.ledger import call_seed as call_seed
 from testtime.core.registry import Params, Registry, Spec
 from testtime.core.steps import aggregate
-from testtime.core.types import Candidate, Problem, Request, Result
+from testtime.core.types import Candidate, Completion, Message, Problem, Request, Result
 from testtime.core.voting import Equivalence
 from testtime.generators.base import Generator
 from testtime.verifiers.base import ProcessVerifier, Scores, StepScores, Verifier
@@ -173,6 +173,65 @@ class Context:
                 break
         self.out_of_time()
         return out
+
+    async def ask(
+        self,
+        messages: Sequence[Message],
+        *,
+        n: int = 1,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        max_tokens: int | None = None,
+        stop: Sequence[str] = (),
+        logprobs: bool = False,
+        top_logprobs: int = 0,
+        generator: Generator | None = None,
+    ) -> list[Completion]:
+        """Up to `n` replies to `messages` that are not candidates: a judge's comparison, an
+        aggregator's prompt (USC, a tournament, fusion). They are charged as verifier cost
+        (their tokens are verifier tokens, their FLOPs the asked model's: `generator`, the
+        policy by default), each granted at its worst case under the budget like a sample,
+        but never counted as a sample or against a generated-tokens ceiling. Fewer (maybe
+        none) when the budget cannot fit them; the budget is then marked exhausted."""
+        model = generator or self.generator
+        max_tokens = max_tokens or self.max_tokens
+        if self.out_of_time():
+            return []
+        request = Request(
+            tuple(messages),
+            n=n,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            stop=tuple(stop),
+            seed=self._ledger.next_call_seed(),
+            logprobs=logprobs,
+            top_logprobs=top_logprobs,
+            deadline=self.deadline,
+        )
+        prompt = model.count_prompt_tokens(request) if self.budget.flops else 0
+        unit = UnitCost(
+            each=Cost(verifier_tokens=max_tokens, flops=flops(model.n_params, max_tokens)),
+            once=Cost(flops=flops(model.n_params, prompt)),
+        )
+        k = self._ledger.grant(n, unit)
+        if k == 0:
+            return []
+        request = replace(request, n=k)
+        started = time.perf_counter()
+        try:
+            with self._ledger.hold(unit.of(k)):
+                gen = await model.generate(request)
+        except DeadlineError:
+            self._ledger.exhausted = True
+            return []
+        c = gen.cost
+        tokens = c.prompt_tokens + c.generated_tokens
+        self._ledger.charge(
+            Cost.of_verification(model.n_params, tokens, seconds=time.perf_counter() - started)
+            + Cost(cached_prompt_tokens=c.cached_prompt_tokens)
+        )
+        return list(gen.completions)
 
     def fits(self, n: int, *, max_tokens: int | None = None, under: Budget | None = None) -> int:
         """How many samples of up to `max_tokens` would fit now, at their worst case, under

@@ -4,6 +4,7 @@ Importing this package registers every built-in task in `TASKS`.
 """
 
 from testtime.tasks import (
+    code_family,  # noqa: F401
     code_jsonl,  # noqa: F401
     humaneval,  # noqa: F401
     jsonl,  # noqa: F401

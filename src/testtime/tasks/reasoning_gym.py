@@ -4,24 +4,44 @@ An answer counts as correct only when the dataset's own scorer gives exactly 1.0
 scorers give partial credit to wrong answers ("15" for gold "5" scores 0.5). Problem ids are
 stable (`{dataset}-{seed}-{index}`), so stored runs can be resumed and compared.
 
-Datasets whose scorer runs the answer as Python are refused (`UNSAFE_SCORERS`): model text
-never runs in this process until those scorers run inside the sandbox.
+Nine scorers run the answer as Python (`JAILED_SCORERS`: builtin eval(), or sympy's
+parse_expr, which eval()s its text). Their answers are evaluated only in the sandbox: the jail
+does with the text what the scorer would (`eval(text)`, or `parse_expr(text, local_dict=...)`
+with sympy and mpmath bound read-only there) and sends back the value as plain data (sympy
+expressions as nodes: `sympy_plain`). This process rebuilds the value without evaluating any
+text and runs the dataset's own `score_answer`, on a copy whose `eval` or `parse_expr` returns
+that value for the answer; the dataset's own texts (an integrand, a gold polynomial) are
+parsed here, as the scorer always did. So the grades are the scorer's, the gold never enters
+the jail, and an answer can do no more than choose the value it evaluates to. `grade` runs
+the jails concurrently, off the event loop, charged as sandbox seconds; without a working
+sandbox these datasets fail with `SandboxUnavailable`. Not covered: the scorer's own sympy
+work on the rebuilt value (diff, simplify) runs here without a time limit, as it always did.
+A composite with such a part is refused: its scorer would call the part's scorer unjailed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import inspect
 import json
-from collections.abc import Mapping, Sequence
+import types
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
+from pathlib import Path
 from typing import Any
 
 from testtime.core import arith
 from testtime.core.answers import Extractor, as_number, format_number
+from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError, unknown
 from testtime.core.registry import Params
 from testtime.core.types import Message, Problem
+from testtime.sandbox import Case, Execution, Limits, aexecute, execute
+from testtime.sandbox.verdict import decode
+from testtime.tasks import sympy_plain
 from testtime.tasks.base import TASKS, Task
 
 PROMPTS: dict[str, str] = {
@@ -41,43 +61,57 @@ WORKED_INTRO = (
 FEW_SHOT_EXAMPLES = 4
 _FEW_SHOT_SEED_OFFSET = 1_000_003  # examples come from a seed no evaluation run uses by default
 
-# Datasets whose reasoning-gym scorer (0.1.19, read and tested) runs the model's answer as
+# Datasets whose reasoning-gym scorer (0.1.25, read and tested) runs the model's answer as
 # Python: builtin eval(), or sympy's parse_expr, which eval()s its input (even
-# "__import__('os').system(...)"). tests/unit/test_reasoning_gym_safety.py walks every
-# scorer's source, so a release that adds one fails there until it is listed here.
-UNSAFE_SCORERS: dict[str, str] = {
-    "binary_matrix": "eval()",
-    "n_queens": "eval()",
-    "spiral_matrix": "eval()",
-    "string_insertion": "eval()",
-    "countdown": "sympy parse_expr",
-    "intermediate_integration": "sympy parse_expr",
-    "polynomial_multiplication": "sympy parse_expr",
-    "puzzle24": "sympy parse_expr",
-    "simple_integration": "sympy parse_expr",
+# "__import__('os').system(...)"). Their answers are evaluated only in the sandbox (module
+# docstring). tests/unit/test_reasoning_gym_safety.py walks every scorer's source, so a
+# release that adds one, or changes what one calls, fails there until it is reviewed here.
+JAILED_SCORERS: dict[str, str] = {
+    "binary_matrix": "eval",
+    "n_queens": "eval",
+    "spiral_matrix": "eval",
+    "string_insertion": "eval",
+    "countdown": "parse_expr",
+    "intermediate_integration": "parse_expr",
+    "polynomial_multiplication": "parse_expr",
+    "puzzle24": "parse_expr",
+    "simple_integration": "parse_expr",
 }
+SYMPY = ("sympy", "mpmath")  # bound read-only into the jails of the parse_expr scorers
+# The scorers' own work on a rebuilt value (sympy's diff, simplify), off the event loop, one
+# at a time (sympy's caches are shared between threads).
+_SCORING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="testtime-rg-score")
 
 
 def check_safe(dataset: str, config: Mapping[str, Any] | None = None) -> None:
-    """Refuse a dataset whose scorer would run model text as code (a composite: any part)."""
-    how = UNSAFE_SCORERS.get(dataset)
-    if how is not None:
-        raise ConfigError(
-            f"reasoning-gym dataset {dataset!r} is refused: its scorer runs the model's answer "
-            f"as Python ({how}), and testtime will not run model text outside a sandbox "
-            "(issue 13: scorers in the sandbox); pick another dataset"
-        )
-    if dataset == "composite":
-        parts = (config or {}).get("datasets") or ()
-        for part in parts if isinstance(parts, list | tuple) else (parts,):
-            name = part.get("name") if isinstance(part, Mapping) else None
-            if not isinstance(name, str):
-                raise ConfigError(
-                    "composite config 'datasets' must list objects with a 'name', e.g. "
-                    '{"datasets": [{"name": "chain_sum", "weight": 1, "config": {}}]}'
-                )
-            inner = part.get("config")
-            check_safe(name, inner if isinstance(inner, Mapping) else None)
+    """Refuse a composite with a part whose scorer runs the answer as Python: the composite
+    calls that scorer itself, where the answer would run unjailed."""
+    if dataset != "composite":
+        return
+    parts = (config or {}).get("datasets") or ()
+    for part in parts if isinstance(parts, list | tuple) else (parts,):
+        name = part.get("name") if isinstance(part, Mapping) else None
+        if not isinstance(name, str):
+            raise ConfigError(
+                "composite config 'datasets' must list objects with a 'name', e.g. "
+                '{"datasets": [{"name": "chain_sum", "weight": 1, "config": {}}]}'
+            )
+        how = JAILED_SCORERS.get(name)
+        if how is not None:
+            raise ConfigError(
+                f"reasoning-gym composite part {name!r} is refused: its scorer runs the model's "
+                f"answer as Python ({how}), which testtime does only in the sandbox, for "
+                f"{name!r} on its own; use dataset={name}"
+            )
+        inner = part.get("config")
+        check_safe(name, inner if isinstance(inner, Mapping) else None)
+
+
+@cache
+def _jailed_classes() -> frozenset[type]:
+    from reasoning_gym.factory import DATASETS
+
+    return frozenset(DATASETS[name][0] for name in JAILED_SCORERS)
 
 
 def dataset_names() -> list[str]:
@@ -156,6 +190,8 @@ class ReasoningGymTask(Task):
         self.seed = seed
         self.prompt = prompt
         self.extractor = extractor
+        self.evaluator = JAILED_SCORERS.get(dataset)  # how its scorer runs an answer, if it does
+        self.limits = Limits(libraries=SYMPY if self.evaluator == "parse_expr" else ())
         self._data = self._create(size, seed)  # refuses a bad config now, not mid-run
         if prompt == "worked":
             _ = self._worked  # refuses a dataset without arithmetic questions now, too
@@ -228,22 +264,219 @@ class ReasoningGymTask(Task):
         return super().extract(text)
 
     def check(self, problem: Problem, answer: str | None) -> bool:
-        """Correct only if the dataset's scorer gives exactly 1.0 (partial credit is wrong)."""
+        """Correct only if the dataset's scorer gives exactly 1.0 (partial credit is wrong).
+        Blocking where the scorer runs the answer as Python (jailed): `grade` is the way
+        inside a run."""
         entry = problem.metadata.get("entry")
         if answer is None or not isinstance(entry, Mapping):
             return super().check(problem, answer)
-        tries = [answer.strip()]
-        number = as_number(tries[0])
-        if number is not None:  # "-4.0" means "-4"; the scorers compare strings
-            tries.append(format_number(number))
-        return any(self._score(a, entry) == 1.0 for a in tries)
+        if self.evaluator is not None:
+            return any(
+                self._jailed_score(a, entry, execute(*self._jail_job(a, entry), self.limits))
+                for a in _tries(answer)
+            )
+        return any(self._score(a, entry) == 1.0 for a in _tries(answer))
+
+    async def grade(
+        self, problem: Problem, answers: Sequence[str | None]
+    ) -> tuple[tuple[bool, ...], Cost]:
+        """`check` on each answer; a jailed scorer's answers run concurrently in the sandbox,
+        charged as sandbox seconds."""
+        entry = problem.metadata.get("entry")
+        if self.evaluator is None or not isinstance(entry, Mapping):
+            return await super().grade(problem, answers)
+        graded = await asyncio.gather(*(self._agrade(a, entry) for a in answers))
+        return tuple(ok for ok, _ in graded), Cost(sandbox_seconds=sum(s for _, s in graded))
+
+    async def _agrade(self, answer: str | None, entry: Mapping[str, Any]) -> tuple[bool, float]:
+        if answer is None:
+            return False, 0.0
+        loop = asyncio.get_running_loop()
+        seconds = 0.0
+        for text in _tries(answer):
+            run = await aexecute(*self._jail_job(text, entry), self.limits)
+            seconds += run.seconds
+            if await loop.run_in_executor(_SCORING, self._jailed_score, text, entry, run):
+                return True, seconds
+        return False, seconds
 
     def _score(self, answer: str, entry: Mapping[str, Any]) -> float:
-        check_safe(self.dataset, self.config)  # never an unsafe scorer, however this was built
+        """The dataset's scorer, here: never one that runs the answer, however this was built."""
+        if type(self._data) in _jailed_classes():
+            raise ConfigError(
+                f"reasoning-gym scorer {type(self._data).__name__} is refused here: it runs the "
+                "model's answer as Python, which testtime does only in the sandbox; build the "
+                "task with that dataset's name"
+            )
         try:
             return float(self._data.score_answer(answer, dict(entry)))
         except Exception:  # some scorers raise on malformed answers: that answer is wrong
             return 0.0
+
+    def _jail_job(self, text: str, entry: Mapping[str, Any]) -> tuple[str, list[Case]]:
+        """Code and a call that do in the jail what the scorer does with `text`, the value
+        coming back as plain data. The text enters only as a string literal."""
+        if self.evaluator == "eval":
+            return "", [Case(f"eval({text!r})", None)]
+        local = ", ".join(
+            f"{name!r}: _Symbol({name!r})" for name in _local_names(self.dataset, entry)
+        )
+        options = f", local_dict={{{local}}}" if local else ""
+        return _sympy_code(), [Case(f"to_plain(_parse_expr({text!r}{options}))", None)]
+
+    def _jailed_score(self, text: str, entry: Mapping[str, Any], run: Execution) -> bool:
+        """The dataset's scorer on `text`, its eval / parse_expr answering what the jail made
+        of the text; correct only at exactly 1.0."""
+        value = _Value.of(run, self.evaluator == "parse_expr")
+        score = _rebound(self._data, str(self.evaluator), self._evaluate(text, entry, value))
+        try:
+            return float(score(text, dict(entry))) == 1.0
+        except Exception:  # some scorers raise on malformed answers: that answer is wrong
+            return False
+
+    def _evaluate(self, text: str, entry: Mapping[str, Any], value: _Value) -> Callable[..., Any]:
+        """The stand-in for the scorer's eval or parse_expr: the jail's value for the answer,
+        sympy's parse_expr for the dataset's own texts, and nothing else."""
+        if self.evaluator == "eval":
+
+            def jailed_eval(source: Any, *rest: Any) -> Any:
+                if source != text or rest:
+                    raise ValueError("only the answer is evaluated, and only in the sandbox")
+                return value.get()
+
+            return jailed_eval
+        from sympy.parsing.sympy_parser import parse_expr  # type: ignore[import-untyped]
+
+        names = set(_local_names(self.dataset, entry))
+        own = {str(entry.get("answer"))} | {
+            v for v in (entry.get("metadata") or {}).values() if isinstance(v, str)
+        }
+
+        def jailed_parse(source: Any, local_dict: Any = None, *rest: Any, **options: Any) -> Any:
+            if source == text and not rest and not options and _symbols(local_dict) == names:
+                return value.get()
+            if isinstance(source, str) and source in own:  # the dataset's text, not the model's
+                return parse_expr(source, local_dict, *rest, **options)
+            raise ValueError("only the answer is parsed, and only in the sandbox")
+
+        return jailed_parse
+
+
+@dataclass(frozen=True, slots=True)
+class _Value:
+    """What the jail made of an answer: its value, or why there is none."""
+
+    value: Any = None
+    error: str = ""
+
+    @classmethod
+    def of(cls, run: Execution, sympy: bool) -> _Value:
+        tagged = run.values[0] if run.values else None
+        if tagged is None:
+            return cls(error=run.detail or "no value")
+        try:
+            plain = decode(tagged)
+            return cls(sympy_plain.from_plain(plain) if sympy else plain)
+        except (ValueError, RecursionError) as exc:  # NotSympy is a ValueError
+            return cls(error=str(exc))
+
+    def get(self) -> Any:
+        if self.error:
+            raise ValueError(f"the answer has no value in the sandbox: {self.error}")
+        return self.value
+
+
+def _tries(answer: str) -> list[str]:
+    """The answer, and its plain number spelling ("-4.0" -> "-4": the scorers compare text)."""
+    tries = [answer.strip()]
+    number = as_number(tries[0])
+    if number is not None and format_number(number) != tries[0]:
+        tries.append(format_number(number))
+    return tries
+
+
+def _local_names(dataset: str, entry: Mapping[str, Any]) -> tuple[str, ...]:
+    """The names the scorer's parse_expr of the answer binds to plain symbols (local_dict)."""
+    if dataset in ("simple_integration", "intermediate_integration"):
+        return tuple(dict.fromkeys((str(entry["metadata"]["variable"]), "C")))
+    return ()
+
+
+def _symbols(local_dict: Any) -> set[str] | None:
+    """The names of a local_dict that binds each only to the plain symbol of that name."""
+    import sympy  # type: ignore[import-untyped]
+
+    if local_dict is None:
+        return set()
+    if not isinstance(local_dict, Mapping):
+        return None
+    for name, symbol in local_dict.items():
+        if not (type(symbol) is sympy.Symbol and symbol == sympy.Symbol(name)):
+            return None
+    return set(local_dict)
+
+
+@cache
+def _sympy_code() -> str:
+    """The jail's code for the parse_expr scorers: `sympy_plain` and the names the call uses."""
+    source = Path(sympy_plain.__file__).read_text(encoding="utf-8")
+    return (
+        f"{source}\nfrom sympy import Symbol as _Symbol\n"
+        "from sympy.parsing.sympy_parser import parse_expr as _parse_expr\n"
+    )
+
+
+class _SympyWith:
+    """The sympy module as a scorer sees it: its `parse_expr` is the jailed stand-in, and the
+    names that turn text into code are missing (a scorer that used them grades wrong)."""
+
+    def __init__(self, parse_expr: Callable[..., Any]) -> None:
+        self.parse_expr = parse_expr
+
+    def __getattr__(self, name: str) -> Any:
+        import sympy
+
+        if name in ("sympify", "S", "parsing", "lambdify"):
+            raise AttributeError(f"sympy.{name} is not given to a jailed scorer")
+        return getattr(sympy, name)
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    """Every global and attribute name a function's code (and its nested code) uses."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def _rebound(data: Any, evaluator: str, evaluate: Callable[..., Any]) -> Callable[..., Any]:
+    """The dataset's own `score_answer`, bound to `data`, on a copy of its globals where
+    `eval` (a builtin) or `parse_expr` (by that name, or on the sympy module) is `evaluate`."""
+    import sympy
+    from sympy.parsing.sympy_parser import parse_expr
+
+    function = inspect.getattr_static(type(data), "score_answer", None)
+    names = _code_names(function.__code__) if isinstance(function, types.FunctionType) else set()
+    if evaluator not in names:
+        raise ConfigError(
+            f"reasoning-gym's {type(data).__name__}.score_answer no longer calls {evaluator} "
+            "itself, so testtime cannot jail it; review JAILED_SCORERS for this release"
+        )
+    assert isinstance(function, types.FunctionType)
+    scope = dict(function.__globals__)
+    if evaluator == "eval":
+        scope["eval"] = evaluate
+    for name in names & set(scope):
+        if scope[name] is parse_expr:
+            scope[name] = evaluate
+        elif scope[name] is sympy:
+            scope[name] = _SympyWith(evaluate)
+    copy = types.FunctionType(
+        function.__code__, scope, function.__name__, function.__defaults__, function.__closure__
+    )
+    copy.__kwdefaults__ = function.__kwdefaults__
+    return types.MethodType(copy, data)
 
 
 @TASKS.register("reasoning_gym", ReasoningGymParams)

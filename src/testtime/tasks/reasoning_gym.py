@@ -12,10 +12,12 @@ expressions as nodes: `sympy_plain`). This process rebuilds the value without ev
 text and runs the dataset's own `score_answer`, on a copy whose `eval` or `parse_expr` returns
 that value for the answer; the dataset's own texts (an integrand, a gold polynomial) are
 parsed here, as the scorer always did. So the grades are the scorer's, the gold never enters
-the jail, and an answer can do no more than choose the value it evaluates to. `grade` runs
+the jail, and an answer can do no more than choose the value that comes back. `grade` runs
 the jails concurrently, off the event loop, charged as sandbox seconds; without a working
 sandbox these datasets fail with `SandboxUnavailable`. Not covered: the scorer's own sympy
-work on the rebuilt value (diff, simplify) runs here without a time limit, as it always did.
+work on the rebuilt value (diff, simplify) runs here without a time limit, as it always did;
+an answer that reads the harness's nonce from memory can report a value its text does not
+have, which matters where a scorer also reads the text (countdown's and puzzle24's numbers).
 A composite with such a part is refused: its scorer would call the part's scorer unjailed.
 """
 

@@ -160,6 +160,8 @@ def _payloads(marker: Path) -> list[str]:
         # a line on the harness's record fd, without the run's nonce: ignored
         f"[{_payload(marker)}, exec(\"import os, sys; os.write(int(sys.argv[1]), b'{{}}')\")]",
         "x + __import__('os')._exit(0)",
+        # a record line nested too deep to decode: must not crash the grading
+        "__import__('os').write(int(__import__('sys').argv[1]), b'[' * 200000 + b'\\n')",
     ]
 
 

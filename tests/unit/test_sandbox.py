@@ -56,6 +56,12 @@ def test_a_record_without_the_nonce_is_ignored() -> None:
     assert judge(raw(STARTED, forged), CASES).verdict is Verdict.FAILED
 
 
+def test_a_record_line_nested_past_the_decoders_depth_is_ignored() -> None:
+    """Jailed code may write anything to the record fd: a deep line must not crash the judge."""
+    run = judge(raw(STARTED, "[" * 200_000, report(2, [1, (2, "x")])), CASES)
+    assert run.verdict is Verdict.PASSED
+
+
 def test_two_records_fail() -> None:
     both = report(2, [1, (2, "x")])
     assert judge(raw(STARTED, both, both), CASES).verdict is Verdict.FAILED

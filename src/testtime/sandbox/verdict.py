@@ -57,7 +57,7 @@ def _records(raw: Raw) -> list[dict[str, Any]]:
     for line in raw.record.splitlines():
         try:
             item = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # a line nested past the decoder's depth, too
             continue
         if isinstance(item, dict) and item.get("nonce") == raw.nonce:
             found.append(item)

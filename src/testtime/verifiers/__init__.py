@@ -15,6 +15,7 @@ from testtime.verifiers import (  # noqa: F401
     prm,
     probe,
     public_tests,
+    reward_model,
     step_check,
     step_judge,
     unit_tests,

@@ -28,6 +28,7 @@ class Generator(ABC):
 
     name: str = "generator"
     n_params: int = 0  # parameters, for FLOPs = 2 x n_params x tokens
+    context_window: int | None = None  # most tokens it reads, prompt + generated; None: unknown
 
     @abstractmethod
     async def generate(self, request: Request) -> Generation:

@@ -39,6 +39,7 @@ class TransformersGenerator(Generator):
         self.engine = Engine(
             Runner(model), eos=self._eos_ids(), decode=self.decode, n_params=self.n_params, **engine
         )
+        self.context_window = self.engine.runner.max_positions
         self._encode = lru_cache(maxsize=4096)(self._encode_uncached)
 
     @classmethod

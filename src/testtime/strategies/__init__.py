@@ -12,3 +12,4 @@ from testtime.strategies import parallel as parallel
 from testtime.strategies import particle as particle
 from testtime.strategies import rebase as rebase
 from testtime.strategies import refine as refine
+from testtime.strategies import usc as usc

@@ -4,17 +4,20 @@ they share: by vote, by the verifier's best, by verifier-weighted vote, or the l
 Sequential strategies (budget forcing, revisions) produce several finished attempts; one of
 these rules picks the answer, with core's voting so ties are decided one way everywhere.
 Scoring asks the verifier once per distinct response (`score_once`), and a weighted vote
-weighs each score as the verifier declares (`vote_weights`).
+weighs each score as the verifier declares (`vote_weights`). Strategies that show a model
+several responses at once (USC's selector, fusion's aggregator) fit them into its context
+with `fitted`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from testtime.core.errors import BudgetError, ConfigError
-from testtime.core.types import Candidate, Request
+from testtime.core.types import Candidate, Message, Request
 from testtime.core.voting import group, leader, vote_weight
+from testtime.generators.base import Generator
 from testtime.strategies.base import Context
 
 Selection = Literal["vote", "best", "weighted"]
@@ -99,3 +102,51 @@ def need_one(ctx: Context, max_tokens: int, what: str) -> None:
             f"strategy {ctx.spec.name!r}: the budget ({ctx.budget}) is smaller than one "
             f"{what} of up to {max_tokens} tokens; raise the budget or lower the length"
         )
+
+
+MIN_SHOWN = 32  # the fewest characters of a response worth showing a judge or an aggregator
+CUT = "\n[...]\n"  # stands where a shown response's middle was cut
+
+
+def prompt_limit(model: Generator, most: int, reply_tokens: int) -> int:
+    """The most prompt tokens a request to `model` may have: `most`, lowered to the model's
+    context window less the `reply_tokens` it must still generate, where the window is known."""
+    window = model.context_window
+    return most if window is None else min(most, window - reply_tokens)
+
+
+def fitted(
+    model: Generator,
+    build: Callable[[Sequence[str]], Sequence[Message]],
+    texts: Sequence[str],
+    limit: int,
+) -> tuple[tuple[Message, ...], int] | None:
+    """The chat `build` makes of `texts` and how many of them were cut: each longer than
+    the largest length that lets the prompt fit in `limit` tokens (by `model`'s own count)
+    loses its middle, so its opening and its conclusion (a final answer) stay. None when
+    even `MIN_SHOWN` characters of each do not fit: the caller then falls back."""
+
+    def chat(cap: int) -> tuple[Message, ...]:
+        return tuple(build([middle(t, cap) for t in texts]))
+
+    def fits(cap: int) -> bool:
+        return model.count_prompt_tokens(Request(chat(cap))) <= limit
+
+    longest = max((len(t) for t in texts), default=0)
+    if fits(longest):
+        return chat(longest), 0
+    if longest <= MIN_SHOWN or not fits(MIN_SHOWN):
+        return None
+    lo, hi = MIN_SHOWN, longest  # lo fits, hi does not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return chat(lo), sum(len(t) > lo for t in texts)
+
+
+def middle(text: str, cap: int) -> str:
+    """`text` cut to `cap` characters (and the `CUT` mark) by dropping its middle."""
+    if len(text) <= cap:
+        return text
+    head = cap // 2
+    return text[:head] + CUT + text[len(text) - (cap - head) :]

@@ -44,6 +44,7 @@ FILE_VERIFIERS = named(lambda t: t.loads_file)  # they may load a path named in 
 GOLD_VERIFIERS = named(lambda t: t.reads_gold)  # they may read a gold answer, which no chat has
 # ... but their gold is only the problem's tests: allowed on a request that brings its own
 TEST_VERIFIERS = named(lambda t: t.gold_is_tests)
+URL_VERIFIERS = named(lambda t: t.calls_url)  # they send text to a URL their parameters name
 TESTS_VERIFIER = "unit_tests"  # the verifier of a request with tests that names none
 
 
@@ -411,7 +412,8 @@ def verifier_spec(
         return None
     name, params = (raw, {}) if isinstance(raw, str) else (raw.name, raw.params)
     if name in GOLD_VERIFIERS and not (tests and name in TEST_VERIFIERS):
-        usable = [v for v in VERIFIERS.names() if v not in GOLD_VERIFIERS + FILE_VERIFIERS]
+        refused = GOLD_VERIFIERS + FILE_VERIFIERS + URL_VERIFIERS
+        usable = [v for v in VERIFIERS.names() if v not in refused]
         also = f" ({', '.join(TEST_VERIFIERS)} with testtime.tests)" if TEST_VERIFIERS else ""
         raise bad(
             f"verifier {name!r} compares answers with a gold answer, which a chat request does "
@@ -434,6 +436,13 @@ def checked(make: Callable[[], T], param: str) -> T:
     try:
         return make()
     except ConfigError as e:
+    if name in URL_VERIFIERS:
+        raise bad(
+            f"verifier {name!r} sends the text it scores, with a key from this server's "
+            "environment, to a URL named in its parameters, which a request may not choose; "
+            "use it from the library, the CLI or the lab",
+            "testtime.verifier",
+        )
         raise bad(str(e), param) from None
 
 

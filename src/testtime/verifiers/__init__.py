@@ -16,6 +16,7 @@ from testtime.verifiers import (  # noqa: F401
     probe,
     public_tests,
     reward_model,
+    reward_http,
     step_check,
     step_judge,
     unit_tests,

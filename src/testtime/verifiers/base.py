@@ -46,6 +46,9 @@ class Traits:
     # a candidate's score depends on the others scored with it (a cluster's size, tests
     # agreed on): a stored pool cannot replay it sample by sample, so the lab runs it
     relative: bool = False
+    # sends what it scores to a URL named in its parameters (with a key from an environment
+    # variable it names): a served request never chooses one
+    calls_url: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +180,7 @@ def traits_of(name: str, params: Params | None = None) -> Traits:
         loads_file=any(t.loads_file for t in inner),
         needs_logprobs=any(t.needs_logprobs for t in inner),
         relative=any(t.relative for t in inner),
+        calls_url=any(t.calls_url for t in inner),
         weight=own.weight,
         wraps=own.wraps,
     )

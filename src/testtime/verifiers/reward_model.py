@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,16 +178,20 @@ class RewardModel(Verifier):
                     input_ids=rows.to(self.device), attention_mask=mask.to(self.device)
                 ).logits.float()
             for r, i in enumerate(batch):
-                out[i] = self._value(logits[r])
+                out[i] = scored(logits[r].tolist(), self.index, self.p.score)
         return tuple(out)
 
-    def _value(self, logits: Any) -> float:
-        """One candidate's score from its head's logits, by `score`."""
-        if self.p.score == "logit":
-            return float(logits[self.index])
-        if logits.numel() == 1:
-            return float(self.torch.nn.functional.logsigmoid(logits[0]))
-        return float(logits.log_softmax(-1)[self.index])
+
+def scored(logits: Sequence[float], index: int, kind: ScoreKind) -> float:
+    """A candidate's score from its head's logits: the `index`th logit, or its log-probability
+    (log-sigmoid of a single logit, else log-softmax), computed stably."""
+    x = logits[index]
+    if kind == "logit":
+        return x
+    if len(logits) == 1:
+        return min(x, 0.0) - math.log1p(math.exp(-abs(x)))
+    top = max(logits)
+    return x - top - math.log(sum(math.exp(v - top) for v in logits))
 
 
 def _label_index(num_labels: int, id2label: dict[int, str], label: str, path: Path) -> int:

@@ -12,5 +12,5 @@ from testtime.strategies import parallel as parallel
 from testtime.strategies import particle as particle
 from testtime.strategies import rebase as rebase
 from testtime.strategies import refine as refine
-from testtime.strategies import usc as usc
 from testtime.strategies import tournament as tournament
+from testtime.strategies import usc as usc

@@ -1,8 +1,8 @@
 """Outcome reward models served over HTTP by vLLM's Pooling API.
 
 Serve a sequence-classification reward model as a pooling model (`vllm serve
-Skywork/Skywork-Reward-V2-Llama-3.1-8B --runner pooling`; before vLLM 0.10, `--task
-reward` or `--task classify`) and name its root as `url`. Each candidate is one request
+Skywork/Skywork-Reward-V2-Qwen3-0.6B --runner pooling`; older vLLMs: `--task reward`
+or `--task classify`) and name its root as `url`. Each candidate is one request
 (the server batches them), `POST {url}/pooling` in the chat form, so the server renders
 the conversation with the model's own chat template:
 

@@ -59,6 +59,8 @@ class Params:
     _not_sizes: ClassVar[frozenset[str]] = NOT_SIZES  # integer fields that are not capped
     # fields that name local files: a server takes them only inside directories it allows
     _paths: ClassVar[frozenset[str]] = frozenset()
+    # fields that name models to open (a fusion's aggregator): a server refuses them
+    _models: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(type(self))
@@ -162,7 +164,9 @@ class Spec:
     params: Params
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "name": self.name, "params": dataclasses.asdict(self.params)}
+        """The record as JSON data (a tuple parameter as a list, as it loads back)."""
+        params = dataclasses.asdict(self.params, dict_factory=_listed)
+        return {"kind": self.kind, "name": self.name, "params": params}
 
     def changed(self) -> dict[str, Any]:
         """The parameters that differ from their defaults."""
@@ -270,6 +274,14 @@ class Registry(Generic[F]):
             else:
                 out[f.name] = None
         return out
+
+
+def _listed(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    return {k: _list(v) for k, v in items}
+
+
+def _list(value: Any) -> Any:
+    return [_list(v) for v in value] if isinstance(value, tuple | list) else value
 
 
 def parse_params(items: list[str] | tuple[str, ...]) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from testtime.core.cost import flops
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec, parse_params, size_limit
 from testtime.core.types import Message, Problem, Request
+from testtime.core.voting import Fallback
 from testtime.generators.base import Generator
 from testtime.sandbox import Case
 from testtime.sandbox.problems import KEY, CodeSpec, TestsError, parse_tests, spec_of
@@ -65,6 +66,7 @@ class Strategic:
     verifier: Spec | None
     max_tokens: int
     seed: int
+    fallback: Fallback = "likelihood"  # chooses when the vote decided nothing (settings.py)
 
     @property
     def code(self) -> CodeSpec | None:
@@ -94,10 +96,14 @@ def plan(body: ChatRequest, settings: Settings) -> Plain | Strategic:
         raise bad("top_logprobs needs logprobs: true", "top_logprobs")
     if opts is None or (opts.strategy is None and named is None):
         if opts is not None and (
-            opts.params or opts.budget is not None or opts.verifier or code is not None
+            opts.params
+            or opts.budget is not None
+            or opts.verifier
+            or code is not None
+            or opts.fallback is not None
         ):
             raise bad(
-                "testtime.params, budget, verifier and tests need a strategy: set "
+                "testtime.params, budget, verifier, tests and fallback need a strategy: set "
                 f"testtime.strategy or name the model STRATEGY@{settings.model} (with tests, "
                 "e.g. best_of_n, which keeps the sample passing most of them)",
                 "testtime.strategy",
@@ -248,6 +254,8 @@ def strategic(
         )
     params = allowed_paths(STRATEGIES.get(name).params._paths if name in STRATEGIES.entries
                            else frozenset(), params, settings, "testtime.params")  # fmt: skip
+    if name in STRATEGIES.entries:
+        no_models(STRATEGIES.get(name).params._models, params, settings)
     spec = checked(
         lambda: sized(lambda: STRATEGIES.spec(name, params), settings), "testtime.strategy"
     )
@@ -264,7 +272,8 @@ def strategic(
     if raw_verifier is None and code is not None:
         raw_verifier = TESTS_VERIFIER
     verifier = verifier_spec(raw_verifier, settings, tests=code is not None)
-    return Strategic(problem, spec, budget, verifier, max_tokens, body.seed or 0)
+    rule = opts.fallback if opts is not None and opts.fallback is not None else settings.fallback
+    return Strategic(problem, spec, budget, verifier, max_tokens, body.seed or 0, rule)
 
 
 def request_code(opts: TesttimeOptions | None, settings: Settings) -> CodeSpec | None:
@@ -322,6 +331,20 @@ def problem_id(messages: tuple[Message, ...]) -> str:
     problem id does in the library), and different chats draw independent ones."""
     text = "\x00".join(f"{m.role}\x01{m.content}" for m in messages)
     return "chat-" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def no_models(fields: frozenset[str], params: Mapping[str, Any], settings: Settings) -> None:
+    """A 400 for a parameter naming a model to open (a fusion's aggregator or proposers): a
+    server runs only the model it serves, and never opens one a request names."""
+    for name in sorted(fields & set(params)):
+        value = params[name]
+        given = value if isinstance(value, list | tuple) else [value]
+        if any(v != "" for v in given):
+            raise bad(
+                f"parameter {name!r} names a model to open, but this server runs only "
+                f"{settings.model!r}; leave {name!r} out and the served model does that part",
+                "testtime.params",
+            )
 
 
 def allowed_paths(

@@ -121,14 +121,25 @@ class Context:
         first_finish: bool = False,
         parent: int | None = None,
     ) -> list[Candidate]:
+        messages: Sequence[Message] | None = None,
+        generator: Generator | None = None,
         """Up to `n` new candidates; fewer (maybe none) when the budget cannot fit them.
 
         Every sample is granted at its worst case (`max_tokens` generated, the prompt
         prefilled, and a verifier pass when one is attached), so the ceiling holds.
         """
+        `messages` and `generator` draw them from another chat or model than the problem's
+        and the policy (a proposer shown earlier proposals, fusion's aggregator, one model
+        of an ensemble): still answers to this problem, so samples, at that model's FLOPs.
         max_tokens = max_tokens or self.max_tokens
         out: list[Candidate] = []
-        stream = self._reused(n, prefix, temperature, top_p, max_tokens, stop, first_finish)
+        model = generator or self.generator
+        chat = self.problem.messages if messages is None else tuple(messages)
+        stream = (
+            self._reused(n, prefix, temperature, top_p, max_tokens, stop, first_finish)
+            if messages is None and generator is None
+            else None
+        )
         if stream is not None:
             out = list(stream[0])
         ledger = self._ledger
@@ -137,7 +148,7 @@ class Context:
                 break
             seed, first = (stream[1].seed, stream[1].n) if stream else (ledger.next_call_seed(), 0)
             request = Request(
-                self.problem.messages,
+                chat,
                 prefix=prefix,
                 n=n - len(out),
                 max_tokens=max_tokens,
@@ -150,7 +161,7 @@ class Context:
                 first_finish=first_finish,
                 deadline=self.deadline,
             )
-            unit, owed = self._unit(request, self.budget)
+            unit, owed = self._unit(request, self.budget, model)
             k = ledger.grant(request.n, unit, owed)
             if k == 0:
                 break
@@ -158,7 +169,7 @@ class Context:
             started = time.perf_counter()
             try:
                 with ledger.hold(unit.of(k)):  # concurrent requests cannot overspend
-                    gen = await self.generator.generate(request)
+                    gen = await model.generate(request)
             except DeadlineError:  # the time ran out before the generator started it
                 ledger.exhausted = True
                 break
@@ -265,14 +276,18 @@ class Context:
         )  # fmt: skip
         return (kept[:n], replace(drawn, n=len(kept))) if alike else None
 
-    def _unit(self, request: Request, budget: Budget) -> tuple[UnitCost, Cost]:
-        """The worst cost of one of the request's samples (the prompt counted only when a
-        FLOPs ceiling needs it), and the verifier FLOPs owed for samples not yet scored."""
+    def _unit(
+        self, request: Request, budget: Budget, model: Generator | None = None
+    ) -> tuple[UnitCost, Cost]:
+        """The worst cost of one of the request's samples from `model` (the policy by
+        default; the prompt counted only when a FLOPs ceiling needs it), and the verifier
+        FLOPs owed for samples not yet scored."""
+        model = model or self.generator
         verifier_flops = (
             self.verifier.flops_per_candidate(self.problem) if self.verifier is not None else 0.0
         )
-        prompt = self.generator.count_prompt_tokens(request) if budget.flops else 0
-        unit = UnitCost.sample(self.generator.n_params, prompt, request.max_tokens, verifier_flops)
+        prompt = model.count_prompt_tokens(request) if budget.flops else 0
+        unit = UnitCost.sample(model.n_params, prompt, request.max_tokens, verifier_flops)
         return unit, Cost(flops=verifier_flops * self._unscored)
 
     def update(self, candidate: Candidate) -> None:

@@ -104,6 +104,16 @@ def need_one(ctx: Context, max_tokens: int, what: str) -> None:
         )
 
 
+def vote_or_first(ctx: Context, candidates: Sequence[Candidate]) -> tuple[Candidate, str]:
+    """The fallback of a strategy whose model-made choice failed (a judge's reply, an
+    aggregate): the vote leader's first member when two candidates agree on an answer
+    ("vote"), else the first candidate ("first"). `candidates` must not be empty."""
+    top = leader(group(candidates, same=ctx.same))
+    if top is not None and top.count > 1:
+        return candidates[top.members[0]], "vote"
+    return candidates[0], "first"
+
+
 MIN_SHOWN = 32  # the fewest characters of a response worth showing a judge or an aggregator
 CUT = "\n[...]\n"  # stands where a shown response's middle was cut
 

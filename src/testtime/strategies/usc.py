@@ -29,10 +29,9 @@ from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
 from testtime.core.templates import fill, short
 from testtime.core.types import Candidate, Message, Result
-from testtime.core.voting import group, leader
 from testtime.strategies.base import Context, Traits, strategy
 from testtime.strategies.parallel import check_sampling
-from testtime.strategies.select import fitted, prompt_limit
+from testtime.strategies.select import fitted, prompt_limit, vote_or_first
 
 TEMPLATE = (  # Chen et al. 2023, Figure 2 (responses numbered from 1 here)
     "I have generated the following responses to the question: {problem}\n\n"
@@ -117,10 +116,6 @@ def _in_range(number: int, n: int) -> int | None:
 def _fallback(
     ctx: Context, samples: Sequence[Candidate], trace: dict[str, Any], why: str
 ) -> Result:
-    """The selector did not choose (`why`): the vote's leader when two samples agree on an
-    answer, else the first sample."""
-    top = leader(group(samples, same=ctx.same))
-    agreed = top is not None and top.count > 1
-    chosen = samples[top.members[0]] if top is not None and agreed else samples[0]
-    by = "vote" if agreed else "first"
+    """The selector did not choose (`why`): a vote when two samples agree, else the first."""
+    chosen, by = vote_or_first(ctx, samples)
     return ctx.finish(chosen, trace={**trace, "by": by, "fallback": why})

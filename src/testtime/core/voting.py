@@ -1,6 +1,7 @@
 """Voting over answers, written once: grouping by the task's notion of the same answer,
 majority, weighted majority (verifier scores turned into vote weights), best-of-majority
-filtering, and the two stopping rules of adaptive self-consistency (Beta, doubling).
+filtering, the two stopping rules of adaptive self-consistency (Beta, doubling), and what
+happens when a vote decides nothing because every sample is its own group (free text).
 
 Ties between answer groups go to the group seen first (the lowest candidate index), so a
 vote is deterministic given the sample order. Candidates without an answer never vote.
@@ -13,14 +14,19 @@ import math
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast, get_args
 
 from testtime.core.answers import same_answer
+from testtime.core.errors import ConfigError
 from testtime.core.types import Candidate
 
 Equivalence = Callable[[str, str], bool]
 Weighting = Literal["score", "exp"]
 WEIGHTINGS: tuple[str, ...] = ("score", "exp")
+SINGLETONS = "all singletons"  # a trace's "groups" when every answer is its own group
+FIRST = "first"  # the selection among singletons when only sample order decided
+Fallback = Literal["likelihood", "first"]  # rules that choose when a vote decided nothing
+FALLBACKS: tuple[str, ...] = get_args(Fallback)
 _EXP_MAX = math.log(sys.float_info.max)  # exp of more overflows a float
 
 
@@ -139,3 +145,49 @@ def agreement(groups: Sequence[Group], samples: int) -> float:
     if samples <= 0:
         return 0.0
     return max((g.count for g in groups), default=0) / samples
+
+
+def all_singletons(groups: Sequence[Group]) -> bool:
+    """Whether a vote decided nothing: two or more answers and no two samples agreeing (free
+    text: every haiku is its own group), so only weights or sample order pick the leader."""
+    return len(groups) > 1 and all(g.count == 1 for g in groups)
+
+
+def singletons(groups: Sequence[Group], selection: str = FIRST) -> dict[str, str]:
+    """What a voting strategy's trace says when `all_singletons`: `groups` is SINGLETONS and
+    `selection` names what chose among them (FIRST: sample order, nothing else; "verifier":
+    its scores; "confidence": the model's own); nothing otherwise. The CLI notes it and the
+    server replaces a FIRST choice with its fallback rule (`fallback`)."""
+    return {"groups": SINGLETONS, "selection": selection} if all_singletons(groups) else {}
+
+
+def fallback(candidates: Sequence[Candidate], rule: str) -> tuple[Candidate | None, str]:
+    """The answered candidate `rule` chooses when a vote decided nothing, and the rule that
+    chose it. `likelihood`: the highest mean token log-probability (the policy's own
+    certainty, free when the samples carry logprobs; ties: the first); a candidate without
+    logprobs ranks last, and when none has them the choice is `first`, named so. `first`:
+    the first answered candidate, as the vote's tie-break would."""
+    fallback_rule(rule)
+    answered = [c for c in candidates if c.answer is not None]
+    if not answered:
+        return None, FIRST
+    means = [_mean_logprob(c) for c in answered]
+    if rule == FIRST or all(m is None for m in means):
+        return answered[0], FIRST
+    ranked = [-math.inf if m is None or math.isnan(m) else m for m in means]
+    return answered[ranked.index(max(ranked))], rule
+
+
+def fallback_rule(name: str) -> Fallback:
+    """`name` as a fallback rule; a ConfigError listing the rules when it is none."""
+    if name not in FALLBACKS:
+        raise ConfigError(
+            f"unknown fallback {name!r}; choose one of: {', '.join(FALLBACKS)} (likelihood: "
+            "the highest mean token logprob; first: the first sample)"
+        )
+    return cast(Fallback, name)
+
+
+def _mean_logprob(c: Candidate) -> float | None:
+    lp = c.completion.logprobs if c.completion is not None else None
+    return sum(lp) / len(lp) if lp else None

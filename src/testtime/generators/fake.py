@@ -256,6 +256,7 @@ def _scores(
     scripted texts that agree with all emitted so far) and noise spread evenly over VOCAB
     tokens. The noise share grows as the path gets less likely (1 - (1 - SMOOTH) x its
     scripted probability), so rarer texts get lower logprobs and certainty, deterministically.
+    The top k are the scripted tokens, then unscripted ones (`<unk0>`, ...) at the floor.
     """
     alive = [(tokens(t), w) for t, w in options]
     total = sum(w for _, w in options)
@@ -274,8 +275,10 @@ def _scores(
         logprobs.append(math.log(p[token]))
         log_sum = (VOCAB - len(p)) * floor + sum(math.log(v) for v in p.values())
         certainty.append(-math.log(VOCAB) - log_sum / VOCAB)
-        ranked = sorted(p.items(), key=lambda kv: -kv[1])[:k]
-        tops.append({t: math.log(v) for t, v in ranked})
+        top = {t: math.log(v) for t, v in sorted(p.items(), key=lambda kv: -kv[1])[:k]}
+        for j in range(k - len(top)):  # as a real model's top-k: the rest are unscripted
+            top[f"<unk{j}>"] = floor
+        tops.append(top)
         alive = [(toks, w) for toks, w in alive if pos < len(toks) and toks[pos] == token]
     return tuple(logprobs), tuple(certainty), tuple(tops) if k else None
 

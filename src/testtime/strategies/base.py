@@ -117,24 +117,25 @@ class Context:
         max_tokens: int | None = None,
         stop: Sequence[str] = (),
         logprobs: bool = False,
+        top_logprobs: int = 0,
         prefix: str = "",
         first_finish: bool = False,
         parent: int | None = None,
-    ) -> list[Candidate]:
         messages: Sequence[Message] | None = None,
         generator: Generator | None = None,
+    ) -> list[Candidate]:
         """Up to `n` new candidates; fewer (maybe none) when the budget cannot fit them.
 
         Every sample is granted at its worst case (`max_tokens` generated, the prompt
         prefilled, and a verifier pass when one is attached), so the ceiling holds.
-        """
         `messages` and `generator` draw them from another chat or model than the problem's
         and the policy (a proposer shown earlier proposals, fusion's aggregator, one model
         of an ensemble): still answers to this problem, so samples, at that model's FLOPs.
+        """
         max_tokens = max_tokens or self.max_tokens
-        out: list[Candidate] = []
         model = generator or self.generator
         chat = self.problem.messages if messages is None else tuple(messages)
+        out: list[Candidate] = []
         stream = (
             self._reused(n, prefix, temperature, top_p, max_tokens, stop, first_finish)
             if messages is None and generator is None
@@ -158,6 +159,7 @@ class Context:
                 seed=seed,
                 first_index=first,
                 logprobs=logprobs or bool(self.verifier and self.verifier.needs_logprobs),
+                top_logprobs=top_logprobs,  # the k likeliest tokens at each position too
                 first_finish=first_finish,
                 deadline=self.deadline,
             )

@@ -235,6 +235,13 @@ async def test_a_server_refuses_to_open_a_model_a_request_names(
     assert gen.requests == [] and models == {}
 
 
+async def test_a_server_lets_the_spec_refuse_a_proposer_that_is_no_name() -> None:
+    async with server(FakeGenerator({Q: [A]})) as c:
+        r = await c.post("/v1/chat/completions", json=body({"proposers": [5]}))
+    assert r.status_code == 400
+    assert "parameter 'proposers' must be a list" in r.json()["error"]["message"]
+
+
 async def test_a_server_takes_the_policy_spelled_empty() -> None:
     gen = FakeGenerator({Q: [A, B, FUSED]})
     async with server(gen) as c:

@@ -332,7 +332,7 @@ def no_models(fields: frozenset[str], params: Mapping[str, Any], settings: Setti
     for name in sorted(fields & set(params)):
         value = params[name]
         given = value if isinstance(value, list | tuple) else [value]
-        if any(v != "" for v in given):
+        if any(isinstance(v, str) and v for v in given):  # other types: the spec says
             raise bad(
                 f"parameter {name!r} names a model to open, but this server runs only "
                 f"{settings.model!r}; leave {name!r} out and the served model does that part",

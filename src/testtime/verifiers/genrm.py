@@ -7,7 +7,7 @@ candidate at `temperature` > 0 and averaged, so a lab sweep can trade solutions 
 verifications at a fixed budget (Singhi et al. 2025, "When To Solve, When To Verify").
 
 A verification scores 1 for Yes and 0 for No, read from its text (the last "correct
-(Yes/No)? X", else a last line that opens with Yes or No). With `logprobs`, it scores
+(Yes/No)? X", else a last line that is Yes or No, as `verdict` says). With `logprobs`, it scores
 P(Yes) / (P(Yes) + P(No)) instead, as the paper does: its rationale, continued with the
 question, is given back to the judge and the top logprobs of the next token are read (one
 more call and token per verification). A verification whose verdict cannot be read (no
@@ -51,8 +51,9 @@ TEMPLATE = (
     "Verify the solution step by step. Then end with the line "
     "'" + QUESTION + " X', where X is Yes or No."
 )
-_ASKED = re.compile(r"correct\s*\(\s*yes\s*/\s*no\s*\)\s*\?", re.I)
-_YES_NO = re.compile(r"^\W*(yes|no)\b", re.I)
+_ASKED = re.compile(r"(?:is\s+the\s+answer\s+)?correct\s*\(\s*yes\s*/\s*no\s*\)\s*\?", re.I)
+_YES_NO = re.compile(r"^\W*(yes|no)\b", re.I)  # after the question: its first word
+_VERDICT_LINE = re.compile(r"^\W*(yes|no)\b\W*(?:$|[,.;:!])", re.I)  # "No." but not "No idea"
 
 
 @dataclass(frozen=True)
@@ -202,13 +203,14 @@ class GenRM(Judge):
 
 def verdict(text: str) -> float | None:
     """1.0 for a verification that concludes Yes, 0.0 for No, None when it says neither:
-    the answer after its last "correct (Yes/No)?", else its last line opening with Yes/No."""
+    the first word after its last "correct (Yes/No)?", else a last line that is Yes or No
+    (with punctuation: "No.", "Yes, it holds"; not "No idea")."""
     found = list(_ASKED.finditer(text))
     if found:
         after = _YES_NO.match(text[found[-1].end() :])
         return None if after is None else float(after.group(1).lower() == "yes")
     lines = [line for line in text.splitlines() if line.strip()]
-    last = _YES_NO.match(lines[-1]) if lines else None
+    last = _VERDICT_LINE.match(lines[-1].strip()) if lines else None
     return None if last is None else float(last.group(1).lower() == "yes")
 
 

@@ -29,6 +29,7 @@ from testtime.core.errors import ConfigError
 from testtime.core.files import write_atomic
 from testtime.core.registry import Spec, parse_params
 from testtime.core.types import Problem, Result
+from testtime.core.voting import FIRST, SINGLETONS
 from testtime.generators.models import DEFAULT_MODEL
 from testtime.lab.data.arms import BUDGET_PARAM, WIDTH_BUDGET
 from testtime.lab.data.spec import sized
@@ -103,6 +104,9 @@ def run(
         if the_budget is not None:
             err.print(budget_line(the_budget, results, spec))
         _print_cost(total_cost(results))
+    note = singletons_note(results)
+    if note:
+        err.print(note, markup=False)
 
 
 async def _run(
@@ -176,6 +180,20 @@ def _print_table(results: list[Result], spec_str: str) -> None:
     acc = accuracy(results)
     if acc is not None:
         out.print(f"accuracy: {acc:.1%} on {len(results)} problems")
+
+
+def singletons_note(results: list[Result]) -> str:
+    """One line when a vote decided nothing because every sample was its own answer group
+    (the trace says so: core.voting.singletons), naming what chose instead; else ""."""
+    hit = [r.trace for r in results if r.trace and r.trace.get("groups") == SINGLETONS]
+    if not hit:
+        return ""
+    where = f" on {len(hit)} of {len(results)} problems" if len(results) > 1 else ""
+    head = f"note: every sample was its own answer group ({SINGLETONS}){where}, so no vote decided"
+    chose = {str(t.get("selection", FIRST)) for t in hit}
+    if FIRST in chose:  # sample order, nothing else
+        return f"{head}; the first sample stands: choose with e.g. -s best_of_n -v likelihood"
+    return f"{head}; chosen by {', '.join(sorted(chose))}"
 
 
 def budget_line(budget: Budget, results: list[Result], spec: Spec) -> str:

@@ -15,7 +15,7 @@ from typing import Literal
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
 from testtime.core.types import Candidate, Result
-from testtime.core.voting import Group, agreement, group, leader, vote_confidence
+from testtime.core.voting import Group, agreement, group, leader, singletons, vote_confidence
 from testtime.strategies.base import Context, Traits, strategy
 from testtime.strategies.parallel import check_sampling, votes
 
@@ -74,7 +74,7 @@ async def adaptive_consistency(ctx: Context, p: AdaptiveParams) -> Result:
     top = leader(groups)
     trace = {"samples": len(samples), "confidence": confidence, "stopped": stopped}
     chosen = samples[top.members[0]] if top else None
-    return ctx.finish(chosen, trace={**trace, "votes": votes(groups)})
+    return ctx.finish(chosen, trace={**trace, "votes": votes(groups), **singletons(groups)})
 
 
 def _check(p: AdaptiveParams, groups: list[Group], samples: int) -> tuple[float, bool]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
 from testtime.core.types import Candidate, Result
-from testtime.core.voting import Group, frequent_groups, group, leader
+from testtime.core.voting import FIRST, Group, frequent_groups, group, leader, singletons
 from testtime.strategies.base import Context, Traits, strategy
 from testtime.strategies.select import score_once, vote_weights
 
@@ -86,7 +86,8 @@ async def self_consistency(ctx: Context, p: SampleParams) -> Result:
     samples = await ctx.sample(p.n, temperature=p.temperature, top_p=p.top_p)
     groups = group(samples, same=ctx.same)
     top = leader(groups)
-    return ctx.finish(samples[top.members[0]] if top else None, trace={"votes": votes(groups)})
+    trace = {"votes": votes(groups), **singletons(groups)}  # singletons: the first stands
+    return ctx.finish(samples[top.members[0]] if top else None, trace=trace)
 
 
 @strategy(
@@ -105,7 +106,7 @@ async def weighted_majority(ctx: Context, p: SampleParams) -> Result:
     groups = group(scored, weights, ctx.same)
     top = leader(groups)
     best = scored[max(top.members, key=weights.__getitem__)] if top else None  # ties: first
-    return ctx.finish(best, trace={"votes": votes(groups)})
+    return ctx.finish(best, trace={"votes": votes(groups), **singletons(groups, "verifier")})
 
 
 @strategy(
@@ -119,14 +120,18 @@ async def best_of_majority(ctx: Context, p: BestOfMajorityParams) -> Result:
     answer reaches alpha, the most frequent one stands in."""
     ctx.need_verifier()
     samples = await ctx.sample(p.n, temperature=p.temperature, top_p=p.top_p)
+    groups = group(samples, same=ctx.same)
     kept = frequent_groups(samples, p.alpha, ctx.same)
     if not kept:
-        top = leader(group(samples, same=ctx.same))
+        top = leader(groups)
         kept = [top] if top else []
+    # all singletons: the verifier picks among them if alpha kept them all, else the first stands
+    note = singletons(groups, "verifier" if len(kept) > 1 else FIRST)
     pool = sorted((samples[i] for g in kept for i in g.members), key=lambda c: c.id)
     scored = await score_once(ctx, pool)
     best = ctx.best(scored)
-    return ctx.finish(best, trace={"kept": [g.answer for g in kept], "samples": len(samples)})
+    trace = {"kept": [g.answer for g in kept], "samples": len(samples), **note}
+    return ctx.finish(best, trace=trace)
 
 
 @strategy("first_finish", SampleParams, Traits("n", examples=N4))

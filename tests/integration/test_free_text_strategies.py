@@ -59,3 +59,18 @@ def test_fusion_returns_the_aggregate(generator: Generator) -> None:
     assert r.text and r.text.strip() and r.text == r.candidates[3].text
     assert r.cost.verifier_calls == 0  # the aggregate is a sample (generation)
     costs_add_up(r, generator)
+
+
+def test_the_tournament_asks_each_comparison_in_both_orders(generator: Generator) -> None:
+    r = run(generator, "tournament", n=3)
+    assert r.chosen is not None and r.text and r.text.strip()
+    assert r.trace is not None and len(r.candidates) == 3
+    games = r.trace["comparisons"]
+    assert len(games) == len(r.trace["entrants"]) - 1  # a knockout: one fewer than entrants
+    for game in games:
+        first, second = game["orders"]
+        assert (first["a"], first["b"]) == (second["b"], second["a"]) == tuple(game["pair"])
+        assert all(isinstance(o["reply"], str) for o in (first, second))
+    assert r.cost.verifier_calls == 2 * len(games)
+    assert r.trace["unparsed"] == sum(o["parsed"] is None for g in games for o in g["orders"])
+    costs_add_up(r, generator)

@@ -7,6 +7,7 @@ from testtime.tasks import (
     code_family,  # noqa: F401
     code_jsonl,  # noqa: F401
     humaneval,  # noqa: F401
+    instructions,  # noqa: F401
     jsonl,  # noqa: F401
     reasoning_gym,  # noqa: F401
 )

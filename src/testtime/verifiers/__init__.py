@@ -6,6 +6,7 @@ Importing this package registers every built-in verifier in `VERIFIERS`.
 from testtime.verifiers import (  # noqa: F401
     certainty,
     codet,
+    constraints,
     fake,
     genrm,
     judge,

@@ -165,6 +165,32 @@ def test_the_openai_client_gets_a_strategy_answer_with_itemised_usage(server: La
     assert "fake" in models and "self_consistency@fake" in models
 
 
+def test_a_tournament_per_request_itemises_the_judges_cost(server: Launched) -> None:
+    from openai import BadRequestError, OpenAI
+
+    client = OpenAI(base_url=server.base_url, api_key="unused", timeout=TIMEOUT, max_retries=0)
+    reply = client.chat.completions.create(
+        model="fake",
+        messages=[{"role": "user", "content": "What is 123 * 456 + 789?"}],
+        extra_body={"testtime": {"strategy": "tournament", "params": {"n": 4}}},
+    )
+    assert reply.choices[0].message.content and reply.model_extra is not None
+    info = reply.model_extra["testtime"]
+    assert info["strategy"]["name"] == "tournament" and info["candidates"] == 4
+    assert reply.usage is not None
+    ledger = reply.usage.model_extra["testtime"]  # type: ignore[index]
+    assert ledger["samples"] == 4 and reply.usage.completion_tokens == ledger["generated_tokens"]
+    # the fake's samples differ here, so the policy judged them: two calls per comparison
+    assert ledger["verifier_calls"] > 0 and ledger["verifier_calls"] % 2 == 0
+    assert ledger["verifier_tokens"] > 0
+    with pytest.raises(BadRequestError, match="names a model to open"):
+        client.chat.completions.create(
+            model="fake",
+            messages=USER,
+            extra_body={"testtime": {"strategy": "tournament", "params": {"judge": "fake"}}},
+        )
+
+
 def test_the_openai_client_streams_progress_then_the_answer(server: Launched) -> None:
     from openai import OpenAI
 

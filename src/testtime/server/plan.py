@@ -436,6 +436,13 @@ def verifier_spec(
             f"not have; use one of: {', '.join(usable)}{also}",
             "testtime.verifier",
         )
+    if name in URL_VERIFIERS:
+        raise bad(
+            f"verifier {name!r} sends the text it scores, with a key from this server's "
+            "environment, to a URL named in its parameters, which a request may not choose; "
+            "use it from the library, the CLI or the lab",
+            "testtime.verifier",
+        )
     if name in FILE_VERIFIERS and not settings.allow_file_verifiers:
         raise bad(
             f"verifier {name!r} loads files named in the request, which this server does not "
@@ -452,13 +459,6 @@ def checked(make: Callable[[], T], param: str) -> T:
     try:
         return make()
     except ConfigError as e:
-    if name in URL_VERIFIERS:
-        raise bad(
-            f"verifier {name!r} sends the text it scores, with a key from this server's "
-            "environment, to a URL named in its parameters, which a request may not choose; "
-            "use it from the library, the CLI or the lab",
-            "testtime.verifier",
-        )
         raise bad(str(e), param) from None
 
 

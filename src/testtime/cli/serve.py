@@ -12,6 +12,7 @@ from testtime.cli import app
 from testtime.cli.common import MODEL_HELP, err, listenable, load_model, positive
 from testtime.core.budget import Budget
 from testtime.core.errors import ConfigError
+from testtime.core.voting import fallback_rule
 from testtime.generators.base import Generator
 from testtime.generators.models import DEFAULT_MODEL
 
@@ -69,6 +70,14 @@ def serve(
             "policy=); repeat for more. Without it, requests name no files"
         ),
     ] = None,
+    fallback: Annotated[
+        str,
+        typer.Option(
+            help="how to choose when a strategy's vote decides nothing (every sample its own "
+            "answer group, as free text is): likelihood (the highest mean token logprob) or "
+            "first; a request may name another (testtime.fallback)"
+        ),
+    ] = "likelihood",
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
@@ -112,6 +121,7 @@ def serve(
         policy_dirs=policy_dirs,
         keys=Keys.load(keys) if keys is not None else None,
         upstream=upstream,
+        fallback=fallback_rule(fallback),
     )
     listenable(host, port)  # a bad or busy port fails now, not after the model loads
     if run_tests:  # no sandbox, no server: request tests never run outside it

@@ -23,6 +23,7 @@ from testtime.core.cost import flops
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec, parse_params, size_limit
 from testtime.core.types import Message, Problem, Request
+from testtime.core.voting import Fallback
 from testtime.generators.base import Generator
 from testtime.sandbox import Case
 from testtime.sandbox.problems import KEY, CodeSpec, TestsError, parse_tests, spec_of
@@ -65,6 +66,7 @@ class Strategic:
     verifier: Spec | None
     max_tokens: int
     seed: int
+    fallback: Fallback = "likelihood"  # chooses when the vote decided nothing (settings.py)
 
     @property
     def code(self) -> CodeSpec | None:
@@ -94,10 +96,14 @@ def plan(body: ChatRequest, settings: Settings) -> Plain | Strategic:
         raise bad("top_logprobs needs logprobs: true", "top_logprobs")
     if opts is None or (opts.strategy is None and named is None):
         if opts is not None and (
-            opts.params or opts.budget is not None or opts.verifier or code is not None
+            opts.params
+            or opts.budget is not None
+            or opts.verifier
+            or code is not None
+            or opts.fallback is not None
         ):
             raise bad(
-                "testtime.params, budget, verifier and tests need a strategy: set "
+                "testtime.params, budget, verifier, tests and fallback need a strategy: set "
                 f"testtime.strategy or name the model STRATEGY@{settings.model} (with tests, "
                 "e.g. best_of_n, which keeps the sample passing most of them)",
                 "testtime.strategy",
@@ -266,7 +272,8 @@ def strategic(
     if raw_verifier is None and code is not None:
         raw_verifier = TESTS_VERIFIER
     verifier = verifier_spec(raw_verifier, settings, tests=code is not None)
-    return Strategic(problem, spec, budget, verifier, max_tokens, body.seed or 0)
+    rule = opts.fallback if opts is not None and opts.fallback is not None else settings.fallback
+    return Strategic(problem, spec, budget, verifier, max_tokens, body.seed or 0, rule)
 
 
 def request_code(opts: TesttimeOptions | None, settings: Settings) -> CodeSpec | None:

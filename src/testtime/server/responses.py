@@ -2,7 +2,9 @@
 
 `usage` holds the standard fields (prompt tokens counting cached ones, completion tokens,
 total) plus `testtime`: the whole `Cost` ledger, which a proxy in front of this server
-adopts so costs add up across the hop.
+adopts so costs add up across the hop. A strategy's response also says how its answer was
+chosen (`testtime.groups`, `testtime.selection`): where the vote decided nothing, the
+server's fallback rule chose, never the first sample silently.
 """
 
 from __future__ import annotations
@@ -11,11 +13,13 @@ import math
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from testtime.core.cost import Cost
 from testtime.core.registry import Spec
 from testtime.core.types import Completion, Request, Result
+from testtime.core.voting import FIRST, SINGLETONS, fallback
 from testtime.generators.base import Generation
 
 FLOOR = -9999.0  # what OpenAI-compatible servers send for a logprob of -inf
@@ -120,7 +124,25 @@ def answer_text(result: Result) -> str:
     return result.text if result.text is not None else (result.answer or "")
 
 
-def testtime_info(result: Result, budget: str, verifier: Spec | None) -> dict[str, Any]:
+def selected(result: Result, rule: str) -> tuple[Result, dict[str, Any]]:
+    """The result as served, and how its answer was chosen: `groups` is SINGLETONS when
+    every sample was its own answer group (else None), and `selection` names what chose:
+    "strategy" (its own rule), the strategy's rule among singletons (e.g. "verifier"), or,
+    where only sample order would have, the fallback `rule` (core.voting.fallback), which
+    then chooses the answer; "first" when it was asked for or had nothing to rank by."""
+    trace = result.trace or {}
+    if trace.get("groups") != SINGLETONS:
+        return result, {"groups": None, "selection": "strategy"}
+    named = str(trace.get("selection", FIRST))
+    pick, used = fallback(result.candidates, rule) if named == FIRST else (None, named)
+    if pick is not None:
+        result = replace(result, chosen=pick.id, answer=pick.answer)
+    return result, {"groups": SINGLETONS, "selection": used}
+
+
+def testtime_info(
+    result: Result, budget: str, verifier: Spec | None, how: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "answer": result.answer,
         "strategy": dict(result.strategy),
@@ -129,13 +151,21 @@ def testtime_info(result: Result, budget: str, verifier: Spec | None) -> dict[st
         "chosen": result.chosen,
         "budget_exhausted": result.budget_exhausted,
         "candidates": len(result.candidates),
+        **(how or {"groups": None, "selection": "strategy"}),
     }
 
 
 def strategy_body(
-    cid: str, model: str, result: Result, budget: str, verifier: Spec | None
+    cid: str,
+    model: str,
+    result: Result,
+    budget: str,
+    verifier: Spec | None,
+    fallback_rule: str = "likelihood",
 ) -> dict[str, Any]:
-    """The response of a strategy run: one choice holding the chosen candidate."""
+    """The response of a strategy run: one choice holding the chosen candidate (or, where
+    the vote decided nothing, the one `fallback_rule` chooses; `selected`)."""
+    result, how = selected(result, fallback_rule)
     reason, stop_reason = finish(chosen(result), ())
     choice = {
         "index": 0,
@@ -148,5 +178,5 @@ def strategy_body(
         **envelope(cid, model, int(time.time())),
         "choices": [choice],
         "usage": usage(result.cost),
-        "testtime": testtime_info(result, budget, verifier),
+        "testtime": testtime_info(result, budget, verifier, how),
     }

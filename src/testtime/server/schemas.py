@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
 
+from testtime.core.voting import Fallback
+
 MAX_N = 1024  # a hard schema ceiling; the server's --max-budget usually refuses far fewer
 MAX_TOKENS = 1 << 20
 MAX_STOP = 16
@@ -83,6 +85,11 @@ class TesttimeOptions(BaseModel):
         default=None,
         description="public examples, each 'assert CALL == LITERAL' (for verifiers that do not "
         "read the tests)",
+    )
+    fallback: Fallback | None = Field(
+        default=None,
+        description="how to choose when the vote decided nothing (every sample its own answer "
+        "group): likelihood (the highest mean token logprob) or first; default: the server's",
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from testtime.core.budget import Budget
+from testtime.core.voting import Fallback
 from testtime.server.limits import Keys
 
 DEFAULT_MAX_TOKENS = 256  # per sample, when a request names none (the library's default)
@@ -31,4 +32,7 @@ class Settings:
     run_tests: bool = False
     policy_dirs: tuple[Path, ...] = ()  # a request's file parameters (policy=) must lie inside
     keys: Keys | None = None
+    # how to choose when a strategy's vote decided nothing (every sample its own answer group,
+    # e.g. free text): core.voting.fallback's rules; a request may name another (testtime.fallback)
+    fallback: Fallback = "likelihood"
     upstream: str | None = None  # the URL proxied to, for /health

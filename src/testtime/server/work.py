@@ -12,19 +12,19 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from testtime.core.cost import Cost
 from testtime.core.registry import Spec
-from testtime.core.types import Problem
-from testtime.generators.base import Generator
+from testtime.core.types import Problem, Request
+from testtime.generators.base import Generation, Generator
 from testtime.sandbox.problems import CodeSpec, extract_code
 from testtime.server import responses
 from testtime.server.errors import ApiError
 from testtime.server.limits import Admission, Key, Quota, spent
 from testtime.server.plan import Plain, Strategic
-from testtime.server.progress import Metered, Observed
+from testtime.server.progress import Metered, Observed, Relay
 from testtime.server.settings import Settings
 from testtime.strategies.run import RunSettings, solve
 from testtime.strategies.run import build_verifier as make_verifier
@@ -116,7 +116,9 @@ class Jobs:
             max_tokens=p.max_tokens,
             seed=p.seed,
         )
-        result = await solve(p.problem, p.spec, job.generator, settings)
+        # the fallback `likelihood` ranks samples by their logprobs: every sample asks for them
+        model = Logprobs(job.generator) if p.fallback == "likelihood" else job.generator
+        result = await solve(p.problem, p.spec, model, settings)
         if not result.candidates and result.budget_exhausted:
             why = (
                 "ran out of time before even one sample"
@@ -130,7 +132,9 @@ class Jobs:
                 code="budget_too_small",
             )
         job.cost = result.cost
-        return responses.strategy_body(job.cid, job.model, result, str(p.budget), p.verifier)
+        return responses.strategy_body(
+            job.cid, job.model, result, str(p.budget), p.verifier, p.fallback
+        )
 
     def stats(self) -> dict[str, Any]:
         a = self.admission
@@ -169,6 +173,15 @@ class RequestCode(CodeTask):
 
     def graded(self, problem: Problem) -> bool:
         return False
+
+
+class Logprobs(Relay):
+    """A request's generator asked for token logprobs with every sample, so the fallback
+    `likelihood` can rank them where a vote decides nothing (a tensor op beside each
+    decoding step locally; a field of the reply upstream)."""
+
+    async def generate(self, request: Request) -> Generation:
+        return await self.inner.generate(replace(request, logprobs=True))
 
 
 def build_verifier(spec: Spec | None, generator: Generator) -> Verifier | None:

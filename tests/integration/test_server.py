@@ -186,7 +186,7 @@ def test_a_tournament_per_request_itemises_the_judges_cost(server: Launched) -> 
     with pytest.raises(BadRequestError, match="names a model to open"):
         client.chat.completions.create(
             model="fake",
-            messages=USER,
+            messages=[{"role": "user", "content": Q}],
             extra_body={"testtime": {"strategy": "tournament", "params": {"judge": "fake"}}},
         )
 

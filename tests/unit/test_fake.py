@@ -181,6 +181,16 @@ async def test_top_logprobs_script_a_judge() -> None:
     assert math.exp(first["No"]) == pytest.approx(0.2, abs=0.01)
 
 
+async def test_top_logprobs_list_k_tokens_as_a_real_model_does() -> None:
+    gen = FakeGenerator({"Is the answer correct": {"Yes": 0.8, "No": 0.2}})
+    judge = Request((Message("user", "Q: 3+4. A: 7. Is the answer correct?"),), top_logprobs=5)
+    (c,) = (await gen.generate(judge)).completions
+    (first,) = c.top_logprobs or ()
+    assert list(first)[:2] == ["Yes", "No"] and len(first) == 5  # then unscripted tokens
+    floor = math.log((1 - 0.99) / 32000)
+    assert [v for t, v in first.items() if t.startswith("<unk")] == [floor] * 3
+
+
 async def test_likelier_texts_get_higher_logprobs_and_certainty() -> None:
     gen = FakeGenerator({Q: {"so 7 it is": 0.9, "so 8 it is": 0.1}})
     out = await gen.generate(req(n=40, seed=0, logprobs=True))

@@ -226,3 +226,12 @@ def test_empty_traces_have_no_confidence_and_never_vote() -> None:
     r = run({"mode": "offline", "n": 4, "eta": 1.0}, gen)
     t = r.trace or {}
     assert t["confidences"][0] is None and t["filtered"] == [0, 2] and r.answer == "7"
+
+
+def test_one_kept_trace_is_no_consensus() -> None:
+    # a warm-up of two: the threshold drops the hesitant one, and the one left proves nothing
+    gen = FakeGenerator({Q: [SPLIT[0], SPLIT[3], *SPLIT[1:3], *SPLIT[4:]]})  # 7, 8, 7, 7, 8...
+    r = run({"n": 4, "n_init": 2, "window": 4}, gen)
+    t = r.trace or {}
+    assert (t["samples"], t["stopped"], t["filtered"]) == (3, "consensus", [1])
+    assert [q.n for q in gen.requests] == [2, 1]

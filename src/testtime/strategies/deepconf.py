@@ -16,7 +16,8 @@ offline: `n` traces; the threshold s is the (1 - eta) percentile of their confid
 confidence as the weight. eta 0.1 is the paper's DeepConf-low (the top 10%), 0.9 its
 DeepConf-high (the default here: it drops little, so it does not hurt at small n).
 online: `n_init` warm-up traces set s the same way; then `batch` traces a round until the
-leading answer holds `tau` of the kept weight (the consensus) or `n` traces were drawn.
+leading answer holds `tau` of the kept weight (the consensus) or `n` traces were drawn; as in
+adaptive consistency, one kept trace proves nothing, so the consensus needs two.
 The paper stops a trace mid-generation once a group's confidence falls below s; a context
 cannot stop a sample on a callback, so here a trace is drawn whole and dropped after: the
 saving is in samples (early stopping), not in the tokens of the dropped traces.
@@ -103,7 +104,7 @@ async def deepconf(ctx: Context, p: DeepConfParams) -> Result:
         if len(samples) >= p.n:
             stopped = "n"
             break
-        if consensus >= p.tau:
+        if consensus >= p.tau and sum(_passes(c, threshold) for c in confidences) >= 2:
             stopped = "consensus"
             break
         k = min(p.batch, p.n - len(samples))

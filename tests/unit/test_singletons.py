@@ -11,11 +11,13 @@ import pytest
 
 import testtime.strategies  # noqa: F401  (registers the strategies)
 from testtime.cli.run import singletons_note
+from testtime.core.budget import Budget
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
 from testtime.core.types import Candidate, Completion, Problem, Result
 from testtime.core.voting import FIRST, SINGLETONS, all_singletons, fallback, group, singletons
 from testtime.generators.fake import FakeGenerator
+from testtime.strategies.across import solve_batch
 from testtime.strategies.base import STRATEGIES
 from testtime.strategies.run import solve
 from testtime.verifiers.base import Verifier
@@ -110,6 +112,16 @@ def test_a_vote_with_agreement_says_nothing(
 ) -> None:
     t = run(name, params, AGREE, verifier).trace or {}
     assert "groups" not in t and "selection" not in t
+
+
+def test_one_budget_across_problems_says_so_per_problem() -> None:
+    other = "What is 3 + 4?"
+    gen = FakeGenerator({Q: HAIKUS, other: AGREE})
+    problems = [P, Problem.from_prompt(other, id="sum")]
+    got = asyncio.run(solve_batch(problems, gen, total_budget=Budget(samples=8), initial=4, cap=4))
+    haiku, agreed = got.results
+    assert (haiku.trace or {}).get("groups") == SINGLETONS and haiku.chosen == 0
+    assert "groups" not in (agreed.trace or {})
 
 
 # -- the CLI's line ---------------------------------------------------------------------------

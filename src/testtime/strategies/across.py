@@ -21,7 +21,7 @@ from testtime.core.cost import Cost, UnitCost
 from testtime.core.errors import BudgetError, ConfigError
 from testtime.core.ledger import Ledger
 from testtime.core.types import Candidate, Problem, Request, Result
-from testtime.core.voting import group, leader, vote_confidence
+from testtime.core.voting import group, leader, singletons, vote_confidence
 from testtime.generators.base import Generator
 from testtime.strategies.base import STRATEGIES, Context
 from testtime.tasks.base import Task
@@ -167,10 +167,11 @@ async def _draw(
 
 
 async def _finish(ctx: Context, task: Task | None) -> Result:
-    top = leader(group(ctx.candidates, same=ctx.same))
+    groups = group(ctx.candidates, same=ctx.same)
+    top = leader(groups)
     chosen = ctx.candidates[top.members[0]] if top else None
     spec = STRATEGIES.spec("self_consistency", {**_params(ctx), "n": len(ctx.candidates)})
-    result = ctx.finish(chosen, trace={"samples": len(ctx.candidates)})
+    result = ctx.finish(chosen, trace={"samples": len(ctx.candidates), **singletons(groups)})
     result = replace(result, strategy=spec.to_dict())  # the n it was given in the end
     if task is not None and task.graded(ctx.problem):
         (right,), _ = await task.grade(ctx.problem, [result.answer])

@@ -39,10 +39,19 @@ def prompt(solution: str) -> str:
     return fill(TEMPLATE, {"problem": Q, "solution": solution})
 
 
-def judge(scripts: Mapping[str, Sequence[str] | Mapping[str, float]]) -> FakeGenerator:
-    """A fake whose verification of each solution is scripted (the policy answers Q)."""
+Texts = Sequence[str] | Mapping[str, float]
+
+
+def judge(scripts: Mapping[str, Texts], verdicts: Texts | None = None) -> FakeGenerator:
+    """A fake whose verification of each solution is scripted (the policy answers Q), and
+    its answer to the verdict question (even odds unless given)."""
     return FakeGenerator(
-        {Q: [GOOD, BAD], **{prompt(s): v for s, v in scripts.items()}}, n_params=N_PARAMS
+        {
+            Q: [GOOD, BAD],
+            **{prompt(s): v for s, v in scripts.items()},
+            QUESTION: verdicts or {"Yes": 1.0, "No": 1.0},
+        },
+        n_params=N_PARAMS,
     )
 
 
@@ -103,38 +112,48 @@ async def test_unparsed_verifications_are_dropped_and_counted() -> None:
 
 async def test_the_logprob_variant_scores_p_yes_of_the_verdict_token() -> None:
     reasons = "The imagery works."
-    dist = {says(True, reasons): 0.8, says(False, reasons): 0.2}
-    gen = judge({GOOD: dist})
+    gen = judge({GOOD: [says(True, reasons), says(False, reasons)]}, {"Yes": 0.8, "No": 0.2})
     v = build(gen, votes=2, logprobs=True)
     got = await v.score(P, cands(GOOD))
-    assert got.values[0] == pytest.approx(0.8, abs=1e-6)  # not 0, 0.5 or 1 from the text
-    verdicts = [r for r in gen.requests if r.prefix]
+    assert got.values[0] == pytest.approx(0.8, abs=1e-6)  # the text alone says 0.5
+    verdicts = [r for r in gen.requests if r.messages[-1].content == QUESTION]
     assert len(verdicts) == 2
-    for r in verdicts:  # the rationale, cut before the verdict it wrote, then the question
-        assert r.prefix == f"{reasons}\n\n{QUESTION}"
+    for r in verdicts:  # the rationale, cut before the verdict it wrote, as the judge's turn
+        assert [(m.role, m.content) for m in r.messages] == [
+            ("user", prompt(GOOD)), ("assistant", reasons), ("user", QUESTION)
+        ]  # fmt: skip
         assert r.max_tokens == 1 and r.greedy and r.top_logprobs > 0
 
 
 async def test_a_logprob_verdict_with_neither_yes_nor_no_is_dropped() -> None:
-    gen = judge({GOOD: ["The imagery works.\n\nIs the answer correct (Yes/No)? Perhaps"]})
+    gen = judge({GOOD: [says(True)]}, ["Perhaps"])
     v = build(gen, votes=1, logprobs=True)
     assert (await v.score(P, cands(GOOD))).values == (0.5,) and v.unparsed == 1
 
 
-class NoLogprobs(FakeGenerator):
-    """A backend that never returns top logprobs."""
+class NoTops(FakeGenerator):
+    """A backend whose completions carry `tops` as their top logprobs: None, never any; (),
+    none for a reply that ended at its first token (the engine reports no EOS position)."""
+
+    def __init__(self, tops: tuple[()] | None) -> None:
+        super().__init__({prompt(GOOD): [says(True)], QUESTION: ["Yes"]})
+        self.tops = tops
 
     async def generate(self, request: Request) -> Generation:
         gen = await super().generate(request)
         return replace(
-            gen, completions=tuple(replace(c, top_logprobs=None) for c in gen.completions)
+            gen, completions=tuple(replace(c, top_logprobs=self.tops) for c in gen.completions)
         )
 
 
 async def test_the_logprob_variant_needs_top_logprobs_and_says_so() -> None:
-    gen = NoLogprobs({prompt(GOOD): [says(True)]})
     with pytest.raises(ConfigError, match=r"top logprobs.*logprobs=false"):
-        await build(gen, votes=1, logprobs=True).score(P, cands(GOOD))
+        await build(NoTops(None), votes=1, logprobs=True).score(P, cands(GOOD))
+
+
+async def test_a_verdict_call_that_ends_at_once_is_dropped() -> None:
+    v = build(NoTops(()), votes=1, logprobs=True)
+    assert (await v.score(P, cands(GOOD))).values == (0.5,) and v.unparsed == 1
 
 
 async def test_a_response_is_verified_the_same_way_every_time() -> None:

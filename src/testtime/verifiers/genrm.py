@@ -7,13 +7,15 @@ candidate at `temperature` > 0 and averaged, so a lab sweep can trade solutions 
 verifications at a fixed budget (Singhi et al. 2025, "When To Solve, When To Verify").
 
 A verification scores 1 for Yes and 0 for No, read from its text (the last "correct
-(Yes/No)? X", else a last line that is Yes or No, as `verdict` says). With `logprobs`, it scores
-P(Yes) / (P(Yes) + P(No)) instead, as the paper does: its rationale, continued with the
-question, is given back to the judge and the top logprobs of the next token are read (one
-more call and token per verification). A verification whose verdict cannot be read (no
-Yes/No in the text, or neither among the top tokens) is dropped: it is counted in
-`unparsed` (and logged), and a candidate none of whose verifications gives a verdict scores
-0.5, undecided. Every token the judge reads or writes is verifier cost.
+(Yes/No)? X", else a last line that is Yes or No, as `verdict` says). With `logprobs`, it
+scores P(Yes) / (P(Yes) + P(No)) instead, as the paper does: its rationale (cut before any
+verdict it wrote) is given back as the judge's turn, the question is asked as the next user
+turn, and the top logprobs of the reply's first token are read (one more call and token per
+verification; a turn rather than a continuation, which an instruct model may simply end).
+A verification whose verdict cannot be read (no Yes/No in the text, or neither among the
+top tokens) is dropped: it is counted in `unparsed` (and logged), and a candidate none of
+whose verifications gives a verdict scores 0.5, undecided. Every token the judge reads or
+writes is verifier cost.
 
 Each candidate's verifications are seeded from the problem and its text, so a response is
 verified the same way wherever it appears (score_once gives its copies one score anyway).
@@ -158,15 +160,15 @@ class GenRM(Judge):
             request = self._verdict_request(asked, head)
         gen = await self.generator.generate(request)
         cost = self._cost(gen.cost)
-        tops = gen.completions[0].top_logprobs if gen.completions else None
-        if not tops:
+        tops = gen.completions[0].top_logprobs if gen.completions else ()
+        if tops is None:
             raise ConfigError(
                 f"verifier 'genrm' with logprobs=true needs top logprobs from its model, but "
                 f"generator {self.generator.name!r} returned none; use a backend that returns "
                 "them, or logprobs=false to read the verdict from the text"
             )
-        if not any(t.strip().lower() in ("yes", "no") for t in tops[0]):
-            return None, cost
+        if not tops or not any(t.strip().lower() in ("yes", "no") for t in tops[0]):
+            return None, cost  # no token to read (it ended at once), or neither word
         return p_yes(tops[0]), cost
 
     def _request(self, problem: Problem, solution: str) -> Request:
@@ -179,10 +181,11 @@ class GenRM(Judge):
         )
 
     def _verdict_request(self, asked: Request, head: str) -> Request:
-        """The verification `asked` for, continued with `head` and the verdict question."""
-        prefix = (head.rstrip() + "\n\n" if head.strip() else "") + QUESTION
-        return Request(asked.messages, prefix=prefix, n=1, max_tokens=1, temperature=0.0,
-                       top_logprobs=TOP)  # fmt: skip
+        """The verification `asked` for, `head` given back as the judge's turn, then the
+        verdict question as the next user turn: an instruct model answers it first thing
+        (continuing its own turn after the question, SmolLM2 ended it: no token to read)."""
+        chat = (*asked.messages, Message("assistant", head.strip()), Message("user", QUESTION))
+        return Request(chat, n=1, max_tokens=1, temperature=0.0, top_logprobs=TOP)
 
     def _verdict_limit(self, problem: Problem) -> int:
         """The most prompt tokens of a verdict call: the verification's prompt limit, the

@@ -74,3 +74,20 @@ def test_the_tournament_asks_each_comparison_in_both_orders(generator: Generator
     assert r.cost.verifier_calls == 2 * len(games)
     assert r.trace["unparsed"] == sum(o["parsed"] is None for g in games for o in g["orders"])
     costs_add_up(r, generator)
+
+
+def test_genrm_reads_p_yes_of_the_embedded_models_verdict(generator: Generator) -> None:
+    """The verdict question as the next turn: the model's first reply token has Yes and No
+    among its top logprobs (continuing its own turn, it ended it at once)."""
+    from testtime.strategies.run import build_verifier
+
+    verifier = build_verifier(
+        "genrm", {"votes": 2, "max_tokens": 32, "logprobs": True}, generator=generator
+    )
+    spec = STRATEGIES.spec("best_of_n", {"n": 2})
+    r = asyncio.run(solve(P, spec, generator, verifier=verifier, max_tokens=MAX_TOKENS, seed=0))
+    scores = [c.scores["genrm"] for c in r.candidates]
+    assert len(scores) == 2 and all(0 < s < 1 for s in scores)  # P(Yes), not a text verdict
+    distinct = len({c.text for c in r.candidates})
+    assert r.cost.verifier_calls == distinct * (1 + 2)  # a verification call, then 2 verdicts
+    assert r.cost.flops == pytest.approx(flops(generator.n_params, r.cost.tokens))

@@ -5,6 +5,8 @@ fallbacks, models opened once, and a server request."""
 from __future__ import annotations
 
 import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -16,11 +18,12 @@ from testtime.core.cost import flops
 from testtime.core.errors import ConfigError
 from testtime.core.templates import fill
 from testtime.core.types import Message, Problem, Result
+from testtime.generators import models as models_module
 from testtime.generators.base import Generator
 from testtime.generators.fake import FakeGenerator, count_tokens
 from testtime.server import Settings, create_app
 from testtime.strategies.base import STRATEGIES
-from testtime.strategies.run import solve
+from testtime.strategies.run import build_verifier, solve
 from testtime.strategies.select import CUT
 
 Q = "Write a haiku about rain."
@@ -40,7 +43,7 @@ def run(
 def models(monkeypatch: pytest.MonkeyPatch) -> dict[str, Generator]:
     """The process's opened models, empty for this test (tests put fakes in it by name)."""
     opened: dict[str, Generator] = {}
-    monkeypatch.setattr(fz, "OPENED", opened)
+    monkeypatch.setattr(models_module, "OPENED", opened)
     return opened
 
 
@@ -182,6 +185,45 @@ def test_a_named_model_is_opened_once_through_the_registry(models: dict[str, Gen
     opened = models["fake"]
     run(FakeGenerator(), problem=problem, aggregator="fake")
     assert models["fake"] is opened and first.answer is not None
+
+
+def test_a_model_named_in_several_places_loads_once(
+    models: dict[str, Generator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fusion's aggregator, a tournament's judge and GenRM's judge, all "the-model": one load,
+    one generator that all three ask."""
+    shared = FakeGenerator({"[Response A]": ["A"], Q: [FUSED]})  # a comparison, else Q
+    loaded: list[str] = []
+
+    def load(name: str) -> Generator:
+        loaded.append(name)
+        return shared
+
+    monkeypatch.setattr(models_module, "load_generator", load)
+    fused = run(FakeGenerator({Q: [A, B, C]}), aggregator="the-model")
+    spec = STRATEGIES.spec("tournament", {"n": 2, "judge": "the-model"})
+    judged = asyncio.run(solve(P, spec, FakeGenerator({Q: [A, B]}), max_tokens=32))
+    verifier = build_verifier("genrm_model", {"judge": "the-model", "votes": 1})
+    assert loaded == ["the-model"] and models == {"the-model": shared}
+    assert verifier.generator is shared  # type: ignore[attr-defined]
+    assert fused.text == FUSED and judged.trace is not None
+    assert len(shared.requests) == 1 + 2  # the aggregate, then one comparison in both orders
+
+
+def test_concurrent_first_uses_load_a_model_once(
+    models: dict[str, Generator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loaded: list[str] = []
+
+    def load(name: str) -> Generator:
+        loaded.append(name)
+        time.sleep(0.05)  # a slow load: the other threads arrive while it runs
+        return FakeGenerator()
+
+    monkeypatch.setattr(models_module, "load_generator", load)
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(models_module.opened, ["a"] * 6 + ["b"] * 2))
+    assert sorted(loaded) == ["a", "b"] and len({id(g) for g in got}) == 2
 
 
 def test_an_unknown_model_fails_before_anything_is_spent(models: dict[str, Generator]) -> None:

@@ -16,11 +16,11 @@ from testtime.core.cost import flops
 from testtime.core.errors import ConfigError
 from testtime.core.templates import fill
 from testtime.core.types import Candidate, Problem, Request
+from testtime.generators import models
 from testtime.generators.base import Generation
 from testtime.generators.fake import FakeGenerator, count_tokens
 from testtime.strategies.base import STRATEGIES
 from testtime.strategies.run import build_verifier, solve
-from testtime.verifiers import genrm
 from testtime.verifiers.base import VERIFIERS, VerifierDeps, traits_of
 from testtime.verifiers.genrm import QUESTION, TEMPLATE, GenRM, verdict
 
@@ -255,8 +255,8 @@ async def test_a_judge_model_of_its_own_is_opened_once(monkeypatch: pytest.Monke
         opened.append(name)
         return own
 
-    monkeypatch.setattr(genrm, "_MODELS", {})
-    monkeypatch.setattr(genrm, "load_generator", load)
+    monkeypatch.setattr(models, "OPENED", {})
+    monkeypatch.setattr(models, "load_generator", load)
     policy = FakeGenerator({Q: [GOOD]})
     for _ in range(2):
         v = build(policy, "genrm_model", judge="the-judge", votes=1)

@@ -16,11 +16,11 @@ from testtime.core.cost import flops
 from testtime.core.errors import ConfigError
 from testtime.core.templates import fill
 from testtime.core.types import Message, Problem, Request, Result
+from testtime.generators import models
 from testtime.generators.fake import FakeGenerator
 from testtime.strategies.base import STRATEGIES
 from testtime.strategies.run import solve
 from testtime.strategies.tournament import TEMPLATE, circle, verdict
-from testtime.verifiers import genrm
 
 Q = "Write a haiku about rain."
 P = Problem.from_prompt(Q)
@@ -313,8 +313,8 @@ async def test_a_judge_model_of_its_own_is_opened_once_and_charged_at_its_size(
         opened.append(name)
         return judge
 
-    monkeypatch.setattr(genrm, "_MODELS", {})
-    monkeypatch.setattr(genrm, "load_generator", load)
+    monkeypatch.setattr(models, "OPENED", {})
+    monkeypatch.setattr(models, "load_generator", load)
     policy = FakeGenerator({Q: texts}, n_params=N_PARAMS)
     for _ in range(2):
         r = await run(policy, n=2, judge="my-judge")

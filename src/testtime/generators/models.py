@@ -7,6 +7,8 @@ directory and renamed into place so a crash never leaves half a cache. Nothing i
 downloaded from a model hub. torch/transformers are imported only when a model is loaded.
 `load_generator` and `fingerprint` are the entry points for any model name: they ask the
 backend that claims it (`backends.py`); `resolve` is what the local backend (`local.py`) opens.
+`opened` is `load_generator` once per process: a model that components name (a judge, an
+aggregator) is loaded on first use and shared by all of them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import re
 import shutil
 import struct
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +195,27 @@ def load_generator(name_or_path: str = DEFAULT_MODEL, **opts: Any) -> Generator:
 
 
 open_generator = load_generator  # the name the CLI and the lab call it by
+
+OPENED: dict[str, Generator] = {}  # models opened by name in this process (`opened`)
+_OPENING: dict[str, threading.Lock] = {}  # one lock per name: a slow load blocks no other
+_GUARD = threading.Lock()  # guards _OPENING
+
+
+def opened(name: str) -> Generator:
+    """The generator for a model name, loaded (`load_generator`) on first use and kept for the
+    rest of the process, so a model named in several places (a fusion's aggregator, a
+    tournament's or GenRM's judge, every problem of a run) is one model, loaded once.
+
+    Thread-safe: concurrent first uses load it once. It blocks while a model loads (seconds
+    for a local one), so async code calls it off the loop (`asyncio.to_thread`). A name that
+    fails to load raises `load_generator`'s error and is tried again on its next use.
+    """
+    with _GUARD:
+        lock = _OPENING.setdefault(name, threading.Lock())
+    with lock:
+        if name not in OPENED:
+            OPENED[name] = load_generator(name)
+        return OPENED[name]
 
 
 def fingerprint(name_or_path: str) -> str:

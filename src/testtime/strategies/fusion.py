@@ -8,8 +8,9 @@ synthesize prompt (a template parameter) with the numbered answers, as the syste
 after the problem's own system message). Proposers may be several models, taken in turn
 (`proposers`: model names, proposal i by model i mod their number), and the aggregator
 another (`aggregator`), which makes multi-model ensembles; "" (the default) is the policy.
-Named models load once per process and stay loaded (`opened`); a server refuses them, since it
-runs only the model it serves.
+Named models load once per process and stay loaded (`generators/models.py: opened`, shared
+with every component that names a model); a server refuses them, since it runs only the
+model it serves.
 
 Cost: every proposal and the aggregate are samples, charged at the FLOPs of the model that
 wrote them. The aggregator's tokens are generation, not verifier cost: its text is the
@@ -30,7 +31,6 @@ entirely ends the layers there.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -40,7 +40,7 @@ from testtime.core.registry import Params
 from testtime.core.templates import fill, short
 from testtime.core.types import Candidate, Message, Result
 from testtime.generators.base import Generator
-from testtime.generators.models import load_generator
+from testtime.generators.models import opened
 from testtime.strategies.base import Context, Traits, strategy
 from testtime.strategies.parallel import check_sampling
 from testtime.strategies.select import fitted, prompt_limit, vote_or_first
@@ -56,9 +56,6 @@ TEMPLATE = (  # Wang et al. 2024, Table 1: the aggregate-and-synthesize prompt
     "Responses from models:\n{responses}"
 )
 POLICY = "policy"  # how the trace names the policy model ("" in the parameters)
-
-OPENED: dict[str, Generator] = {}  # models opened by name in this process, kept for reuse
-_OPENING = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -192,12 +189,3 @@ async def _model(ctx: Context, name: str) -> Generator:
     """The policy for "", else the named model, opened once per process (off the loop:
     loading a local model takes seconds)."""
     return ctx.generator if not name else await asyncio.to_thread(opened, name)
-
-
-def opened(name: str) -> Generator:
-    """The generator for a model name, loaded on first use and kept (`OPENED`) for every
-    later run in this process."""
-    with _OPENING:
-        if name not in OPENED:
-            OPENED[name] = load_generator(name)
-        return OPENED[name]

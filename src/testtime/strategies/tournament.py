@@ -33,8 +33,9 @@ The rules, each recorded in the trace (`comparisons`, `unparsed`, `unfit`, `ties
   earliest of those that won a comparison in the last round played (else the earliest still
   in), in a round robin the most points so far.
 
-`judge` opens a model by name (once per process): a server refuses it, as a request may not
-load models; the lab and the CLI take any name `load_generator` takes.
+`judge` opens a model by name (once per process, `generators/models.py: opened`, shared with
+any other component naming it): a server refuses it, as a request may not load models; the
+lab and the CLI take any name `load_generator` takes.
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ from testtime.core.registry import Params
 from testtime.core.templates import fill, short
 from testtime.core.types import Candidate, Message, Result
 from testtime.generators.base import Generator
+from testtime.generators.models import opened
 from testtime.strategies.base import Context, Traits, strategy
 from testtime.strategies.parallel import check_sampling
 from testtime.strategies.select import fitted, prompt_limit
-from testtime.verifiers.genrm import judge_model
 
 TEMPLATE = (
     "Which response answers the request better?\n\n"
@@ -100,7 +101,7 @@ EXAMPLES = ({"n": 3}, {"n": 5}, {"n": 4, "format": "round_robin"})
 async def tournament(ctx: Context, p: TournamentParams) -> Result:
     """Sample N responses; a judge compares them in pairs, both orders each (knockout or
     round robin); the winner is chosen."""
-    judge = await asyncio.to_thread(judge_model, p.judge) if p.judge else ctx.generator
+    judge = await asyncio.to_thread(opened, p.judge) if p.judge else ctx.generator
     samples = await ctx.sample(p.n, temperature=p.temperature, top_p=p.top_p)
     first: dict[str, Candidate] = {}
     for c in samples:

@@ -21,7 +21,8 @@ Each candidate's verifications are seeded from the problem and its text, so a re
 verified the same way wherever it appears (score_once gives its copies one score anyway).
 
 `genrm` asks the policy (VerifierDeps.generator); `genrm_model` asks a judge model of its
-own, `judge` (any name `load_generator` takes, loaded once per process): it loads a model
+own, `judge` (any name `load_generator` takes, loaded once per process by
+`generators/models.py: opened`, shared with any other component naming it): it loads a model
 named in its parameters, so a server allows it only with --allow-file-verifiers.
 """
 
@@ -31,7 +32,6 @@ import asyncio
 import logging
 import math
 import re
-import threading
 import zlib
 from dataclasses import dataclass, replace
 
@@ -41,7 +41,7 @@ from testtime.core.registry import Params
 from testtime.core.templates import fill, short
 from testtime.core.types import Candidate, Message, Problem, Request
 from testtime.generators.base import Generator
-from testtime.generators.models import load_generator
+from testtime.generators.models import opened
 from testtime.verifiers.base import Traits, Verifier, VerifierDeps, verifier
 from testtime.verifiers.judge import TOP, Judge, p_yes
 
@@ -217,19 +217,6 @@ def verdict(text: str) -> float | None:
     return None if last is None else float(last.group(1).lower() == "yes")
 
 
-_MODELS: dict[str, Generator] = {}
-_LOADING = threading.Lock()
-
-
-def judge_model(name: str) -> Generator:
-    """The model `name` (any name `load_generator` takes), loaded once per process and kept:
-    a judge named for every problem of a run is one model, not one per problem."""
-    with _LOADING:
-        if name not in _MODELS:
-            _MODELS[name] = load_generator(name)
-        return _MODELS[name]
-
-
 @verifier("genrm", GenRMParams, Traits())  # a mean verdict in [0, 1]: it weighs a vote as it is
 def genrm(params: GenRMParams, deps: VerifierDeps) -> Verifier:
     """The policy verifies each candidate step by step, `votes` times; the mean verdict."""
@@ -244,6 +231,6 @@ def genrm(params: GenRMParams, deps: VerifierDeps) -> Verifier:
 @verifier("genrm_model", GenRMModelParams, Traits(loads_file=True))
 def genrm_model(params: GenRMModelParams, deps: VerifierDeps) -> Verifier:
     """GenRM with a judge model of its own (`judge`), loaded once per process."""
-    built = GenRM(judge_model(params.judge), params)
+    built = GenRM(opened(params.judge), params)
     built.name = "genrm_model"
     return built

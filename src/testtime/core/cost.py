@@ -78,6 +78,16 @@ class Cost:
             seconds=seconds,
         )
 
+    def asked(self, n_params: int) -> Cost:
+        """This generator call's cost as `Context.ask` counts it (a judge's or aggregator's
+        reply is no sample): one verifier call whose tokens, prompt and generated, are
+        verifier tokens at the FLOPs of the model asked (`n_params`); cached prompt tokens
+        stay counted apart."""
+        tokens = self.prompt_tokens + self.generated_tokens
+        return Cost.of_verification(n_params, tokens, seconds=self.seconds) + Cost(
+            cached_prompt_tokens=self.cached_prompt_tokens
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class UnitCost:

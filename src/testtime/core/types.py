@@ -71,7 +71,9 @@ class Request:
     n-1 sequences as soon as one ends with stop/eos and returns them with finish reason
     "cancelled" (first-finish search). At `deadline` (a `time.monotonic()` value, set from
     a seconds budget) the generator ends every sample where it is, with finish reason
-    "length", and raises `DeadlineError` for a request it had not started.
+    "length", and raises `DeadlineError` for a request it had not started. An `asked`
+    request is `Context.ask`'s (a judge's or aggregator's): generators answer it like any,
+    and wrappers that watch samples (the server's progress) know its replies are none.
     """
 
     messages: tuple[Message, ...]
@@ -87,6 +89,7 @@ class Request:
     first_finish: bool = False  # return when the first of the n finishes; cut the rest
     first_index: int = 0  # these n are samples first_index.. of the seeded stream
     deadline: float | None = None  # time.monotonic() by which to return what was generated
+    asked: bool = False  # Context.ask's: its replies are verifier work, not samples
 
     def __post_init__(self) -> None:
         if not self.messages:

@@ -3,7 +3,10 @@
 stream can show samples done, the current leader and the cost so far.
 
 Strategies are never changed for this: they call `generate` on the wrapper as on any
-generator. The leader is core's majority vote over the answers seen so far.
+generator. The leader is core's majority vote over the answers seen so far. A call a strategy
+makes through `Context.ask` (a judge's comparison, an aggregator's prompt: `Request.asked`)
+is no sample: its replies are not counted or voted on, and its cost is verifier cost, as the
+strategy's own ledger counts it.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ from testtime.generators.base import Generation, Generator
 
 
 class Relay(Generator):
-    """A generator that hands every call to `inner`."""
+    """A generator that hands every call to `inner`, and reports its size and context."""
 
     def __init__(self, inner: Generator) -> None:
         self.inner = inner
         self.name = inner.name
         self.n_params = inner.n_params
+        self.context_window = inner.context_window  # strategies fit their prompts to it
 
     async def generate(self, request: Request) -> Generation:
         return await self.inner.generate(request)
@@ -95,6 +99,10 @@ class Observed(Relay):
 
     async def generate(self, request: Request) -> Generation:
         gen = await self.inner.generate(request)
+        if request.asked:  # a judge's or aggregator's reply: verifier cost, no sample
+            self.cost += gen.cost.asked(self.n_params)
+            self.changed.set()
+            return gen
         self.calls += 1
         self.cost += gen.cost
         for comp in gen.completions:

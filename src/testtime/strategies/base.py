@@ -221,6 +221,7 @@ class Context:
             logprobs=logprobs,
             top_logprobs=top_logprobs,
             deadline=self.deadline,
+            asked=True,
         )
         prompt = model.count_prompt_tokens(request) if self.budget.flops else 0
         unit = UnitCost(
@@ -238,12 +239,8 @@ class Context:
         except DeadlineError:
             self._ledger.exhausted = True
             return []
-        c = gen.cost
-        tokens = c.prompt_tokens + c.generated_tokens
-        self._ledger.charge(
-            Cost.of_verification(model.n_params, tokens, seconds=time.perf_counter() - started)
-            + Cost(cached_prompt_tokens=c.cached_prompt_tokens)
-        )
+        seconds = time.perf_counter() - started
+        self._ledger.charge(replace(gen.cost.asked(model.n_params), seconds=seconds))
         return list(gen.completions)
 
     def fits(self, n: int, *, max_tokens: int | None = None, under: Budget | None = None) -> int:

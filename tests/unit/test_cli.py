@@ -169,3 +169,21 @@ def test_answers_print_as_text_and_sandbox_time_is_costed(
     captured = capsys.readouterr()
     assert "List[int]" in captured.out
     assert "0.25 s of code in the sandbox" in " ".join(captured.err.split())
+
+
+def test_seconds_are_labelled_as_summed_over_calls(capsys: pytest.CaptureFixture[str]) -> None:
+    """Cost.seconds adds each call's wall time (concurrent calls overlap): a tournament's 64 s
+    of calls in a 20 s run is not time spent against a 30 s deadline."""
+    from testtime.cli.run import _print_cost, budget_line
+    from testtime.core.budget import Budget
+    from testtime.core.cost import Cost
+    from testtime.core.types import Result
+    from testtime.strategies.base import STRATEGIES
+
+    result = Result("p", "x", (), Cost(samples=4, seconds=64.0), {})
+    line = budget_line(Budget(seconds=30), [result], STRATEGIES.spec("tournament", {"n": 4}))
+    _print_cost(result.cost)
+    err = " ".join(capsys.readouterr().err.split())
+    assert "64.0 s in calls (summed over calls) under a 30 s deadline" in line
+    assert "of 30 seconds" not in line
+    assert "64.0 s in calls (summed over calls and problems)" in err

@@ -208,6 +208,8 @@ def budget_line(budget: Budget, results: list[Result], spec: Spec) -> str:
     }
     parts = [
         f"{_amount(unit, spent[unit])} of {_amount(unit, cap)} {unit}"
+        if unit != "seconds"  # a deadline on the wall clock, which summed call time is not
+        else f"{spent[unit]:.1f} s in calls (summed over calls) under a {cap:g} s deadline"
         for unit in UNITS
         if (cap := getattr(budget, unit)) is not None
     ]
@@ -224,7 +226,7 @@ def budget_line(budget: Budget, results: list[Result], spec: Spec) -> str:
 
 
 def _amount(unit: str, x: float) -> str:
-    return human(x) if unit == "flops" else f"{x:.1f}" if unit == "seconds" else f"{x:g}"
+    return human(x) if unit == "flops" else f"{x:g}"
 
 
 def _print_cost(c: Cost) -> None:
@@ -232,6 +234,6 @@ def _print_cost(c: Cost) -> None:
         f"cost: {c.samples} samples, {c.generated_tokens} generated tokens, "
         f"{c.prompt_tokens} prompt tokens (+{c.cached_prompt_tokens} cached), "
         f"{c.verifier_calls} verifier calls ({c.verifier_tokens} tokens), "
-        f"{human(c.flops)} FLOPs, {c.seconds:.1f} s summed over problems"
+        f"{human(c.flops)} FLOPs, {c.seconds:.1f} s in calls (summed over calls and problems)"
         + (f", {c.sandbox_seconds:.2f} s of code in the sandbox" if c.sandbox_seconds else "")
     )

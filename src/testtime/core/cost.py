@@ -3,6 +3,9 @@
 FLOPs are 2 x parameters x tokens processed (Kaplan et al. 2020), for policy and verifier
 models alike; prompt tokens served from a cache are counted apart and cost no FLOPs.
 Diffusion models are counted in function evaluations (NFE) and their measured FLOPs.
+`seconds` adds up like every other field, call by call: calls that run concurrently each add
+their own wall time, so it is time spent in calls, summed, and may exceed the wall time of the
+run (a tournament's comparisons run side by side); a seconds budget is a deadline instead.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ class Cost:
     verifier_calls: int = 0
     verifier_tokens: int = 0  # tokens a model-based verifier processed or generated
     flops: float = 0.0
-    seconds: float = 0.0
+    seconds: float = 0.0  # each call's wall time, summed over calls (overlapping calls add up)
     nfe: int = 0  # denoiser function evaluations (diffusion), one per sample per call
     sandbox_seconds: float = 0.0  # wall seconds model-written code ran in the sandbox
 

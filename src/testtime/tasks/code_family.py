@@ -306,6 +306,8 @@ def check_level(level: int) -> None:
         )
 
 
+# The defaults, chosen by measuring SmolLM2-135M on 30 problems (docs/code.md): level 1 at
+# T=0.8 gives greedy 63%, pass@1 29%, coverage@16 80%; level 2 gives pass@1 4%, coverage@16 37%.
 @dataclass(frozen=True)
 class PyfuncParams(Params):
     level: int = 1  # operations chained per function

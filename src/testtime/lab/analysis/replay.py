@@ -9,6 +9,7 @@ at that k: the prompt prefilled once, k samples, and k verifier passes when scor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -54,8 +55,14 @@ def analyse(store: Store, run_id: str, *, draws: int = DRAWS, seed: int = 0) -> 
         curves += _measured(
             store, run_id, spec, model, task, prefix, n_params.get(model, 0), shapes[model]
         )
-    main = _main_pool(pools)
+    main = _main_pool(pools, spec)
     cover = _coverage(main, n_params.get(main[0][0], 0) if main else 0) if main else None
+    if several:  # every model and task its own coverage; the fit is the first one's
+        for model, task in sorted({(m, t) for m, t, _ in pools}):
+            own = _main_pool({k: v for k, v in pools.items() if k[:2] == (model, task)}, spec)
+            found = _coverage(own, n_params.get(model, 0)) if own else None
+            if found is not None:
+                curves.append(dataclasses.replace(found, label=f"{model}/{task}/{found.label}"))
     law = None
     if cover is not None:  # on log-spaced k, as Brown et al. fit it
         spaced = set(fit.log_spaced(len(cover.points)))
@@ -195,11 +202,15 @@ def _coverage(main: tuple[PoolKey, dict[str, list[Pool]]], n_params: int) -> Cur
     return Curve(f"coverage ({main[0][2]})", points, "exact", True)
 
 
-def _main_pool(pools: Pools) -> tuple[PoolKey, dict[str, list[Pool]]] | None:
-    """The largest pool (of the first model and task): the one coverage is measured on."""
+def _main_pool(pools: Pools, spec: RunSpec) -> tuple[PoolKey, dict[str, list[Pool]]] | None:
+    """The largest pool of the spec's first model and task that has one: the one coverage
+    (and its fit) is measured on."""
     if not pools:
         return None
-    key = max(pools, key=lambda k: (min(p.size for ps in pools[k].values() for p in ps), k))
+    order = [(m, spec_key(t)) for m in spec.models for t in spec.tasks]
+    first = min({k[:2] for k in pools}, key=lambda mt: order.index(mt) if mt in order else 1 << 30)
+    mine = [k for k in pools if k[:2] == first]
+    key = max(mine, key=lambda k: (min(p.size for ps in pools[k].values() for p in ps), k))
     return key, pools[key]
 
 

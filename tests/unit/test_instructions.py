@@ -68,7 +68,7 @@ CASES: list[tuple[dict[str, Any], str, str]] = [
     ({"kind": "postscript"}, "Hello.\nP.S. See you.", "Hello. PS see you."),
     (
         {"kind": "end_phrase", "phrase": "Any other questions?"},
-        "Done. any other questions?  ",
+        '"Done. any other questions?"  ',
         "Any other questions? Yes.",
     ),
     ({"kind": "quotation"}, '"Hello there."', '"Hello there.'),
@@ -160,7 +160,7 @@ def test_each_constraint_is_judged_on_its_own_variants() -> None:
 def test_the_same_parameters_give_the_same_problems_and_others_differ() -> None:
     first = task(seed=3).problems()
     assert first == task(seed=3).problems()
-    assert [p.id for p in first] == [f"instructions-K2-3-{i}" for i in range(6)]
+    assert [p.id for p in first] == [f"instructions-K1-3-{i}" for i in range(6)]
     assert [p.prompt for p in first] != [p.prompt for p in task(seed=4).problems()]
     assert task(size=10).problems()[:6] == task().problems()
 

@@ -228,10 +228,8 @@ def _check_json(text: str, a: Args) -> bool:
     """The whole reply (inside a ``` fence or not) parses as JSON; with keys, an object
     that has each of them."""
     body = text.strip()
-    for fence in _FENCE_OPEN:
-        if body.startswith(fence):
-            body = body.removeprefix(fence)
-            break
+    for fence in _FENCE_OPEN:  # in turn, as IFEval strips them
+        body = body.removeprefix(fence)
     body = body.removesuffix("```").strip()
     try:
         value = json.loads(body)
@@ -291,7 +289,9 @@ def _check_capital_words(text: str, a: Args) -> bool:
 
 
 def _check_end(text: str, a: Args) -> bool:
-    return text.strip().lower().endswith(str(a["phrase"]).strip().lower())
+    """The reply, stripped of whitespace and then of double quotes around it (as IFEval
+    does), ends with the phrase, in any case."""
+    return text.strip().strip('"').lower().endswith(str(a["phrase"]).strip().lower())
 
 
 def _check_quotation(text: str, a: Args) -> bool:

@@ -34,7 +34,7 @@ from testtime.tasks.base import TASKS, Task
 
 KEY = "constraints"  # Problem.metadata key: the problem's constraints, plain data
 MAX_CONSTRAINTS = 6
-DEFAULT_CONSTRAINTS = 2  # chosen by measurement (docs/instructions.md)
+DEFAULT_CONSTRAINTS = 1  # chosen by measurement (docs/instructions.md)
 
 PROMPTS = (
     "Write a short story about a lighthouse keeper who finds a message in a bottle.",

@@ -29,3 +29,21 @@ def test_each_task_has_its_coverage_and_the_fit_is_the_first_tasks(tmp_path: Pat
     assert covers[0] != covers[1]
     first = next(c for c in analysis.curves if c.label == covers[0])
     assert analysis.coverage is not None and analysis.coverage.points == first.points
+
+
+def test_a_replayed_vote_groups_answers_as_the_task_does() -> None:
+    from testtime.lab.analysis.pools import Pool, majority
+    from testtime.strategies.run import build_task
+
+    a = "def f(x):\n    return x + 1"
+    b = "def f(x):  # one more\n    return (x + 1)"  # the same program, written otherwise
+    c = "def f(x):\n    return x - 1"
+    answers: list[str | None] = [a, b, c]
+    by_text = Pool(answers=list(answers), correct=[1.0, 1.0, 0.0], tokens=[1] * 3)
+    by_task = Pool(
+        answers=list(answers), correct=[1.0, 1.0, 0.0], tokens=[1] * 3,
+        canon=build_task("pyfunc", {"size": 1}).canonical,
+    )  # fmt: skip
+    assert by_task.canonical()[0] == by_task.canonical()[1]
+    assert majority(by_task, [3]) == [1.0]  # two of three votes for the right program
+    assert majority(by_text, [3]) == [2 / 3]  # three singletons: a tie, split evenly

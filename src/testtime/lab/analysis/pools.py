@@ -5,8 +5,8 @@ Replaying strategy S at budget k means: the expected accuracy of S on a uniforml
 k-subset of the pool (in random order). Majority vote, best-of-k and pass@k have exact
 closed forms (`analysis.estimators`); weighted vote and best-of-majority are estimated by Monte
 Carlo over random subsets, selecting with core's own voting code so the rule is the one
-the strategies use: answers group by core's canonical form (every task's notion of the same
-answer), and a verifier's score weighs a vote as the verifier declares.
+the strategies use: answers group by their task's canonical form (`Task.canonical`, the
+task's notion of the same answer), and a verifier's score weighs a vote as the verifier declares.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ class Pool:
     verifier_flops: list[float] = field(default_factory=list)
     scores: list[dict[str, float]] = field(default_factory=list)
     prompt_tokens: int = 0
+    canon: Callable[[str], str] = canonical  # the task's `canonical`: what one vote is
     _canon: list[str | None] | None = None
 
     def add(self, row: tuple[Any, ...]) -> None:
@@ -61,10 +62,11 @@ class Pool:
         return len(self.answers)
 
     def canonical(self) -> list[str | None]:
-        """Each answer in core's canonical form, the one strategies vote by (`Task.same`'s
-        default), so replays compare answers with plain `==` and group as a strategy would."""
+        """Each answer in its task's canonical form, the one strategies vote by (`Task.same`:
+        a number's spellings, a program's syntax tree), so replays compare answers with plain
+        `==` and group as a strategy would."""
         if self._canon is None:
-            self._canon = [None if a is None else canonical(a) for a in self.answers]
+            self._canon = [None if a is None else self.canon(a) for a in self.answers]
         return self._canon
 
     def score(self, verifier: str) -> list[float]:

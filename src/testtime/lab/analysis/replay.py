@@ -17,7 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from testtime.core.answers import canonical
 from testtime.core.cost import flops
+from testtime.core.errors import ConfigError, DataError
 from testtime.core.kinetics import INTENSITY, KVShape, kv_bytes
 from testtime.lab.analysis import estimators, fit
 from testtime.lab.analysis.costs import exchange_lines, kv_shape
@@ -26,6 +28,7 @@ from testtime.lab.analysis.pools import Pool, coverage, rule
 from testtime.lab.data.spec import ArmSpec, RunSpec, spec_from_dict, spec_key
 from testtime.lab.data.store import Store
 from testtime.lab.execution.work import pool_key
+from testtime.strategies.run import build_task
 
 CI_LEVEL = 0.95
 RESAMPLES = 2000
@@ -111,12 +114,29 @@ def stored_pools(store: Store, run_id: str) -> Pools:
 
 
 def _pools(store: Store, run_id: str) -> Pools:
+    canon = _canonicals(store, run_id)
     found: dict[tuple[str, str, str, int, str], Pool] = {}
     for row in store.samples(run_id):
-        found.setdefault(row[:5], Pool()).add(row)
+        found.setdefault(row[:5], Pool(canon=canon.get(row[1], canonical))).add(row)
     out: Pools = defaultdict(lambda: defaultdict(list))
     for (model, task, pool, _seed, problem), p in found.items():
         out[(model, task, pool)][problem].append(p)
+    return out
+
+
+def _canonicals(store: Store, run_id: str) -> dict[str, Callable[[str], str]]:
+    """Each task's `canonical` (what one vote is), by its key in the store; a task that can
+    no longer be built votes by core's form, which every task's refines."""
+    try:
+        tasks = spec_from_dict(store.run(run_id)["spec"]).tasks
+    except (ConfigError, DataError, KeyError):
+        return {}
+    out: dict[str, Callable[[str], str]] = {}
+    for t in tasks:
+        try:
+            out[spec_key(t)] = build_task(t).canonical
+        except (ConfigError, DataError):
+            continue
     return out
 
 

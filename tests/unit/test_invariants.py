@@ -196,7 +196,9 @@ def test_the_declared_verifier_is_the_one_it_needs(name: str, files: Path) -> No
 def test_a_replayed_strategy_draws_all_its_samples_in_one_request(name: str, files: Path) -> None:
     gen = FakeGenerator({Q: SCRIPT}, n_params=N_PARAMS)
     r = run(spec_of(name, 0, files), gen=gen, verifier=verifier_for(name))
-    assert len(gen.requests) == 1 and gen.requests[0].n == len(r.candidates)
+    sampled = [q for q in gen.requests if q.messages == P.messages]  # not a judge's (ctx.ask)
+    assert len(sampled) == 1 and sampled[0].n == len(r.candidates)
+    assert gen.requests[0] is sampled[0]  # its first request: the pool's seed stream
 
 
 # -- the invariants, for every example of every strategy -------------------------------------

@@ -26,6 +26,13 @@ The rules, each recorded in the trace (`comparisons`, `unparsed`, `unfit`, `ties
   go to the earlier one. Samples are i.i.d., so the earlier is as fair a draw as a coin, and
   the rule replays from stored comparisons without a seed. A judge that always answers "A"
   thus decides nothing: every comparison ties and the first sample wins, as with one sample.
+- The judge answers greedily (`judge_temperature` 0), so its verdict on a pair depends on the
+  request and the two texts alone, and the lab replays a tournament of any k of its stored
+  samples from verdicts stored once per pair (`knockout`, `schedule`, `standings` and
+  `settle` below are that bracket logic, which this strategy and the lab's replay share). A
+  sampled judge (`judge_temperature` > 0) draws each call's seed by call order, as every
+  `ctx.ask` does: its verdict on a pair depends on when it was asked, so the lab runs such a
+  tournament at each budget instead (`order_dependent`).
 - Identical responses are one entrant (the first sample of that text): a text compared with
   itself says nothing. One entrant (one sample, or all identical): no comparison at all.
 - Every judge call is a `ctx.ask` (verifier cost). When the budget refuses one, nothing more
@@ -41,15 +48,17 @@ lab and the CLI take any name `load_generator` takes.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from collections.abc import Generator as PyGenerator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Params
 from testtime.core.templates import fill, short
-from testtime.core.types import Candidate, Message, Result
+from testtime.core.types import Candidate, Message, Problem, Result
 from testtime.generators.base import Generator
 from testtime.generators.models import opened
 from testtime.strategies.base import Context, Traits, strategy
@@ -78,12 +87,18 @@ class TournamentParams(Params):
     format: Format = "knockout"
     judge: str = ""  # the judge model (any name load_generator takes); "": the policy
     judge_tokens: int = 16  # one judge reply, at most (raise it for a judge that reasons)
+    judge_temperature: float = 0.0  # 0: greedy, a verdict the texts alone decide (replayable)
     prompt: str = TEMPLATE  # the comparison: {problem}, {a} and {b}, each once
     max_prompt_tokens: int = 4096  # a comparison's prompt, at most (the context lowers it)
 
     def validate(self) -> None:
         self.positive("n", "judge_tokens", "max_prompt_tokens")
         check_sampling(self.temperature, self.top_p)
+        if not (self.judge_temperature >= 0 and math.isfinite(self.judge_temperature)):
+            raise ConfigError(
+                f"parameter 'judge_temperature' must be >= 0 (0 = a greedy judge), got "
+                f"{self.judge_temperature}"
+            )
         short("prompt", self.prompt)  # it may arrive in a server request: bounded, fields only
         fill(self.prompt, {"problem": "", "a": "", "b": ""}, "prompt")
         missing = [k for k in ("{problem}", "{a}", "{b}") if k not in self.prompt]
@@ -95,18 +110,18 @@ class TournamentParams(Params):
 
 
 EXAMPLES = ({"n": 3}, {"n": 5}, {"n": 4, "format": "round_robin"})
+# the parameters a verdict depends on, besides the request and the two texts (and the
+# policy, when it judges): tournaments alike in these share the lab's stored verdicts
+JUDGING = ("judge", "judge_tokens", "judge_temperature", "prompt", "max_prompt_tokens")
 
 
-@strategy("tournament", TournamentParams, Traits("n", examples=EXAMPLES))
+@strategy("tournament", TournamentParams, Traits("n", replay="tournament", examples=EXAMPLES))
 async def tournament(ctx: Context, p: TournamentParams) -> Result:
     """Sample N responses; a judge compares them in pairs, both orders each (knockout or
     round robin); the winner is chosen."""
     judge = await asyncio.to_thread(opened, p.judge) if p.judge else ctx.generator
     samples = await ctx.sample(p.n, temperature=p.temperature, top_p=p.top_p)
-    first: dict[str, Candidate] = {}
-    for c in samples:
-        first.setdefault(c.text.strip(), c)  # identical responses are one entrant
-    entrants = list(first.values())
+    entrants = [samples[i] for i in distinct([c.text for c in samples])]
     bout = Bout(ctx, p, judge)
     if p.format == "knockout":
         winner = await bout.knockout(entrants)
@@ -122,12 +137,42 @@ async def tournament(ctx: Context, p: TournamentParams) -> Result:
     return ctx.finish(winner, trace=trace)
 
 
+def order_dependent(p: TournamentParams) -> str:
+    """Why the judge's verdict on a pair depends on more than the request and the two texts
+    ('' when it does not, and stored verdicts stand for it in any tournament)."""
+    if p.judge_temperature > 0:
+        return (
+            f"its judge samples (judge_temperature={p.judge_temperature:g}) with a seed drawn "
+            "by call order, so a verdict depends on when it was asked"
+        )
+    return ""
+
+
+def asking(p: TournamentParams) -> dict[str, Any]:
+    """How a comparison is asked (besides its chat): what `ctx.ask` and the lab both send."""
+    return {"temperature": p.judge_temperature, "max_tokens": p.judge_tokens}
+
+
+def comparison(
+    judge: Generator, p: TournamentParams, problem: Problem, a: str, b: str
+) -> tuple[tuple[Message, ...], int] | None:
+    """The chat that shows `a` as Response A and `b` as B, and how many of them lost their
+    middle to fit the judge's context (`strategies/select.py: fitted`); None when even a
+    few characters of each do not fit."""
+
+    def build(texts: Sequence[str]) -> list[Message]:
+        fields = {"problem": problem.prompt, "a": texts[0], "b": texts[1]}
+        return [Message("user", fill(p.prompt, fields, "prompt"))]
+
+    limit = prompt_limit(judge, p.max_prompt_tokens, p.judge_tokens)
+    return fitted(judge, build, [a, b], limit)
+
+
 class Bout:
     """The comparisons of one tournament, asked through the context, and their record."""
 
     def __init__(self, ctx: Context, p: TournamentParams, judge: Generator) -> None:
         self.ctx, self.p, self.judge = ctx, p, judge
-        self.limit = prompt_limit(judge, p.max_prompt_tokens, p.judge_tokens)
         self.comparisons: list[dict[str, Any]] = []  # in bracket (or schedule) order
         self.byes: list[list[int]] = []  # [round, entrant id]
         self.points: dict[int, float] = {}
@@ -147,58 +192,51 @@ class Bout:
         }
 
     async def knockout(self, entrants: list[Candidate]) -> Candidate | None:
-        """Winners move on, round by round. The bracket is the next power of two: the first
-        round's byes (the latest entrants) sit it out, so no entrant has two byes and every
-        later round is full."""
-        alive, rnd = list(entrants), 0
-        while len(alive) > 1:
-            byes = (1 << (len(alive) - 1).bit_length()) - len(alive)
-            playing, sitting = alive[: len(alive) - byes], alive[len(alive) - byes :]
-            pairs = list(zip(playing[::2], playing[1::2], strict=True))
-            done = await asyncio.gather(*(self.compare(a, b, rnd) for a, b in pairs))
-            self.comparisons.extend(done)
-            on = [a if c["advances"] == a.id else b
-                  for (a, b), c in zip(pairs, done, strict=True) if c["complete"]]  # fmt: skip
-            if len(on) < len(pairs):  # the budget refused a judge call: the leader so far
-                self.stopped = True
-                return min(on or alive, key=lambda c: c.id)
-            self.byes.extend([rnd, c.id] for c in sitting)
-            alive, rnd = on + sitting, rnd + 1
-        return alive[0] if alive else None
+        """The bracket of `knockout`, each round's comparisons asked at once."""
+        by_id = {c.id: c for c in entrants}
+        bracket, rnd = knockout([c.id for c in entrants]), 0
+        try:
+            games, sitting = next(bracket)
+            while True:
+                done = await asyncio.gather(
+                    *(self.compare(by_id[a], by_id[b], rnd) for a, b in games)
+                )
+                self.comparisons.extend(done)
+                outcomes = [Outcome(c["complete"], c["winner"]) for c in done]
+                if all(o.complete for o in outcomes):
+                    self.byes.extend([rnd, e] for e in sitting)
+                else:  # the budget refused a judge call: the leader so far
+                    self.stopped = True
+                games, sitting = bracket.send(outcomes)
+                rnd += 1
+        except StopIteration as end:
+            return None if end.value is None else by_id[end.value]
 
     async def round_robin(self, entrants: list[Candidate]) -> Candidate | None:
-        """Every pair once, all asked at once (in rounds' order, so a budget that runs out
-        leaves each entrant about as many games); most points wins, the earlier on a tie."""
-        self.points = {c.id: 0.0 for c in entrants}
-        games = [(r, entrants[i], entrants[j]) for r, pairs in enumerate(circle(len(entrants)))
-                 for i, j in pairs]  # fmt: skip
-        done = await asyncio.gather(*(self.compare(a, b, r) for r, a, b in games))
+        """Every pair once (`schedule`), all asked at once (in rounds' order, so a budget that
+        runs out leaves each entrant about as many games); `standings` ranks them."""
+        by_id = {c.id: c for c in entrants}
+        games = schedule([c.id for c in entrants])
+        done = await asyncio.gather(*(self.compare(by_id[a], by_id[b], r) for r, (a, b) in games))
         self.comparisons.extend(done)
-        for (_, a, b), c in zip(games, done, strict=True):
-            if not c["complete"]:
-                self.stopped = True
-            elif c["winner"] is None:
-                self.points[a.id] += 0.5
-                self.points[b.id] += 0.5
-            else:
-                self.points[c["winner"]] += 1.0
-        return min(entrants, key=lambda c: (-self.points[c.id], c.id), default=None)
+        outcomes = [Outcome(c["complete"], c["winner"]) for c in done]
+        self.stopped = not all(o.complete for o in outcomes)
+        self.points, winner = standings([c.id for c in entrants], [g for _, g in games], outcomes)
+        return None if winner is None else by_id[winner]
 
     async def compare(self, a: Candidate, b: Candidate, rnd: int) -> dict[str, Any]:
-        """One comparison of `a` (the earlier) and `b`, asked A-vs-B and B-vs-A together:
-        complete unless the budget refused an order; won when the votes agree (or one order
-        votes and the other names neither); else a tie, and `a` advances."""
+        """One comparison of `a` (the earlier) and `b`, asked A-vs-B and B-vs-A together,
+        settled by `decide`; a tie sends `a` on."""
         first, second = await asyncio.gather(self.ask(a, b), self.ask(b, a))
-        votes = [v for v in (first["vote"], second["vote"]) if v is not None]
         complete = "budget" not in (first["refused"], second["refused"])
-        winner = votes[0] if complete and votes and len(set(votes)) == 1 else None
+        outcome = decide((first["vote"], second["vote"]), complete)
         return {
             "round": rnd,
             "pair": [a.id, b.id],
             "orders": [first, second],
             "complete": complete,
-            "winner": winner,  # None: a tie (or an incomplete comparison)
-            "advances": (winner if winner is not None else a.id) if complete else None,
+            "winner": outcome.winner,  # None: a tie (or an incomplete comparison)
+            "advances": outcome.advances(a.id),
         }
 
     async def ask(self, a: Candidate, b: Candidate) -> dict[str, Any]:
@@ -206,25 +244,118 @@ class Bout:
         for. Refused ("budget") when the budget cannot fit the call, ("context") when the
         prompt cannot fit the judge's context even with both responses cut to a few
         characters; responses too long lose their middle (`cut` counts them)."""
-
-        def build(texts: Sequence[str]) -> list[Message]:
-            fields = {"problem": self.ctx.problem.prompt, "a": texts[0], "b": texts[1]}
-            return [Message("user", fill(self.p.prompt, fields, "prompt"))]
-
         order: dict[str, Any] = {"a": a.id, "b": b.id, "reply": None, "parsed": None,
                                  "vote": None, "cut": 0, "refused": None}  # fmt: skip
-        fit = fitted(self.judge, build, [a.text, b.text], self.limit)
+        fit = comparison(self.judge, self.p, self.ctx.problem, a.text, b.text)
         if fit is None:
             return {**order, "refused": "context"}
         chat, order["cut"] = fit
-        got = await self.ctx.ask(
-            chat, temperature=0.0, max_tokens=self.p.judge_tokens, generator=self.judge
-        )
+        got = await self.ctx.ask(chat, generator=self.judge, **asking(self.p))
         if not got:
             return {**order, "refused": "budget"}
         letter = verdict(got[0].text)
         vote = None if letter is None else a.id if letter == "A" else b.id
         return {**order, "reply": got[0].text, "parsed": letter, "vote": vote}
+
+
+# -- the bracket logic: pure, shared by this strategy and the lab's replay --------------------
+# Entrants are numbered in sampling order (a smaller number was sampled earlier); a game is
+# (earlier, later).
+
+Game = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One comparison: complete unless the budget refused one of its orders; `winner` the
+    entrant its votes named (None: a tie, or incomplete)."""
+
+    complete: bool
+    winner: int | None = None
+
+    def advances(self, earlier: int) -> int | None:
+        """Who moves on: the winner, the earlier entrant on a tie, none when incomplete."""
+        if not self.complete:
+            return None
+        return self.winner if self.winner is not None else earlier
+
+
+def decide(votes: Sequence[int | None], complete: bool = True) -> Outcome:
+    """A comparison from the entrant each order voted for (None: no vote): won when the
+    votes agree, or one order votes and the other names neither; else a tie (Zheng et al.'s
+    swap rule)."""
+    cast = [v for v in votes if v is not None]
+    won = complete and bool(cast) and len(set(cast)) == 1
+    return Outcome(complete, cast[0] if won else None)
+
+
+def distinct(texts: Sequence[str]) -> list[int]:
+    """The entrants among samples: the first of each distinct (stripped) text, in order; a
+    text compared with itself says nothing."""
+    first: dict[str, int] = {}
+    for i, t in enumerate(texts):
+        first.setdefault(t.strip(), i)
+    return list(first.values())
+
+
+def knockout(
+    entrants: Sequence[int],
+) -> PyGenerator[tuple[list[Game], list[int]], Sequence[Outcome], int | None]:
+    """The knockout bracket: yields each round's games and the entrants sitting it out, is
+    sent their outcomes, and returns the winner. The bracket is the next power of two: the
+    first round's byes (the latest entrants) sit it out, so no entrant has two byes and
+    every later round is full; winners move on in order. A round with an incomplete game
+    ends it: the earliest of those that won a game that round (else the earliest still in)."""
+    alive = list(entrants)
+    while len(alive) > 1:
+        byes = (1 << (len(alive) - 1).bit_length()) - len(alive)
+        playing, sitting = alive[: len(alive) - byes], alive[len(alive) - byes :]
+        games = list(zip(playing[::2], playing[1::2], strict=True))
+        outcomes = yield games, sitting
+        on = [o.advances(a) for (a, _), o in zip(games, outcomes, strict=True)]
+        won = [e for e in on if e is not None]
+        if len(won) < len(games):
+            return min(won or alive)
+        alive = won + sitting
+    return alive[0] if alive else None
+
+
+def schedule(entrants: Sequence[int]) -> list[tuple[int, Game]]:
+    """A round robin's games, (round, game), in rounds' order (`circle`)."""
+    return [(r, (entrants[i], entrants[j])) for r, pairs in enumerate(circle(len(entrants)))
+            for i, j in pairs]  # fmt: skip
+
+
+def standings(
+    entrants: Sequence[int], games: Sequence[Game], outcomes: Sequence[Outcome]
+) -> tuple[dict[int, float], int | None]:
+    """A round robin's points (a win 1, a tie 1/2 each, an incomplete game nothing: Copeland)
+    and its winner: most points, the earlier entrant on equal points."""
+    points = dict.fromkeys(entrants, 0.0)
+    for (a, b), o in zip(games, outcomes, strict=True):
+        if not o.complete:
+            continue
+        if o.winner is None:
+            points[a] += 0.5
+            points[b] += 0.5
+        else:
+            points[o.winner] += 1.0
+    return points, min(entrants, key=lambda e: (-points[e], e), default=None)
+
+
+def settle(fmt: Format, entrants: Sequence[int], play: Callable[[int, int], Outcome]) -> int | None:
+    """The winner of a tournament whose every game's outcome is known at once (`play`, the
+    earlier entrant first): the lab replays stored verdicts through it."""
+    if fmt == "round_robin":
+        games = [g for _, g in schedule(entrants)]
+        return standings(entrants, games, [play(a, b) for a, b in games])[1]
+    bracket = knockout(entrants)
+    try:
+        games, _ = next(bracket)
+        while True:
+            games, _ = bracket.send([play(a, b) for a, b in games])
+    except StopIteration as end:
+        return end.value  # type: ignore[no-any-return]
 
 
 def circle(n: int) -> list[list[tuple[int, int]]]:

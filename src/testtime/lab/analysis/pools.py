@@ -7,6 +7,9 @@ closed forms (`analysis.estimators`); weighted vote and best-of-majority are est
 Carlo over random subsets, selecting with core's own voting code so the rule is the one
 the strategies use: answers group by their task's canonical form (`Task.canonical`, the
 task's notion of the same answer), and a verifier's score weighs a vote as the verifier declares.
+A tournament is replayed from its judge's stored verdicts on every pair of the pool, through
+the bracket logic the strategy itself runs (`strategies/tournament.py: settle`), and charged
+the judge calls that subset's tournament makes.
 """
 
 from __future__ import annotations
@@ -23,7 +26,39 @@ from testtime.core.cost import flops
 from testtime.core.types import Candidate
 from testtime.core.voting import frequent_groups, group, leader, vote_weight
 from testtime.lab.analysis import estimators
+from testtime.lab.data.arms import JUDGED, judge_key
+from testtime.strategies.base import STRATEGIES
+from testtime.strategies.tournament import Format, Outcome, decide, distinct, settle
 from testtime.verifiers.base import VERIFIERS, traits_of
+
+
+@dataclass
+class Verdicts:
+    """One judge's stored comparisons of a pool's samples: per ordered pair (x shown as
+    Response A, y as B) the sample its reply voted for (None: no vote) and the call's FLOPs."""
+
+    votes: dict[tuple[int, int], int | None] = field(default_factory=dict)
+    flops: dict[tuple[int, int], float] = field(default_factory=dict)
+    _games: dict[tuple[int, int], tuple[int | None, float]] | None = None
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        """One stored verdict row (see Store.verdicts for the column order)."""
+        i, j, swapped, vote, refused, flops = row[6:12]
+        if refused == "same":
+            return  # identical texts: one entrant, never compared
+        shown = (int(i), int(j)) if not swapped else (int(j), int(i))
+        self.votes[shown] = None if vote is None else int(vote)
+        self.flops[shown] = float(flops)
+
+    def game(self, x: int, y: int) -> tuple[int | None, float]:
+        """The comparison of samples x and y (both orders, settled as the tournament settles
+        it: `decide`): the sample that won it (None: a tie), and what its two calls cost."""
+        if self._games is None:
+            self._games = {}
+            for a, b in self.votes:
+                won = decide((self.votes[(a, b)], self.votes[(b, a)])).winner
+                self._games[(a, b)] = (won, self.flops[(a, b)] + self.flops[(b, a)])
+        return self._games[(x, y)]
 
 
 @dataclass
@@ -38,7 +73,10 @@ class Pool:
     scores: list[dict[str, float]] = field(default_factory=list)
     prompt_tokens: int = 0
     canon: Callable[[str], str] = canonical  # the task's `canonical`: what one vote is
+    texts: list[str] = field(default_factory=list)  # loaded for judged pools alone
+    judged: dict[str, Verdicts] = field(default_factory=dict)  # judge key -> its verdicts
     _canon: list[str | None] | None = None
+    _played: dict[tuple[Any, ...], tuple[float, float]] = field(default_factory=dict)
 
     def add(self, row: tuple[Any, ...]) -> None:
         """Append one stored sample row (see Store.samples for the column order)."""
@@ -152,6 +190,41 @@ def best_of_majority(
     return estimators.monte_carlo_at_k(select, pool.size, k, draws, seed)
 
 
+def tournament(
+    pool: Pool, k: int, judge: str, fmt: Format, draws: int, seed: int
+) -> tuple[float, float]:
+    """A tournament of k samples, replayed: its accuracy and its judge's FLOPs, each the
+    mean over random k-subsets (in random order: the earlier sample wins a tie) of what the
+    strategy would do on them: `distinct` entrants, the bracket or round robin of `settle`,
+    each game decided by the stored verdicts of its two orders and charged their calls."""
+    memo = (judge, fmt, k, draws, seed)
+    if memo not in pool._played:
+        verdicts, spent, subsets = pool.judged[judge], [0.0], [0]
+
+        def select(idx: np.ndarray) -> float:
+            order = [int(i) for i in idx]
+            subsets[0] += 1
+
+            def play(a: int, b: int) -> Outcome:
+                won, cost = verdicts.game(order[a], order[b])
+                spent[0] += cost
+                return Outcome(True, None if won is None else a if won == order[a] else b)
+
+            winner = settle(fmt, distinct([pool.texts[i] for i in order]), play)
+            return 0.0 if winner is None else pool.correct[order[winner]]
+
+        accuracy = estimators.monte_carlo_at_k(select, pool.size, k, draws, seed)
+        pool._played[memo] = (accuracy, spent[0] / subsets[0])
+    return pool._played[memo]
+
+
+def _judging(arm: dict[str, Any]) -> tuple[str, Format]:
+    """A tournament arm's judge key and format, from its stored record."""
+    spec = STRATEGIES.spec(arm["strategy"]["name"], arm["strategy"]["params"])
+    fmt: Format = spec.params.format  # type: ignore[attr-defined]  # a tournament's
+    return judge_key(spec), fmt
+
+
 Rule = Callable[[Pool, Sequence[int]], list[float]]
 
 
@@ -182,4 +255,30 @@ def rule(kind: str, arm: dict[str, Any], draws: int, seed: int) -> tuple[Rule, s
         return (
             lambda pool, ks: [best_of_majority(pool, k, verifier, alpha, draws, seed) for k in ks]
         ), "monte-carlo"
+    if kind == JUDGED:
+        judge, fmt = _judging(arm)
+        return (
+            lambda pool, ks: [tournament(pool, k, judge, fmt, draws, seed)[0] for k in ks]
+        ), "monte-carlo"
     raise ValueError(f"no replay rule {kind!r}")
+
+
+def selection_flops(
+    kind: str, arm: dict[str, Any], draws: int, seed: int
+) -> Callable[[Pool, int], float]:
+    """What a rule's selection spends at k beyond the pool's samples and their verifier
+    passes: a tournament's judge calls (on the subsets its accuracy is read from); 0 for
+    the rest."""
+    if kind != JUDGED:
+        return lambda pool, k: 0.0
+    judge, fmt = _judging(arm)
+    return lambda pool, k: tournament(pool, k, judge, fmt, draws, seed)[1]
+
+
+def replays(kind: str, arm: dict[str, Any]) -> Callable[[Pool], bool]:
+    """Whether a stored pool holds what the rule reads: for a tournament, its judge's
+    verdicts (a run stopped before a pool was judged leaves it out); any pool for the rest."""
+    if kind != JUDGED:
+        return lambda pool: True
+    judge, _ = _judging(arm)
+    return lambda pool: judge in pool.judged

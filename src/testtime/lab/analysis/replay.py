@@ -4,7 +4,8 @@ Replayed arms get a point at every k up to the pool size (exact estimators) or a
 of two and their budgets (Monte Carlo); per-budget arms get their measured points. Each
 point's accuracy is the mean over problems (seeds averaged within a problem) with a
 percentile-bootstrap interval over problems; its cost is the expected cost per problem
-at that k: the prompt prefilled once, k samples, and k verifier passes when scored.
+at that k: the prompt prefilled once, k samples, and k verifier passes when scored (a
+tournament: the judge calls that subset's tournament makes, each at its stored cost).
 """
 
 from __future__ import annotations
@@ -24,7 +25,15 @@ from testtime.core.kinetics import INTENSITY, KVShape, kv_bytes
 from testtime.lab.analysis import estimators, fit
 from testtime.lab.analysis.costs import exchange_lines, kv_shape
 from testtime.lab.analysis.curves import AXES, MEMORY, Analysis, Ceiling, Curve, Point
-from testtime.lab.analysis.pools import Pool, coverage, rule
+from testtime.lab.analysis.pools import (
+    Pool,
+    Verdicts,
+    coverage,
+    replays,
+    rule,
+    selection_flops,
+)
+from testtime.lab.data.arms import JUDGED, run_reason
 from testtime.lab.data.spec import ArmSpec, RunSpec, spec_from_dict, spec_key
 from testtime.lab.data.store import Store
 from testtime.lab.execution.work import pool_key
@@ -100,12 +109,33 @@ def analyse(store: Store, run_id: str, *, draws: int = DRAWS, seed: int = 0) -> 
             "per problem and k",
             f"intervals: {CI_LEVEL:.0%} percentile bootstrap over problems "
             f"({RESAMPLES} resamples); seeds are averaged within a problem",
-            "cost per problem at k: prompt once + k samples (+ k verifier passes if scored)",
+            "cost per problem at k: prompt once + k samples (+ k verifier passes if scored; "
+            "+ the judge calls its tournament makes, replayed from stored verdicts)",
+            *arm_lines(spec),
             "eFLOPs (Kinetics): FLOPs + 562.5 x KV-cache bytes read while decoding, each "
             "sample with its own copy of the prompt's cache (core/kinetics.py)",
             *exchange_lines(n_params),
         ),
     )
+
+
+def arm_lines(spec: RunSpec) -> tuple[str, ...]:
+    """Which arms were replayed from stored pools (by which rule) and which ran at each
+    budget, and why: a report says where each curve came from."""
+    replayed = [f"{a.label} ({a.replay})" for a in spec.arms if a.replay is not None]
+    run = [f"{a.label} ({run_reason(a.strategy, a.verifier)})" for a in spec.arms
+           if a.replay is None]  # fmt: skip
+    lines = []
+    if replayed:
+        lines.append("replayed from stored pools: " + "; ".join(replayed))
+    if run:
+        lines.append("run at each budget: " + "; ".join(run))
+    if any(a.replay == JUDGED for a in spec.arms):
+        lines.append(
+            "tournament: replayed from the judge's stored verdicts on every pair of the pool "
+            "(both orders), through the strategy's own bracket (Monte Carlo over subsets)"
+        )
+    return tuple(lines)
 
 
 def stored_pools(store: Store, run_id: str) -> Pools:
@@ -119,6 +149,12 @@ def _pools(store: Store, run_id: str) -> Pools:
     for row in store.samples(run_id):
         found.setdefault(row[:5], Pool(canon=canon.get(row[1], canonical))).add(row)
     out: Pools = defaultdict(lambda: defaultdict(list))
+    for row in store.judged_texts(run_id):  # judged pools: texts tell entrants apart
+        found[row[:5]].texts.append(row[6])
+    for row in store.verdicts(run_id):
+        where = (row[0], row[1], row[2], row[4], row[5])
+        if where in found:
+            found[where].judged.setdefault(row[3], Verdicts()).add(row)
     for (model, task, pool, _seed, problem), p in found.items():
         out[(model, task, pool)][problem].append(p)
     return out
@@ -181,9 +217,14 @@ def _replayed(
     record = {**arm.to_dict(), "verifier_key": spec_key(arm.verifier) if arm.verifier else ""}
     value, estimator = rule(arm.replay or "", record, draws, seed)
     scored = arm.verifier is not None
+    selecting = selection_flops(arm.replay or "", record, draws, seed)  # a judge's calls
+    usable = replays(arm.replay or "", record)
+    pools = {q: kept for q, ps in pools.items() if (kept := [p for p in ps if usable(p)])}
+    if not pools:  # e.g. a tournament whose pools were not judged yet
+        return Curve(prefix + arm.label, (), "monte-carlo", True)
 
     def cost(pool: Pool, k: int) -> tuple[float, float, float, float]:
-        flops = pool.flops_at(k, n_params, scored)
+        flops = pool.flops_at(k, n_params, scored) + selecting(pool, k)
         return float(k), k * float(np.mean(pool.tokens)), flops, _eflops(pool, k, flops, shape)
 
     ks = _replay_ks(pools, arm, estimator)

@@ -1,4 +1,5 @@
-"""The units of work a run is cut into, and the rows a finished unit stores.
+"""The units of work a run is cut into, and the rows a finished unit stores (samples, a
+strategy's result, a judge's pairwise verdicts).
 
 Plain, picklable data: a unit travels to a Ray worker and its rows travel back to the
 one process that writes the store.
@@ -89,6 +90,40 @@ class ResultRow:
             self.answer, _flag(self.correct), self.chosen, int(self.exhausted),
             json.dumps(self.cost), json.dumps(self.trace, default=str),
             json.dumps(self.candidates, default=str),
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class VerdictRow:
+    """One judge call on a pair of pool samples i < j: sample i shown as Response A
+    (`swapped` 0) or sample j (`swapped` 1), the reply, the letter read from it, the sample
+    it votes for, and what the call cost. `refused`: 'same' (identical texts, one entrant:
+    never asked), 'context' (the prompt cannot fit the judge), None when asked."""
+
+    judge: str  # the judge key (lab.data.arms.judge_key)
+    i: int
+    j: int
+    swapped: int
+    reply: str | None
+    parsed: str | None
+    vote: int | None
+    refused: str | None
+    cut: int
+    prompt_tokens: int
+    generated_tokens: int
+    flops: float
+    seconds: float
+
+    def key(self, unit: Unit) -> tuple[Any, ...]:
+        return (
+            unit.model, unit.task, unit.pool, self.judge, unit.seed, unit.problem, self.i,
+            self.j, self.swapped,
+        )  # fmt: skip
+
+    def values(self) -> tuple[Any, ...]:
+        return (
+            self.reply, self.parsed, self.vote, self.refused, self.cut, self.prompt_tokens,
+            self.generated_tokens, self.flops, self.seconds,
         )  # fmt: skip
 
 

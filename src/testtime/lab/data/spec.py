@@ -18,7 +18,7 @@ from typing import Any, Literal, TypeVar
 
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec
-from testtime.lab.data.arms import BUDGET_PARAM, replay_kind
+from testtime.lab.data.arms import BUDGET_PARAM, JUDGED, judge_key, replay_kind
 from testtime.strategies.base import STRATEGIES
 from testtime.tasks.base import TASKS
 from testtime.verifiers.base import VERIFIERS
@@ -114,6 +114,15 @@ class RunSpec:
             if arm.replay is not None and arm.sampling == sampling and arm.verifier:
                 seen.setdefault(spec_key(arm.verifier), arm.verifier)
         return tuple(seen.values())
+
+    def pool_judges(self, sampling: tuple[float, float]) -> dict[str, Spec]:
+        """The judges whose pairwise verdicts are stored for the pool drawn with `sampling`
+        (judge key -> a replayed tournament's strategy): one per way of judging."""
+        found: dict[str, Spec] = {}
+        for arm in self.arms:
+            if arm.replay == JUDGED and arm.sampling == sampling:
+                found.setdefault(judge_key(arm.strategy), arm.strategy)
+        return found
 
 
 def spec_key(spec: Spec) -> str:

@@ -4,7 +4,9 @@ WAL, synchronous=NORMAL (durable across a process crash), one transaction per fi
 unit of work, and primary keys that name the work (run / model / task / pool or arm /
 budget / seed / problem / sample index) with INSERT OR IGNORE, so a run killed at any
 moment and started again stores nothing twice and loses nothing it had stored.
-Migrations are numbered; a store written by a newer testtime is refused, never altered.
+Migrations are numbered, each applied in one transaction (all of it or none); a store
+written by a newer testtime is refused, never altered. Version 2 adds `verdicts`: a judge's
+pairwise comparisons of a pool's samples, stored once and replayed by tournaments of any k.
 A store opened for writing is checked first (`PRAGMA quick_check`: ~0.3 s per GB, measured),
 so a damaged file is refused before anything is written into it; any SQLite failure leaves
 the `with` block as one `DataError` naming the file and what to do.
@@ -21,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from testtime.core.errors import ConfigError, DataError
-from testtime.lab.data.rows import ProblemRow, ResultRow, SampleRow, Unit
+from testtime.lab.data.rows import ProblemRow, ResultRow, SampleRow, Unit, VerdictRow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE runs (
@@ -50,6 +52,18 @@ MIGRATIONS: dict[int, str] = {
         answer TEXT, correct INTEGER, chosen INTEGER, exhausted INTEGER NOT NULL,
         cost TEXT NOT NULL, trace TEXT, candidates TEXT NOT NULL,
         PRIMARY KEY (run, model, task, arm, budget, seed, problem));
+    """,
+    2: """
+    CREATE TABLE verdicts (
+        run TEXT NOT NULL REFERENCES runs(id), model TEXT NOT NULL, task TEXT NOT NULL,
+        pool TEXT NOT NULL, judge TEXT NOT NULL, seed INTEGER NOT NULL, problem TEXT NOT NULL,
+        i INTEGER NOT NULL, j INTEGER NOT NULL,  -- two pool samples, i < j
+        swapped INTEGER NOT NULL,                -- 0: sample i shown as Response A, 1: j
+        reply TEXT, parsed TEXT, vote INTEGER,   -- the reply, its letter, the sample voted for
+        refused TEXT,                            -- 'same' texts (never asked), 'context'
+        cut INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,
+        generated_tokens INTEGER NOT NULL, flops REAL NOT NULL, seconds REAL NOT NULL,
+        PRIMARY KEY (run, model, task, pool, judge, seed, problem, i, j, swapped));
     """,
 }
 
@@ -212,11 +226,12 @@ class Store:
             " (SELECT count(*) FROM results x WHERE x.run = r.id),"
             " (SELECT coalesce(sum(flops + verifier_flops), 0) FROM samples s WHERE s.run = r.id),"
             " (SELECT coalesce(sum(json_extract(cost, '$.flops')), 0) FROM results x"
-            "  WHERE x.run = r.id)"
+            "  WHERE x.run = r.id),"
+            " (SELECT coalesce(sum(flops), 0) FROM verdicts v WHERE v.run = r.id)"
             " FROM runs r ORDER BY r.created"
         ).fetchall()
         keys = ("id", "status", "created", "seconds", "samples", "results")
-        return [{**dict(zip(keys, r[:6], strict=True)), "flops": r[6] + r[7]} for r in rows]
+        return [{**dict(zip(keys, r[:6], strict=True)), "flops": r[6] + r[7] + r[8]} for r in rows]
 
     # -- problems -------------------------------------------------------------------
     def put_problems(self, run_id: str, rows: Sequence[ProblemRow]) -> None:
@@ -251,11 +266,31 @@ class Store:
         )
         return samples, results
 
+    def judged(self, run_id: str) -> dict[tuple[Any, ...], int]:
+        """How many verdicts each (model, task, pool, judge, seed, problem) of a run has
+        stored: a pool of K samples is judged when all K x (K - 1) are (what a resume skips)."""
+        rows = self.db.execute(
+            "SELECT model, task, pool, judge, seed, problem, count(*) FROM verdicts"
+            " WHERE run = ? GROUP BY model, task, pool, judge, seed, problem",
+            (run_id,),
+        ).fetchall()
+        return {tuple(r[:6]): int(r[6]) for r in rows}
+
     def put(
-        self, run_id: str, unit: Unit, samples: Sequence[SampleRow], result: ResultRow | None
+        self,
+        run_id: str,
+        unit: Unit,
+        samples: Sequence[SampleRow],
+        result: ResultRow | None,
+        verdicts: Sequence[VerdictRow] = (),
     ) -> None:
         """Store one finished unit of work in one transaction."""
         with self.transaction():
+            self.db.executemany(
+                "INSERT OR IGNORE INTO verdicts VALUES"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, *v.key(unit), *v.values()) for v in verdicts],
+            )
             self.db.executemany(
                 "INSERT OR IGNORE INTO samples VALUES"
                 " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -274,6 +309,28 @@ class Store:
         return self.db.execute(
             "SELECT model, task, pool, seed, problem, idx, answer, correct, generated_tokens,"
             " flops, scores, verifier_flops, prompt_tokens FROM samples WHERE run = ?"
+            " ORDER BY model, task, pool, seed, problem, idx",
+            (run_id,),
+        ).fetchall()
+
+    def verdicts(self, run_id: str) -> list[tuple[Any, ...]]:
+        """(model, task, pool, judge, seed, problem, i, j, swapped, vote, refused, flops,
+        prompt_tokens + generated_tokens), in key order."""
+        return self.db.execute(
+            "SELECT model, task, pool, judge, seed, problem, i, j, swapped, vote, refused, flops,"
+            " prompt_tokens + generated_tokens FROM verdicts WHERE run = ?"
+            " ORDER BY model, task, pool, judge, seed, problem, i, j, swapped",
+            (run_id,),
+        ).fetchall()
+
+    def judged_texts(self, run_id: str) -> list[tuple[Any, ...]]:
+        """(model, task, pool, seed, problem, idx, text) of the samples of every pool a judge
+        compared (a tournament's replay tells identical texts apart by them), in key order."""
+        return self.db.execute(
+            "SELECT model, task, pool, seed, problem, idx, text FROM samples s WHERE run = ?"
+            " AND EXISTS (SELECT 1 FROM verdicts v WHERE v.run = s.run AND v.model = s.model"
+            " AND v.task = s.task AND v.pool = s.pool AND v.seed = s.seed"
+            " AND v.problem = s.problem)"
             " ORDER BY model, task, pool, seed, problem, idx",
             (run_id,),
         ).fetchall()

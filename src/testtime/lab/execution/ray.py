@@ -17,13 +17,13 @@ from typing import Any
 
 from testtime.core.errors import ConfigError, TesttimeError
 from testtime.generators.models import open_generator
-from testtime.lab.data.rows import ResultRow, SampleRow, Unit
+from testtime.lab.data.rows import ResultRow, SampleRow, Unit, VerdictRow
 from testtime.lab.data.spec import RunSpec
 from testtime.lab.data.store import Store
 from testtime.lab.execution.runner import Plan, writer
 from testtime.lab.execution.work import UnitRunner
 
-Rows = list[tuple[Unit, list[SampleRow], ResultRow | None]]
+Rows = list[tuple[Unit, list[SampleRow], ResultRow | None, list[VerdictRow]]]
 
 
 class Worker:
@@ -38,7 +38,7 @@ class Worker:
 
     async def run(self, units: list[Unit]) -> Rows:
         done = await asyncio.gather(*(self.runner.run(u) for u in units))
-        return [(u, s, r) for u, (s, r) in zip(units, done, strict=True)]
+        return [(u, s, r, v) for u, (s, r, v) in zip(units, done, strict=True)]
 
 
 def _ray() -> Any:
@@ -150,8 +150,8 @@ async def _drain(
             submit(actor)
             submit(actor)
             continue
-        for unit, samples, result in rows:
-            write(unit, samples, result)
+        for unit, samples, result, verdicts in rows:
+            write(unit, samples, result, verdicts)
         submit(actor)
 
 

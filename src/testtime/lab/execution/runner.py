@@ -3,7 +3,9 @@ do the rest (here, or on Ray), and store each unit as it finishes.
 
 Pools are cut into slices of `SLICE` samples: a slice is generated in one request, stored
 in one transaction, and a resume redraws only the slices not stored (the seeded stream
-makes a redrawn slice equal the one an uninterrupted run would have drawn).
+makes a redrawn slice equal the one an uninterrupted run would have drawn). A pool that a
+tournament replays is one unit per problem: all its samples, then its judges' verdicts on
+every pair, stored together (a resume redoes it whole, or not at all).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from testtime.core.errors import ConfigError, DataError, TesttimeError
 from testtime.core.types import Problem
 from testtime.generators.base import Generator
 from testtime.generators.models import fingerprint, open_generator
-from testtime.lab.data.rows import ProblemRow, ResultRow, SampleRow, Unit
+from testtime.lab.data.rows import ProblemRow, ResultRow, SampleRow, Unit, VerdictRow
 from testtime.lab.data.spec import RunSpec, spec_key
 from testtime.lab.data.store import Store
 from testtime.lab.execution.heldout import check_policies
@@ -28,7 +30,7 @@ from testtime.lab.execution.work import UnitRunner, load_problems, pool_key, pro
 from testtime.tasks.base import Task
 
 SLICE = 8  # samples per pool slice: one request, one transaction
-Done = Callable[[Unit, list[SampleRow], ResultRow | None], None]
+Done = Callable[[Unit, list[SampleRow], ResultRow | None, list[VerdictRow]], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +80,8 @@ def prepare(
         _same_problems(store, run_id, rows)
     units = tuple(plan_units(spec, {k: [p.id for p in ps] for k, (_, ps) in tasks.items()}))
     samples, results = store.done(run_id)
-    pending = tuple(u for u in units if not _stored(u, samples, results))
+    unjudged = _unjudged(spec, store.judged(run_id))
+    pending = tuple(u for u in units if not _stored(u, samples, results) or unjudged(u))
     return Plan(run_id, units, pending, resumed=not created)
 
 
@@ -103,21 +106,42 @@ def checked_problems(spec: RunSpec) -> dict[str, tuple[Task, list[Problem]]]:
 
 
 def plan_units(spec: RunSpec, problems: dict[str, list[str]]) -> Iterable[Unit]:
-    """Every unit of the grid: pool slices first (cheap to batch), then per-budget runs."""
+    """Every unit of the grid: pool slices first (cheap to batch), then per-budget runs. A
+    judged pool is one slice: its judges compare all of its samples."""
     pools = spec.pools()
     for model in spec.models:
         for task, ids in problems.items():
             for seed in spec.seeds:
                 for sampling, size in pools.items():
+                    step = size if spec.pool_judges(sampling) else SLICE
                     for pid in ids:
-                        for first in range(0, size, SLICE):
-                            count = min(SLICE, size - first)
+                        for first in range(0, size, step):
+                            count = min(step, size - first)
                             yield Unit(model, task, seed, pid, pool_key(sampling), first, count)
                 for arm in spec.arms:
                     if arm.replay is None:
                         for budget in arm.budgets:
                             for pid in ids:
                                 yield Unit(model, task, seed, pid, arm=arm.label, budget=budget)
+
+
+def _unjudged(spec: RunSpec, counts: dict[tuple[Any, ...], int]) -> Callable[[Unit], bool]:
+    """Whether a pool unit still lacks verdicts: a judged pool of K samples is done when
+    each of its judges has stored all K x (K - 1) (`Store.judged` counts them)."""
+    judges = {pool_key(s): set(spec.pool_judges(s)) for s in spec.pools()}
+    sizes = {pool_key(s): n for s, n in spec.pools().items()}
+
+    def unjudged(unit: Unit) -> bool:
+        if unit.pool is None:
+            return False
+        size = sizes[unit.pool]
+        base = (unit.model, unit.task, unit.pool)
+        return any(
+            counts.get((*base, judge, unit.seed, unit.problem), 0) < size * (size - 1)
+            for judge in judges[unit.pool]
+        )
+
+    return unjudged
 
 
 def _stored(unit: Unit, samples: set[tuple[Any, ...]], results: set[tuple[Any, ...]]) -> bool:
@@ -149,8 +173,8 @@ async def run_units(
 
     async def one(unit: Unit) -> None:
         async with gate:
-            samples, result = await runner.run(unit)
-        done(unit, samples, result)
+            samples, result, verdicts = await runner.run(unit)
+        done(unit, samples, result, verdicts)
 
     tasks = [asyncio.ensure_future(one(u)) for u in units]
     try:
@@ -188,8 +212,10 @@ async def run_local(
 def writer(store: Store, run_id: str, on_unit: Callable[[Unit], None] | None = None) -> Done:
     """The one place rows reach the store: one transaction per finished unit."""
 
-    def done(unit: Unit, samples: list[SampleRow], result: ResultRow | None) -> None:
-        store.put(run_id, unit, samples, result)
+    def done(
+        unit: Unit, samples: list[SampleRow], result: ResultRow | None, verdicts: list[VerdictRow]
+    ) -> None:
+        store.put(run_id, unit, samples, result, verdicts)
         if on_unit is not None:
             on_unit(unit)
 

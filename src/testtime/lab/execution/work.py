@@ -2,11 +2,16 @@
 
 A `UnitRunner` holds one generator, the run's tasks, problems and verifiers, built once;
 `run` turns a `Unit` into the rows it stores. Pool slices are drawn as the strategies would draw
-them (same messages, sampling, max_tokens and seed stream), so replaying a pool is running.
+them (same messages, sampling, max_tokens and seed stream), so replaying a pool is running. A
+pool that a tournament replays is drawn whole in one unit, and its judge then compares every
+pair of its samples in both orders, asked as the tournament asks (`strategies/tournament.py`:
+`comparison`, `asking`), so a replayed tournament of any k of them reads what it would have
+been told; samples and verdicts are stored in one transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import time
@@ -15,16 +20,18 @@ from dataclasses import replace
 from typing import Any
 
 from testtime.core.budget import Budget
-from testtime.core.cost import flops
+from testtime.core.cost import Cost, flops
 from testtime.core.errors import DataError
 from testtime.core.registry import Spec
 from testtime.core.types import Candidate, Problem, Request, Result, candidate_dict
 from testtime.generators.base import Generator
+from testtime.generators.models import opened
 from testtime.lab.data.arms import BUDGET_PARAM, WIDTH_BUDGET
-from testtime.lab.data.rows import ProblemRow, ResultRow, SampleRow, Unit
+from testtime.lab.data.rows import ProblemRow, ResultRow, SampleRow, Unit, VerdictRow
 from testtime.lab.data.spec import ArmSpec, RunSpec, spec_key
 from testtime.strategies.base import STRATEGIES, call_seed
 from testtime.strategies.run import RunSettings, build_task, build_verifier, solve
+from testtime.strategies.tournament import TournamentParams, asking, comparison, verdict
 from testtime.tasks.base import Task
 from testtime.verifiers.base import Verifier
 
@@ -72,11 +79,14 @@ class UnitRunner:
         self.settings = RunSettings(max_tokens=spec.max_tokens)
         self._verifiers: dict[tuple[str, str], Verifier] = {}
 
-    async def run(self, unit: Unit) -> tuple[list[SampleRow], ResultRow | None]:
+    async def run(self, unit: Unit) -> tuple[list[SampleRow], ResultRow | None, list[VerdictRow]]:
+        """The unit's rows: a pool slice's samples (and, for a pool a tournament replays,
+        its judges' verdicts on every pair), or one strategy run's result."""
         task, problem = self._problem(unit)
         if unit.pool is not None:
-            return await self._pool_slice(unit, task, problem), None
-        return [], await self._arm(unit, task, problem)
+            samples = await self._pool_slice(unit, task, problem)
+            return samples, None, await self._verdicts(unit, problem, [s.text for s in samples])
+        return [], await self._arm(unit, task, problem), []
 
     def _problem(self, unit: Unit) -> tuple[Task, Problem]:
         task, problems = self.tasks[unit.task]
@@ -139,6 +149,46 @@ class UnitRunner:
             for i, (c, s) in enumerate(zip(cands, scores, strict=True))
         ]
 
+    async def _verdicts(self, unit: Unit, problem: Problem, texts: list[str]) -> list[VerdictRow]:
+        """Each judge of the pool on every pair of its samples (i < j), both orders; a pair
+        of identical texts (one entrant to a tournament) is stored 'same', never asked.
+        Texts are asked once per ordered pair of distinct texts (a greedy judge replies
+        alike to the same prompt); each row carries its call's cost."""
+        judges = self.spec.pool_judges(self.pools[unit.pool or ""])
+        if not judges:
+            return []
+        if (unit.first, unit.count) != (0, self.spec.pools()[self.pools[unit.pool or ""]]):
+            raise DataError(f"unit {unit.key} is a slice of a judged pool; judge it whole")
+        rows: list[VerdictRow] = []
+        for key, spec in judges.items():
+            p = spec.params
+            assert isinstance(p, TournamentParams)  # pool_judges holds tournaments alone
+            judge = await asyncio.to_thread(opened, p.judge) if p.judge else self.generator
+            pairs = [(i, j) for i in range(len(texts)) for j in range(i + 1, len(texts))]
+            shown = {
+                (texts[x], texts[y])
+                for i, j in pairs
+                if texts[i].strip() != texts[j].strip()
+                for x, y in ((i, j), (j, i))
+            }
+            order = sorted(shown)
+            replies = await asyncio.gather(*(_ask(judge, p, problem, a, b) for a, b in order))
+            got = dict(zip(order, replies, strict=True))
+            for i, j in pairs:
+                for swapped, (x, y) in enumerate(((i, j), (j, i))):
+                    if texts[i].strip() == texts[j].strip():
+                        rows.append(VerdictRow(key, i, j, swapped, None, None, None, "same",
+                                               0, 0, 0, 0.0, 0.0))  # fmt: skip
+                        continue
+                    reply, refused, cut, cost = got[(texts[x], texts[y])]
+                    letter = None if reply is None else verdict(reply)
+                    vote = None if letter is None else x if letter == "A" else y
+                    rows.append(VerdictRow(
+                        key, i, j, swapped, reply, letter, vote, refused, cut,
+                        cost.prompt_tokens, cost.generated_tokens, cost.flops, cost.seconds,
+                    ))  # fmt: skip
+        return rows
+
     async def _arm(self, unit: Unit, task: Task, problem: Problem) -> ResultRow:
         arm = self.arms[unit.arm or ""]
         strategy = at_budget(arm, unit.budget)
@@ -154,6 +204,29 @@ class UnitRunner:
         answers = [c.answer for c in result.candidates]
         right = (await task.grade(problem, answers))[0] if graded else None
         return result_row(result, right)
+
+
+async def _ask(
+    judge: Generator, p: TournamentParams, problem: Problem, a: str, b: str
+) -> tuple[str | None, str | None, int, Cost]:
+    """The judge's reply with `a` shown as Response A and `b` as B, asked as the tournament
+    asks it: (reply, refused, responses cut, cost: its prompt and generated tokens, and the
+    FLOPs `Context.ask` would charge for it)."""
+    fit = comparison(judge, p, problem, a, b)
+    if fit is None:
+        return None, "context", 0, Cost()
+    chat, cut = fit
+    started = time.perf_counter()
+    gen = await judge.generate(Request(chat, n=1, **asking(p)))
+    c = gen.cost
+    charged = Cost.of_verification(judge.n_params, c.prompt_tokens + c.generated_tokens)
+    cost = Cost(
+        prompt_tokens=c.prompt_tokens,
+        generated_tokens=c.generated_tokens,
+        flops=charged.flops,
+        seconds=time.perf_counter() - started,
+    )
+    return gen.completions[0].text, None, cut, cost
 
 
 def at_budget(arm: ArmSpec, budget: int) -> Spec:

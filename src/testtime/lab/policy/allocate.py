@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +21,7 @@ import numpy as np
 from testtime.core.errors import ConfigError, DataError
 from testtime.core.registry import Spec
 from testtime.core.types import Candidate
-from testtime.lab.analysis.pools import Pool, rule
+from testtime.lab.analysis.pools import Pool, replays, rule, selection_flops
 from testtime.lab.analysis.replay import DRAWS, alone, stored_pools
 from testtime.lab.data.spec import ArmSpec, RunSpec, spec_from_dict, spec_key
 from testtime.lab.data.store import Store
@@ -161,24 +161,38 @@ def _replayed(
 ) -> list[Config]:
     record = {**arm.to_dict(), "verifier_key": spec_key(arm.verifier) if arm.verifier else ""}
     value, _ = rule(arm.replay or "", record, DRAWS, 0)
+    selecting = selection_flops(arm.replay or "", record, DRAWS, 0)  # a judge's calls
+    usable = replays(arm.replay or "", record)
+    pools = {q: kept for q, ps in pools.items() if (kept := [p for p in ps if usable(p)])}
+    if not pools:
+        return []
     size = min(p.size for ps in pools.values() for p in ps)
     ks = [1] if arm.replay == "single" else [k for k in arm.budgets if k <= size]
     acc = {q: np.mean([value(p, ks) for p in ps], axis=0) for q, ps in pools.items()}
     out = []
     for j, k in enumerate(ks):
-        cost = {q: float(np.mean([_pool_cost(p, k, arm, n_params, axis) for p in ps]))
+        cost = {q: float(np.mean([_pool_cost(p, k, arm, n_params, axis, selecting)
+                                  for p in ps]))
                 for q, ps in pools.items()}  # fmt: skip
         out.append(Config(arm, k, {q: float(a[j]) for q, a in acc.items()}, cost))
     return out
 
 
-def _pool_cost(pool: Pool, k: int, arm: ArmSpec, n_params: int, axis: Axis) -> float:
-    """The replayed cost of k samples: the prompt once, k samples, k verifier passes."""
+def _pool_cost(
+    pool: Pool,
+    k: int,
+    arm: ArmSpec,
+    n_params: int,
+    axis: Axis,
+    selecting: Callable[[Pool, int], float] = lambda pool, k: 0.0,
+) -> float:
+    """The replayed cost of k samples: the prompt once, k samples, k verifier passes (and a
+    tournament's judge calls, `selecting`)."""
     if axis == "samples":
         return float(k)
     if axis == "tokens":
         return k * float(np.mean(pool.tokens))
-    return pool.flops_at(k, n_params, scored=arm.verifier is not None)
+    return pool.flops_at(k, n_params, scored=arm.verifier is not None) + selecting(pool, k)
 
 
 def _on(cost: Mapping[str, Any], axis: Axis) -> float:

@@ -24,13 +24,13 @@ from testtime.lab.analysis.pools import rule, selection_flops
 from testtime.lab.analysis.replay import _pools, analyse
 from testtime.lab.data import store as store_module
 from testtime.lab.data.arms import judge_key, run_reason
-from testtime.lab.data.spec import parse_spec
+from testtime.lab.data.spec import parse_spec, spec_key
 from testtime.lab.data.store import SCHEMA_VERSION, open_store
 from testtime.lab.execution import runner
 from testtime.lab.execution.work import at_budget, load_problems
 from testtime.lab.reports.llm import summary
 from testtime.strategies.base import STRATEGIES
-from testtime.strategies.run import solve
+from testtime.strategies.run import build_verifier, solve
 
 SAMPLED = {"judge_temperature": 0.7}
 SPEC = {
@@ -107,11 +107,10 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, FakeGenerato
     return path, gen
 
 
-def _texts(path: Path, problem: str) -> list[str]:
+def _texts(path: Path, problem: str, pool: str = "T0.8-p1") -> list[str]:
     with sqlite3.connect(path) as db:
         rows = db.execute(
-            "SELECT text FROM samples WHERE problem = ? AND pool = 'T0.8-p1' ORDER BY idx",
-            (problem,),
+            "SELECT text FROM samples WHERE problem = ? AND pool = ? ORDER BY idx", (problem, pool)
         ).fetchall()
     return [r[0] for r in rows]
 
@@ -351,3 +350,85 @@ def test_a_failed_migration_leaves_the_store_as_it_was(
     with open_store(path) as db:
         assert db.run("r")["name"] == "r"
     assert _version(path) == 2
+
+
+# -- a reward model scores each sample on its own: replayed from the pool ------------------------
+
+
+def _reward_model(path: Path) -> Path:
+    """A tiny random LlamaForSequenceClassification with a chat template (nothing fetched)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import ByteLevelBPETokenizer
+
+    bpe = ByteLevelBPETokenizer()
+    corpus = ["user assistant: State the final answer Let me think step by step Answer: 0123456789"]
+    bpe.train_from_iterator(corpus * 20, vocab_size=300, special_tokens=["<s>", "<pad>"])
+    tok = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=bpe, bos_token="<s>", pad_token="<pad>"
+    )
+    tok.chat_template = (
+        "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    )
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+        num_labels=1, pad_token_id=tok.pad_token_id,
+    )  # fmt: skip
+    transformers.LlamaForSequenceClassification(config).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+async def _solved(
+    problem: Problem,
+    arm: Any,
+    k: int,
+    served: list[list[str]],
+    task: Any,
+    verifier: Any,
+    tokens: int,
+) -> list[float]:
+    """The strategy at budget k on each of `served` (its samples in turn): right or not."""
+    prompt = problem.messages[-1].content
+    got = await asyncio.gather(*(
+        solve(problem, at_budget(arm, k), FakeGenerator({prompt: texts}), task=task,
+              verifier=verifier, max_tokens=tokens)
+        for texts in served
+    ))  # fmt: skip
+    return [float(bool(r.correct)) for r in got]
+
+
+def test_reward_model_arms_replay_from_the_pool_as_the_strategy_runs(tmp_path: Path) -> None:
+    """A reward model's score of a sample does not depend on the others (not `relative`):
+    best-of-k and weighted vote under it are replayed from the pool's stored scores, and
+    equal the strategy run with the model on every ordered k-subset."""
+    rm = {"name": "reward_model", "params": {"path": str(_reward_model(tmp_path / "rm")),
+                                             "dtype": "fp32", "device": "cpu"}}  # fmt: skip
+    spec = parse_spec({
+        "name": "rm", "model": "fake", "task": {"name": "arithmetic", "params": {"size": 40}},
+        "problems": 2, "budgets": [1, 2, 3], "pool": 4,
+        "strategies": [{"name": "best_of_n", "verifier": rm},
+                       {"name": "weighted_majority", "verifier": rm}],
+    })  # fmt: skip
+    assert [a.replay for a in spec.arms] == ["best", "weighted"]
+    path = tmp_path / "s.db"
+    with open_store(path) as db:
+        plan = runner.prepare(db, spec, "test")
+        runner.execute(db, spec, plan, lambda: runner.run_local(db, spec, plan))
+        pools = next(iter(_pools(db, spec.run_id).values()))
+        assert db.results(spec.run_id) == []  # nothing ran per budget
+    task, problems = next(iter(load_problems(spec).values()))
+    verifier = build_verifier(spec.arms[0].verifier, task=task)
+    for arm in spec.arms:
+        record = {**arm.to_dict(), "verifier_key": spec_key(arm.verifier)}
+        value, _ = rule(arm.replay or "", record, draws=10_000, seed=0)
+        for problem in problems:
+            (pool,) = pools[problem.id]
+            texts = _texts(path, problem.id, pool="T0.8-p1")
+            for k in (1, 2, 3):
+                orders = list(itertools.permutations(range(len(texts)), k))
+                runs = asyncio.run(_solved(problem, arm, k, [[texts[i] for i in o] for o in orders],
+                                           task, verifier, spec.max_tokens))  # fmt: skip
+                assert value(pool, [k])[0] == pytest.approx(sum(runs) / len(runs), abs=1e-9)

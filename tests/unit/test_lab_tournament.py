@@ -7,6 +7,7 @@ budget, and the report says which arms were replayed and which ran."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import re
 import sqlite3
@@ -432,3 +433,28 @@ def test_reward_model_arms_replay_from_the_pool_as_the_strategy_runs(tmp_path: P
                 runs = asyncio.run(_solved(problem, arm, k, [[texts[i] for i in o] for o in orders],
                                            task, verifier, spec.max_tokens))  # fmt: skip
                 assert value(pool, [k])[0] == pytest.approx(sum(runs) / len(runs), abs=1e-9)
+
+
+def test_a_verdict_costs_its_whole_prompt_whatever_a_cache_served(tmp_path: Path) -> None:
+    """A pool's comparisons share prefixes a tournament of k would not: what the engine's
+    prefix cache served is counted as if computed, so stored costs do not depend on what was
+    judged beside them."""
+
+    class Cached(FakeGenerator):
+        async def generate(self, request: Request):  # type: ignore[no-untyped-def]
+            got = await super().generate(request)
+            half = got.cost.prompt_tokens // 2
+            cost = dataclasses.replace(got.cost, prompt_tokens=got.cost.prompt_tokens - half,
+                                       cached_prompt_tokens=half)  # fmt: skip
+            return dataclasses.replace(got, cost=cost)
+
+    spec = {**SPEC, "problems": 1, "pool": 3, "budgets": [2, 3],
+            "strategies": [{"name": "tournament"}]}  # fmt: skip
+    gen = Cached(default=policy)
+    _run(tmp_path / "s.db", spec, gen)
+    asked = {q.messages[-1].content: gen.count_prompt_tokens(q) for q in gen.requests
+             if q.messages[-1].content.startswith(JUDGE_ASKS)}  # fmt: skip
+    rows = _rows(tmp_path / "s.db", "verdicts", "prompt_tokens, generated_tokens, flops, refused")
+    whole = set(asked.values())
+    assert asked and all(r[3] == "same" or r[0] in whole for r in rows)
+    assert all(r[2] == flops(got_n_params(), r[0] + r[1]) for r in rows if r[3] is None)

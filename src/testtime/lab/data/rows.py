@@ -98,7 +98,8 @@ class VerdictRow:
     """One judge call on a pair of pool samples i < j: sample i shown as Response A
     (`swapped` 0) or sample j (`swapped` 1), the reply, the letter read from it, the sample
     it votes for, and what the call cost. `refused`: 'same' (identical texts, one entrant:
-    never asked), 'context' (the prompt cannot fit the judge), None when asked."""
+    never asked), 'context' (the prompt cannot fit the judge), None when asked. Its cost
+    counts the whole prompt, none of it served from a prefix cache (see work._ask)."""
 
     judge: str  # the judge key (lab.data.arms.judge_key)
     i: int

@@ -61,8 +61,9 @@ MIGRATIONS: dict[int, str] = {
         swapped INTEGER NOT NULL,                -- 0: sample i shown as Response A, 1: j
         reply TEXT, parsed TEXT, vote INTEGER,   -- the reply, its letter, the sample voted for
         refused TEXT,                            -- 'same' texts (never asked), 'context'
-        cut INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,
-        generated_tokens INTEGER NOT NULL, flops REAL NOT NULL, seconds REAL NOT NULL,
+        cut INTEGER NOT NULL, prompt_tokens INTEGER NOT NULL,  -- the whole prompt
+        generated_tokens INTEGER NOT NULL, flops REAL NOT NULL,  -- as if none were cached
+        seconds REAL NOT NULL,
         PRIMARY KEY (run, model, task, pool, judge, seed, problem, i, j, swapped));
     """,
 }

@@ -210,8 +210,10 @@ async def _ask(
     judge: Generator, p: TournamentParams, problem: Problem, a: str, b: str
 ) -> tuple[str | None, str | None, int, Cost]:
     """The judge's reply with `a` shown as Response A and `b` as B, asked as the tournament
-    asks it: (reply, refused, responses cut, cost: its prompt and generated tokens, and the
-    FLOPs `Context.ask` would charge for it)."""
+    asks it: (reply, refused, responses cut, cost). The cost is what `Context.ask` charges
+    for the call with nothing served from a prefix cache (its whole prompt and its reply at
+    the judge's size): a pool's comparisons share prefixes with each other that a
+    tournament of k would not, so the stored cost does not depend on what ran beside it."""
     fit = comparison(judge, p, problem, a, b)
     if fit is None:
         return None, "context", 0, Cost()
@@ -219,11 +221,11 @@ async def _ask(
     started = time.perf_counter()
     gen = await judge.generate(Request(chat, n=1, **asking(p)))
     c = gen.cost
-    charged = Cost.of_verification(judge.n_params, c.prompt_tokens + c.generated_tokens)
+    prompt = c.prompt_tokens + c.cached_prompt_tokens
     cost = Cost(
-        prompt_tokens=c.prompt_tokens,
+        prompt_tokens=prompt,
         generated_tokens=c.generated_tokens,
-        flops=charged.flops,
+        flops=Cost.of_verification(judge.n_params, prompt + c.generated_tokens).flops,
         seconds=time.perf_counter() - started,
     )
     return gen.completions[0].text, None, cut, cost

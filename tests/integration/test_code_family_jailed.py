@@ -6,26 +6,15 @@ it out on a machine that cannot have it."""
 from __future__ import annotations
 
 import asyncio
-import os
 
 import pytest
 
-from testtime.sandbox import SandboxUnavailable, probe
 from testtime.tasks.code_family import MAX_LEVEL, Chain, PyfuncTask, generate
 
-if os.environ.get("TESTTIME_NO_SANDBOX_TESTS") == "1":
-    pytest.skip("TESTTIME_NO_SANDBOX_TESTS=1: sandbox tests left out", allow_module_level=True)
+pytestmark = pytest.mark.sandbox  # the real jail must work (tests/conftest.py)
 
 SEEDS = (0, 1, 2)
 PER_LEVEL = 8  # problems per level and seed
-
-
-@pytest.fixture(scope="module", autouse=True)
-def sandbox_works() -> None:
-    try:
-        probe()
-    except SandboxUnavailable as exc:
-        pytest.fail(f"{exc} (or set TESTTIME_NO_SANDBOX_TESTS=1 where it cannot be installed)")
 
 
 def without_step(chain: Chain, i: int) -> str:

@@ -7,7 +7,6 @@ TESTTIME_NO_SANDBOX_TESTS=1 only on a machine that cannot have it.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -17,23 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from testtime.sandbox import Case, Execution, Limits, SandboxUnavailable, Verdict, execute, probe
+from testtime.sandbox import Case, Execution, Limits, Verdict, execute
 
-if os.environ.get("TESTTIME_NO_SANDBOX_TESTS") == "1":
-    pytest.skip("TESTTIME_NO_SANDBOX_TESTS=1: sandbox tests left out", allow_module_level=True)
+pytestmark = pytest.mark.sandbox  # the real jail must work (tests/conftest.py)
 
 FAST = Limits(wall_seconds=3.0, cpu_seconds=3, memory_bytes=512 << 20, file_bytes=1 << 20)
 # A correct solution: the attack runs first, so a pass would mean the attack went unnoticed.
 SOLUTION = "def add(a, b):\n    return a + b\n"
 CASES = [Case("add(1, 2)", 3), Case("add(-1, 1)", 0)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def sandbox_works() -> None:
-    try:
-        probe()
-    except SandboxUnavailable as exc:
-        pytest.fail(f"{exc} (or set TESTTIME_NO_SANDBOX_TESTS=1 where it cannot be installed)")
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ TESTTIME_NO_SANDBOX_TESTS=1 only on a machine that cannot have it.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,9 @@ import httpx
 import pytest
 
 from testtime.core import errors
-from testtime.sandbox import SandboxUnavailable, probe
 from testtime.server.launch import Launched
 
-if os.environ.get("TESTTIME_NO_SANDBOX_TESTS") == "1":
-    pytest.skip("TESTTIME_NO_SANDBOX_TESTS=1: sandbox tests left out", allow_module_level=True)
+pytestmark = pytest.mark.sandbox  # the real jail must work (tests/conftest.py)
 
 TIMEOUT = 60
 ASK = "Write add(a, b)"  # every prompt containing this gets the scripted replies, in turn
@@ -43,14 +40,6 @@ port, scripts, keys = sys.argv[1:4]
 settings = Settings("fake", run_tests=True, keys=Keys.parse(json.loads(keys)))
 serve(settings, FakeGenerator(json.loads(scripts)), port=int(port), log_level="warning")
 """
-
-
-@pytest.fixture(scope="module", autouse=True)
-def sandbox_works() -> None:
-    try:
-        probe()
-    except SandboxUnavailable as exc:
-        pytest.fail(f"{exc} (or set TESTTIME_NO_SANDBOX_TESTS=1 where it cannot be installed)")
 
 
 @pytest.fixture(scope="module")

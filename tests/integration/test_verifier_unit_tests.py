@@ -7,32 +7,20 @@ TESTTIME_NO_SANDBOX_TESTS=1 only on a machine that cannot have it.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from testtime.core.errors import ConfigError
 from testtime.core.types import Candidate, Message, Problem
-from testtime.sandbox import SandboxUnavailable, probe
 from testtime.sandbox.problems import KEY, CodeSpec, parse_tests
 from testtime.strategies.run import build_verifier
 from testtime.verifiers.base import traits_of
 
-if os.environ.get("TESTTIME_NO_SANDBOX_TESTS") == "1":
-    pytest.skip("TESTTIME_NO_SANDBOX_TESTS=1: sandbox tests left out", allow_module_level=True)
+pytestmark = pytest.mark.sandbox  # the real jail must work (tests/conftest.py)
 
 TESTS = ["assert add(1, 2) == 3", "assert add(0, 0) == 0", "assert add(2, 2) > 3"]
 RIGHT = "def add(a, b):\n    return a + b"
 TIMES = "def add(a, b):\n    return a * b"  # add(1, 2) is 2: fails one case of three
 LOOPS = "def add(a, b):\n    while True:\n        pass"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def sandbox_works() -> None:
-    try:
-        probe()
-    except SandboxUnavailable as exc:
-        pytest.fail(f"{exc} (or set TESTTIME_NO_SANDBOX_TESTS=1 where it cannot be installed)")
 
 
 def problem() -> Problem:

@@ -10,7 +10,6 @@ TESTTIME_NO_SANDBOX_TESTS=1 only on a machine that cannot have it.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from testtime.core.cost import Cost, flops
 from testtime.core.errors import ConfigError
 from testtime.core.types import Candidate, Problem
 from testtime.generators.fake import FakeGenerator
-from testtime.sandbox import Case, Execution, SandboxUnavailable, Verdict, probe
+from testtime.sandbox import Case, Execution, Verdict
 from testtime.sandbox.problems import CodeSpec
 from testtime.strategies.base import STRATEGIES
 from testtime.strategies.run import build_verifier, solve
@@ -32,16 +31,7 @@ from testtime.verifiers.codet import dual_agreement, generated_tests
 from testtime.verifiers.mbr_exec import behaviour, cluster_shares, generated_inputs
 from testtime.verifiers.sandboxed import run_each
 
-if os.environ.get("TESTTIME_NO_SANDBOX_TESTS") == "1":
-    pytest.skip("TESTTIME_NO_SANDBOX_TESTS=1: sandbox tests left out", allow_module_level=True)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def sandbox_works() -> None:
-    try:
-        probe()
-    except SandboxUnavailable as exc:
-        pytest.fail(f"{exc} (or set TESTTIME_NO_SANDBOX_TESTS=1 where it cannot be installed)")
+pytestmark = pytest.mark.sandbox  # the real jail must work (tests/conftest.py)
 
 
 SPEC = CodeSpec(

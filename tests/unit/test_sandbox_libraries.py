@@ -12,21 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from testtime.sandbox import Case, Limits, SandboxUnavailable, Verdict, execute, probe
+from testtime.sandbox import Case, Limits, SandboxUnavailable, Verdict, execute
 from testtime.sandbox import jail as jail_module
 
-if os.environ.get("TESTTIME_NO_SANDBOX_TESTS") == "1":
-    pytest.skip("TESTTIME_NO_SANDBOX_TESTS=1: sandbox tests left out", allow_module_level=True)
+pytestmark = pytest.mark.sandbox  # the real jail must work (tests/conftest.py)
 
 SYMPY = Limits(wall_seconds=20.0, libraries=("sympy", "mpmath"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def sandbox_works() -> None:
-    try:
-        probe()
-    except SandboxUnavailable as exc:
-        pytest.fail(f"{exc} (or set TESTTIME_NO_SANDBOX_TESTS=1 where it cannot be installed)")
 
 
 def test_a_named_library_imports_in_the_jail_and_only_then() -> None:

@@ -334,7 +334,7 @@ def test_a_version_1_store_gains_verdicts_and_keeps_its_runs(tmp_path: Path) -> 
     with open_store(path) as db:
         assert db.run("r")["status"] == "success"
         assert db.verdicts("r") == [] and db.judged("r") == {}
-    assert SCHEMA_VERSION == 2 == _version(path) and "verdicts" in _tables(path)
+    assert _version(path) == SCHEMA_VERSION >= 2 and "verdicts" in _tables(path)
 
 
 def test_a_failed_migration_leaves_the_store_as_it_was(
@@ -350,7 +350,7 @@ def test_a_failed_migration_leaves_the_store_as_it_was(
     monkeypatch.undo()
     with open_store(path) as db:
         assert db.run("r")["name"] == "r"
-    assert _version(path) == 2
+    assert _version(path) == SCHEMA_VERSION
 
 
 # -- a reward model scores each sample on its own: replayed from the pool ------------------------

@@ -69,7 +69,8 @@ class Pool:
     correct: list[float] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
     flops: list[float] = field(default_factory=list)
-    verifier_flops: list[float] = field(default_factory=list)
+    verifier_flops: list[float] = field(default_factory=list)  # all pool verifiers
+    verifier_costs: list[dict[str, float]] = field(default_factory=list)  # key -> FLOPs
     scores: list[dict[str, float]] = field(default_factory=list)
     prompt_tokens: int = 0
     canon: Callable[[str], str] = canonical  # the task's `canonical`: what one vote is
@@ -80,19 +81,27 @@ class Pool:
 
     def add(self, row: tuple[Any, ...]) -> None:
         """Append one stored sample row (see Store.samples for the column order)."""
-        answer, correct, tokens, flops, scores, v_flops, prompt = row[6:13]
+        answer, correct, tokens, flops, scores, v_flops, prompt, v_costs = row[6:14]
         self.answers.append(answer)
         self.correct.append(float(correct or 0))
         self.tokens.append(int(tokens))
         self.flops.append(float(flops))
         self.scores.append(json.loads(scores))
         self.verifier_flops.append(float(v_flops))
+        self.verifier_costs.append(json.loads(v_costs))
         self.prompt_tokens = int(prompt)
 
-    def flops_at(self, k: int, n_params: int, scored: bool = False) -> float:
+    def flops_at(self, k: int, n_params: int, verifier: str | None = None) -> float:
         """Replayed FLOPs of k samples: the prompt prefilled once, k mean samples (and their
-        verifier passes when `scored`), as one strategy drawing them alone would spend."""
-        per = float(np.mean(self.flops)) + (float(np.mean(self.verifier_flops)) if scored else 0.0)
+        passes of `verifier`, a pool verifier's key), as one strategy drawing them alone
+        would spend. A store written before per-verifier costs (schema < 3) has only the
+        pool's verifiers together, and that sum is charged."""
+        per = float(np.mean(self.flops))
+        if verifier is not None:
+            per += float(np.mean([
+                c.get(verifier, v)
+                for c, v in zip(self.verifier_costs, self.verifier_flops, strict=True)
+            ]))  # fmt: skip
         return flops(n_params, self.prompt_tokens) + k * per
 
     @property

@@ -216,7 +216,7 @@ def _replayed(
 ) -> Curve:
     record = {**arm.to_dict(), "verifier_key": spec_key(arm.verifier) if arm.verifier else ""}
     value, estimator = rule(arm.replay or "", record, draws, seed)
-    scored = arm.verifier is not None
+    scored = spec_key(arm.verifier) if arm.verifier else None
     selecting = selection_flops(arm.replay or "", record, draws, seed)  # a judge's calls
     usable = replays(arm.replay or "", record)
     pools = {q: kept for q, ps in pools.items() if (kept := [p for p in ps if usable(p)])}

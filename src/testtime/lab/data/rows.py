@@ -56,8 +56,9 @@ class SampleRow:
     flops: float  # generation FLOPs of this sample (its share of the prompt excluded)
     seconds: float
     scores: dict[str, float] = field(default_factory=dict)
-    verifier_flops: float = 0.0
+    verifier_flops: float = 0.0  # every pool verifier together
     verifier_tokens: int = 0
+    verifier_costs: dict[str, float] = field(default_factory=dict)  # verifier key -> FLOPs
 
     def key(self, unit: Unit) -> tuple[Any, ...]:
         return (unit.model, unit.task, unit.pool, unit.seed, unit.problem, self.idx)
@@ -66,7 +67,7 @@ class SampleRow:
         return (
             self.text, self.answer, _flag(self.correct), self.finish, self.prompt_tokens,
             self.generated_tokens, self.flops, self.seconds, json.dumps(self.scores),
-            self.verifier_flops, self.verifier_tokens,
+            self.verifier_flops, self.verifier_tokens, json.dumps(self.verifier_costs),
         )  # fmt: skip
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from testtime.core.errors import ConfigError, DataError
 from testtime.lab.data.rows import ProblemRow, ResultRow, SampleRow, Unit, VerdictRow
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MIGRATIONS: dict[int, str] = {
     1: """
     CREATE TABLE runs (
@@ -65,6 +65,11 @@ MIGRATIONS: dict[int, str] = {
         generated_tokens INTEGER NOT NULL, flops REAL NOT NULL,  -- as if none were cached
         seconds REAL NOT NULL,
         PRIMARY KEY (run, model, task, pool, judge, seed, problem, i, j, swapped));
+    """,
+    3: """
+    -- each pool verifier's FLOPs on this sample (JSON: verifier key -> FLOPs), so a replayed
+    -- arm is charged its own verifier, not every verifier that scored the pool
+    ALTER TABLE samples ADD COLUMN verifier_costs TEXT NOT NULL DEFAULT '{}';
     """,
 }
 
@@ -294,7 +299,7 @@ class Store:
             )
             self.db.executemany(
                 "INSERT OR IGNORE INTO samples VALUES"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, *s.key(unit), *s.values()) for s in samples],
             )
             if result is not None:
@@ -306,10 +311,11 @@ class Store:
 
     def samples(self, run_id: str) -> list[tuple[Any, ...]]:
         """(model, task, pool, seed, problem, idx, answer, correct, generated_tokens, flops,
-        scores, verifier_flops, prompt_tokens), in key order."""
+        scores, verifier_flops, prompt_tokens, verifier_costs), in key order."""
         return self.db.execute(
             "SELECT model, task, pool, seed, problem, idx, answer, correct, generated_tokens,"
-            " flops, scores, verifier_flops, prompt_tokens FROM samples WHERE run = ?"
+            " flops, scores, verifier_flops, prompt_tokens, verifier_costs FROM samples"
+            " WHERE run = ?"
             " ORDER BY model, task, pool, seed, problem, idx",
             (run_id,),
         ).fetchall()

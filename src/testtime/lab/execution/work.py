@@ -120,12 +120,13 @@ class UnitRunner:
             for i, c in enumerate(gen.completions)
         ]
         scores: list[dict[str, float]] = [{} for _ in cands]
-        v_flops = v_tokens = 0.0
+        v_costs: dict[str, float] = {}
+        v_tokens = 0.0
         for spec, v in zip(specs, verifiers, strict=True):
             got = await v.score(problem, cands)
             for s, value in zip(scores, got.values, strict=True):
                 s[spec_key(spec)] = value
-            v_flops += got.cost.flops / len(cands)
+            v_costs[spec_key(spec)] = got.cost.flops / len(cands)
             v_tokens += got.cost.verifier_tokens / len(cands)
         seconds = (time.perf_counter() - started) / len(cands)
         n_params = self.generator.n_params
@@ -143,8 +144,9 @@ class UnitRunner:
                 flops=flops(n_params, c.completion.generated_tokens if c.completion else 0),
                 seconds=seconds,
                 scores=s,
-                verifier_flops=v_flops,
+                verifier_flops=sum(v_costs.values()),
                 verifier_tokens=round(v_tokens),
+                verifier_costs=v_costs,
             )
             for i, (c, s) in enumerate(zip(cands, scores, strict=True))
         ]

@@ -192,7 +192,8 @@ def _pool_cost(
         return float(k)
     if axis == "tokens":
         return k * float(np.mean(pool.tokens))
-    return pool.flops_at(k, n_params, scored=arm.verifier is not None) + selecting(pool, k)
+    scored = spec_key(arm.verifier) if arm.verifier else None
+    return pool.flops_at(k, n_params, scored) + selecting(pool, k)
 
 
 def _on(cost: Mapping[str, Any], axis: Axis) -> float:

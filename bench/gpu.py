@@ -19,7 +19,8 @@ so every row is 128 tokens; the prefix cache is cleared before each run), decode
 at batch 32/128/256 of the 1B shape against the bf16 matmul ceiling, and load times.
 Each section reports its own failure; a time guard skips what no longer fits.
 
-    python bench/gpu.py                          # CUDA: about 4-5 minutes on an H200
+    python bench/gpu.py                          # CUDA; stops itself at --budget (330 s)
+    python bench/gpu.py --only small             # one shape (a shorter rerun)
     python bench/gpu.py --device cpu --tiny      # every code path on tiny shapes, CPU
     python bench/gpu.py --save-tokenizer         # copy SmolLM2's tokenizer into .gpu/ once
 
@@ -640,6 +641,7 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=330.0, help="seconds before the time guard")
     p.add_argument("--tokenizer", type=Path, default=TOKENIZER_DIR)
     p.add_argument("--save-tokenizer", action="store_true", help=f"fill {TOKENIZER_DIR}, exit")
+    p.add_argument("--only", choices=["small", "big"], help="one model shape (a shorter rerun)")
     a = p.parse_args()
     if a.save_tokenizer:
         save_tokenizer(a.tokenizer)
@@ -761,7 +763,8 @@ def main() -> None:
     )
     section(say, guard, "environment", 5, environment)
     section(say, guard, "bf16 matmul ceiling", 5, ceiling)
-    section(say, guard, f"{small}: build and first load", 20, lambda: build(small))
+    if a.only != "big":
+        section(say, guard, f"{small}: build and first load", 20, lambda: build(small))
     if small in state:
         section(
             say, guard, f"{small}: greedy vs model.generate (bf16)", 10, lambda: correctness(small)
@@ -782,8 +785,10 @@ def main() -> None:
         )
         section(say, guard, f"{small}: memory ceiling", 2, lambda: mem(small))
         section(say, guard, f"{small}: workload, engine vs generate", 30, lambda: bench(small))
-    section(say, guard, f"{small}: release", -1e9, lambda: release(small))
-    section(say, guard, f"{big}: build and first load", 40, lambda: build(big))
+    if small in state:
+        section(say, guard, f"{small}: release", -1e9, lambda: release(small))
+    if a.only != "small":
+        section(say, guard, f"{big}: build and first load", 40, lambda: build(big))
     if big in state:
         section(say, guard, f"{big}: greedy vs model.generate (bf16)", 10, lambda: correctness(big))
         section(say, guard, f"{big}: memory ceiling", 2, lambda: mem(big))
@@ -795,7 +800,8 @@ def main() -> None:
             20,
             lambda: decode_rates(big),
         )
-    section(say, guard, f"{big}: release", -1e9, lambda: release(big))
+    if big in state:
+        section(say, guard, f"{big}: release", -1e9, lambda: release(big))
     for tmp in state.get("dirs", []):
         shutil.rmtree(tmp, ignore_errors=True)
     if hasattr(signal, "SIGALRM"):

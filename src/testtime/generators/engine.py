@@ -75,7 +75,7 @@ class Engine:
         self.threads = threads
         self.gather_s = gather_s  # after idling, wait this long so a burst of requests batches
         self.tune_malloc = tune_malloc
-        self.max_memory = memory.ceiling(max_memory)
+        self.max_memory = memory.ceiling(max_memory, str(runner.device))
         per_token = max(1, runner.token_bytes)
         # the prefix cache gets at most a quarter of the ceiling; the batch the rest
         prefix_cache_tokens = min(prefix_cache_tokens, self.max_memory // 4 // per_token)

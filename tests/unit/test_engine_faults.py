@@ -328,3 +328,20 @@ async def test_a_deadline_returns_what_was_generated(gen: TransformersGenerator)
     with pytest.raises(errors.DeadlineError):
         await bounded(gen.generate(ask("too late", deadline=time.monotonic() - 1)))
     await serves_a_fresh_request(gen)
+
+
+def test_on_a_gpu_the_ceiling_comes_from_the_devices_free_memory(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The KV caches live on the device: sized from host RAM, an H200 admitted 36% of its
+    free memory (bench/gpu.py), and a GPU smaller than RAM would be over-admitted."""
+    from testtime.generators import memory
+
+    monkeypatch.delenv(memory.ENV, raising=False)
+    gpu = 10 << 30
+    assert memory.ceiling(None, "cuda:0", lambda d: gpu) == int(memory.DEVICE_SHARE * gpu)
+    assert memory.ceiling(None, "cpu", lambda d: None) == int(memory.SHARE * memory.machine_bytes())
+    assert memory.ceiling("2GB", "cuda", lambda d: gpu) == 2 << 30  # the option still wins
+    monkeypatch.setenv(memory.ENV, "1GB")
+    assert memory.ceiling(None, "cuda", lambda d: gpu) == 1 << 30
+    assert memory.device_free_bytes("cpu") is None

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
+from testtime.core.structured import ResponseFormat
 
 Role = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length", "eos", "cancelled"]
@@ -74,6 +75,8 @@ class Request:
     "length", and raises `DeadlineError` for a request it had not started. An `asked`
     request is `Context.ask`'s (a judge's or aggregator's): generators answer it like any,
     and wrappers that watch samples (the server's progress) know its replies are none.
+    `response_format` asks for JSON (any, or of a schema; `core.structured`): the embedded
+    model constrains its decoding to it, an upstream is sent it as it came.
     """
 
     messages: tuple[Message, ...]
@@ -90,6 +93,7 @@ class Request:
     first_index: int = 0  # these n are samples first_index.. of the seeded stream
     deadline: float | None = None  # time.monotonic() by which to return what was generated
     asked: bool = False  # Context.ask's: its replies are verifier work, not samples
+    response_format: ResponseFormat | None = None  # JSON output (core.structured)
 
     def __post_init__(self) -> None:
         if not self.messages:

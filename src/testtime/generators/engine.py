@@ -14,6 +14,9 @@ fails that request alone; one that belongs to the shared batch (a decode forward
 sampler) fails the requests in it; the engine then serves the next request. A long prompt
 is prefilled a chunk per turn, so a caller that leaves stops its work within a chunk, and
 work is admitted only while its worst case fits under the memory ceiling (`memory.py`).
+A request with a response format brings its compiled grammar: its rows' logits are masked
+to what the grammar allows before sampling (`grammar.py`); a row whose grammar fails fails
+its own request.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from testtime.core.errors import DeadlineError, TesttimeError
 from testtime.core.types import Request
 from testtime.generators import memory
 from testtime.generators.base import Generation
+from testtime.generators.grammar import Masks
 from testtime.generators.kvcache import SlotCache
 from testtime.generators.prefill import Prefill, groups, plan
 from testtime.generators.prefix import PrefixCache
@@ -82,6 +86,7 @@ class Engine:
         self.batch_memory = self.max_memory - prefix_cache_tokens * per_token
         self.cache = runner.new_cache(self.batch_memory)
         self.sampler = Sampler()
+        self.masks = Masks()  # constrained rows' token masks (response formats)
         self.prefix = PrefixCache(prefix_cache_tokens)  # prompts' K/V for later requests
         self.active: list[Seq] = []  # active[i] lives in cache row i
         self.waiting: deque[Job] = deque()
@@ -94,8 +99,11 @@ class Engine:
         self.steps = 0  # decode forwards run (for tests and benchmarks)
         self.prefills = 0  # prefill forwards run (chunks)
 
-    def submit(self, request: Request, prompt: list[int]) -> Future[Generation]:
-        """Queue a request; the future resolves when all its samples have ended."""
+    def submit(
+        self, request: Request, prompt: list[int], grammar: Any = None
+    ) -> Future[Generation]:
+        """Queue a request; the future resolves when all its samples have ended. With a
+        compiled `grammar` (`grammar.Grammars`), every sample follows it."""
         room = self.runner.max_positions - len(prompt)
         if room <= 0:
             raise TesttimeError(
@@ -103,7 +111,9 @@ class Engine:
                 f"{self.runner.max_positions}; shorten the prompt or the prefix"
             )
         fut: Future[Generation] = Future()
-        job = Job(request, prompt, fut, min(request.max_tokens, room))
+        job = Job(
+            request, prompt, fut, min(request.max_tokens, room), grammar=grammar, eos=self.eos
+        )
         self._check_fits(job)
         with self._lock:  # the worker drains the inbox under this lock when it stops
             if self._stopped is not None or self._closed:
@@ -334,7 +344,7 @@ class Engine:
         strings, logprobs) is per sequence, so a failure there fails its own request alone.
         """
         try:
-            tokens = self.sampler(logits, [s.params() for s in seqs])
+            tokens = self.sampler(self._masked(seqs, logits), [s.params() for s in seqs])
             want = [i for i, s in enumerate(seqs) if s.wants_info]
             infos = (
                 self.sampler.infos(
@@ -362,6 +372,19 @@ class Engine:
             if s.finish in ("eos", "stop") and s.job.request.first_finish:
                 s.job.cancel_rest()
         self._release()
+
+    def _masked(self, seqs: list[Seq], logits: torch.Tensor) -> torch.Tensor:
+        """The logits to sample from: constrained rows masked to their grammar (in a copy
+        when logprobs are asked, which describe the model's raw distribution). A row whose
+        grammar fails fails its own request."""
+        rows = [(i, s.matcher) for i, s in enumerate(seqs) if s.matcher is not None]
+        if not rows:
+            return logits
+        masked = logits.clone() if any(s.wants_info for s in seqs) else logits
+        for i, exc in self.masks.apply(masked, rows):
+            log.warning("a response format's grammar failed: %r", exc)
+            seqs[i].job.fail(exc)
+        return masked
 
     def _release(self) -> None:
         """Drop ended sequences from the batch (last row moves into the gap); finish jobs;

@@ -2,7 +2,9 @@
 
 A sequence accepts one token at a time and decides when it ends: an end-of-sequence token
 ("eos", not part of the text), a stop string in the decoded text ("stop", the text is cut
-before it, OpenAI style), or `max_tokens` ("length"). Every token a sequence generated is
+before it, OpenAI style), or `max_tokens` ("length"). A sample under a response format
+(`grammar.py`) feeds each token to its grammar matcher, and ends with "stop" at the
+end-of-sequence token that completes the grammar. Every token a sequence generated is
 charged, including the EOS and the tokens of sequences that were cancelled.
 """
 
@@ -14,9 +16,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 from testtime.core.cost import Cost
+from testtime.core.errors import TesttimeError
 from testtime.core.types import Completion, FinishReason, Request
+from testtime.generators import grammar
 from testtime.generators.base import Generation
 from testtime.generators.sampling import RowParams, TokenInfo
 
@@ -36,6 +41,8 @@ class Job:
     recomputed: int = 0  # prompt tokens this job's prefill computed
     cached: int = 0  # prompt tokens served from a cache (the n-1 shared copies included)
     error: BaseException | None = None  # set when this request failed; its rows are dropped
+    grammar: Any = None  # the compiled response format its samples follow (grammar.py)
+    eos: frozenset[int] = frozenset()  # where its grammar's samples may end
 
     @property
     def abandoned(self) -> bool:
@@ -93,6 +100,7 @@ class Seq:
     finish: FinishReason | None = None
     cut: int | None = None  # where the first stop string starts in the decoded text
     checked: int = 0  # decoded characters already searched for stop strings
+    matcher: Any = None  # its grammar's state (an xgrammar GrammarMatcher), if it has one
 
     @classmethod
     def start(cls, job: Job, index: int) -> Seq:
@@ -100,7 +108,8 @@ class Seq:
         sample i of a stream is the same whether it is drawn alone or among n)."""
         r = job.request
         seed = f"{r.seed}:{r.first_index + index}" if r.seed is not None else os.urandom(16)
-        return cls(job, random.Random(seed), r.stop, length=len(job.prompt))
+        constrained = None if job.grammar is None else grammar.matcher(job.grammar, job.eos)
+        return cls(job, random.Random(seed), r.stop, length=len(job.prompt), matcher=constrained)
 
     def params(self) -> RowParams:
         r = self.job.request
@@ -116,8 +125,13 @@ class Seq:
     ) -> None:
         """Take the next token and decide whether the sequence has ended."""
         self.generated += 1
+        if self.matcher is not None and not self.matcher.accept_token(token):
+            raise TesttimeError(
+                f"token {token} does not follow the response format's grammar; the mask "
+                "should have excluded it (report this)"
+            )
         if token in eos:
-            self.finish = "eos"
+            self.finish = "stop" if self.matcher is not None else "eos"
             return
         self.tokens.append(token)
         if info is not None:

@@ -20,6 +20,7 @@ from testtime.core.types import Message, Request
 from testtime.generators.base import Generation, Generator
 from testtime.generators.engine import Engine
 from testtime.generators.environment import quiet_threads
+from testtime.generators.grammar import Grammars
 from testtime.generators.models import check_device, check_model_dir
 from testtime.generators.runner import Runner
 
@@ -40,6 +41,7 @@ class TransformersGenerator(Generator):
             Runner(model), eos=self._eos_ids(), decode=self.decode, n_params=self.n_params, **engine
         )
         self.context_window = self.engine.runner.max_positions
+        self.grammars = Grammars(tokenizer, _output_width(model), self.engine.eos)
         self._encode = lru_cache(maxsize=4096)(self._encode_uncached)
 
     @classmethod
@@ -91,8 +93,17 @@ class TransformersGenerator(Generator):
 
     # -- Generator ---------------------------------------------------------------------
     async def generate(self, request: Request) -> Generation:
-        fut = self.engine.submit(request, list(self._encode(request.messages, request.prefix)))
+        prompt = list(self._encode(request.messages, request.prefix))
+        fut = self.engine.submit(request, prompt, await self._grammar(request))
         return await asyncio.wrap_future(fut)
+
+    async def _grammar(self, request: Request) -> Any:
+        """The request's response format compiled for this tokenizer (None for free text);
+        compiling (the first time only) runs off the event loop."""
+        fmt = request.response_format
+        if fmt is None or not fmt.json:
+            return None
+        return self.grammars.cached(fmt) or await asyncio.to_thread(self.grammars.compile, fmt)
 
     def count_prompt_tokens(self, request: Request) -> int:
         return len(self._encode(request.messages, request.prefix))
@@ -158,6 +169,13 @@ class TransformersGenerator(Generator):
         if not ids:
             raise ConfigError("the model names no end-of-sequence token; give its config one")
         return frozenset(int(i) for i in ids)
+
+
+def _output_width(model: Any) -> int:
+    """Rows of the model's output layer: the logits' width (at least the tokenizer's)."""
+    head = model.get_output_embeddings()
+    weight = getattr(head, "weight", None)
+    return int(weight.shape[0]) if weight is not None else int(model.config.vocab_size)
 
 
 def pick_device(device: str) -> Any:

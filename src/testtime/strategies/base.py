@@ -26,6 +26,7 @@ from testtime.core.ledger import Ledger
 from testtime.core.ledger import call_seed as call_seed
 from testtime.core.registry import Params, Registry, Spec
 from testtime.core.steps import aggregate
+from testtime.core.structured import ResponseFormat
 from testtime.core.types import Candidate, Completion, Message, Problem, Request, Result
 from testtime.core.voting import Equivalence
 from testtime.generators.base import Generator
@@ -49,8 +50,10 @@ class Context:
         same: Equivalence = same_answer,  # the task's notion of one vote (Task.same)
         max_tokens: int = 256,
         seed: int = 0,
+        response_format: ResponseFormat | None = None,  # every sample's (JSON output)
     ) -> None:
         self.problem = problem
+        self.response_format = response_format
         self.generator = generator
         self.extract = extract or extract_answer
         self.same = same
@@ -162,6 +165,7 @@ class Context:
                 top_logprobs=top_logprobs,  # the k likeliest tokens at each position too
                 first_finish=first_finish,
                 deadline=self.deadline,
+                response_format=self.response_format,
             )
             unit, owed = self._unit(request, self.budget, model)
             k = ledger.grant(request.n, unit, owed)

@@ -16,6 +16,7 @@ from testtime.core.answers import same_answer
 from testtime.core.budget import Budget
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec
+from testtime.core.structured import ResponseFormat, canonical_json
 from testtime.core.types import MAX_TOKENS, Problem, Result
 from testtime.generators.base import Generator
 from testtime.strategies.base import STRATEGIES, Context
@@ -27,7 +28,9 @@ from testtime.verifiers.base import VERIFIERS, Verifier, VerifierDeps
 class RunSettings:
     """How to run a strategy, besides on what and with which model: the task (how answers
     are read, grouped and graded), the verifier, the budget ceiling, max new tokens per
-    sample, the seed, and how many problems `solve_many` runs at once."""
+    sample, the seed, how many problems `solve_many` runs at once, and the response format
+    every sample follows (JSON: the answer is then a sample's canonical JSON, unless a task
+    says how to read it, and the vote groups parsed values)."""
 
     task: Task | None = None
     verifier: Verifier | None = None
@@ -35,6 +38,7 @@ class RunSettings:
     max_tokens: int = 256
     seed: int = 0
     concurrency: int = 64
+    response_format: ResponseFormat | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.max_tokens <= MAX_TOKENS:
@@ -56,6 +60,7 @@ class RunOptions(TypedDict, total=False):
     max_tokens: int
     seed: int
     concurrency: int
+    response_format: ResponseFormat | None
 
 
 def settings_of(settings: RunSettings | None, options: RunOptions) -> RunSettings:
@@ -75,16 +80,18 @@ async def solve(
     Give a `RunSettings`, or its fields as keywords (`task=`, `verifier=`, `budget=`, ...)."""
     s = settings_of(settings, options)
     task = s.task
+    json = s.response_format is not None and s.response_format.json
     ctx = Context(
         problem,
         generator,
         spec=strategy,
         verifier=s.verifier,
         budget=s.budget,
-        extract=task.extract if task is not None else None,
+        extract=task.extract if task is not None else canonical_json if json else None,
         same=task.same if task is not None else same_answer,
         max_tokens=s.max_tokens,
         seed=s.seed,
+        response_format=s.response_format,
     )
     result = await STRATEGIES.build(strategy, ctx)
     if task is not None and task.graded(problem):

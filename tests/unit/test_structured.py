@@ -118,3 +118,34 @@ async def test_without_a_format_answers_are_read_as_before() -> None:
     spec = STRATEGIES.spec("self_consistency", {"n": 3})
     result = await solve(Problem.from_prompt("q"), spec, fake, RunSettings(max_tokens=8))
     assert result.answer == "4" and all(r.response_format is None for r in fake.requests)
+
+
+async def test_an_upstream_is_sent_the_format_as_it_came() -> None:
+    import httpx
+
+    from testtime.generators.http import HTTPGenerator
+
+    bodies: list[dict[str, Any]] = []
+
+    async def upstream(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        choice = {"index": 0, "message": {"role": "assistant", "content": '{"a": 1}'}}
+        usage = {"prompt_tokens": 5, "completion_tokens": 4}
+        return httpx.Response(200, json={"choices": [choice | {"finish_reason": "stop"}],
+                                         "usage": usage})  # fmt: skip
+
+    raw = schema_format(strict=True)
+    for endpoint in ("chat", "completions"):
+        gen = HTTPGenerator(
+            "http://upstream.test/v1", "m", transport=httpx.MockTransport(upstream),
+            endpoint=endpoint,
+        )  # fmt: skip
+        try:
+            plain = Request((Message("user", "q"),), max_tokens=8)
+            await gen.generate(plain)
+            await gen.generate(Request(plain.messages, max_tokens=8,
+                                       response_format=response_format(raw)))  # fmt: skip
+        finally:
+            await gen.aclose()
+    assert "response_format" not in bodies[0] and "response_format" not in bodies[2]
+    assert bodies[1]["response_format"] == raw and bodies[3]["response_format"] == raw

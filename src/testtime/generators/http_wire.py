@@ -83,6 +83,8 @@ def body(
         out["stop"] = list(request.stop)
     if seed is not None:
         out["seed"] = seed
+    if request.response_format is not None:  # as the caller sent it (vLLM takes it on both)
+        out["response_format"] = request.response_format.wire()
     want_logprobs = request.logprobs or request.top_logprobs > 0
     if endpoint == "completions":
         out["prompt"] = render_prompt(request)

@@ -28,7 +28,14 @@ from testtime.sandbox import probe
 from testtime.server import errors
 from testtime.server.errors import ApiError
 from testtime.server.limits import BodyLimit, Charged, Key, Quota, SandboxCharged
-from testtime.server.plan import FILE_VERIFIERS, Plain, Strategic, plan_off_loop, worst_case
+from testtime.server.plan import (
+    FILE_VERIFIERS,
+    Plain,
+    Strategic,
+    plan_off_loop,
+    strategy_in_model,
+    worst_case,
+)
 from testtime.server.progress import Metered, Observed
 from testtime.server.schemas import ChatRequest
 from testtime.server.settings import Settings
@@ -87,16 +94,16 @@ def create_app(settings: Settings, generator: Generator) -> FastAPI:
     async def models(request: Request) -> dict[str, Any]:
         """The served model, and the model under every strategy (STRATEGY@MODEL)."""
         authorize(request)
-        entry = {"object": "model", "created": started, "owned_by": "testtime"}
-        data: list[dict[str, Any]] = [{"id": settings.model, **entry}]
-        for name in STRATEGIES.names():
-            about = {
-                "strategy": name,
-                "summary": STRATEGIES.get(name).summary,
-                "params": STRATEGIES.defaults(name),
-            }
-            data.append({"id": f"{name}@{settings.model}", **entry, "testtime": about})
+        names = [settings.model, *(f"{n}@{settings.model}" for n in STRATEGIES.names())]
+        data = [model_entry(name, settings.model, started) for name in names]
         return {"object": "list", "data": data}
+
+    @app.get("/v1/models/{model_id:path}")
+    async def model(model_id: str, request: Request) -> dict[str, Any]:
+        """One model: the served one, or it under a strategy (STRATEGY[:k=v,...]@MODEL,
+        its parameters checked); 404 for any other name."""
+        authorize(request)
+        return model_entry(model_id, settings.model, started)
 
     @app.get("/v1/testtime/stats")
     async def stats(request: Request) -> dict[str, Any]:
@@ -143,6 +150,34 @@ def create_app(settings: Settings, generator: Generator) -> FastAPI:
             return errors.from_exception(exc).response()
 
     return app
+
+
+def model_entry(model_id: str, served: str, created: int) -> dict[str, Any]:
+    """The /v1/models entry of `model_id`: the served model, or it under a strategy with
+    the strategy's summary and parameters (its defaults, overridden by those the name
+    gives); an ApiError 404 for a name this server does not serve (an unknown strategy or
+    parameter). Values are checked when a request runs, as files named in them are."""
+    entry = {"id": model_id, "object": "model", "created": created, "owned_by": "testtime"}
+    named = strategy_in_model(model_id, served)
+    if named is None:
+        return entry
+    name, given = named
+    known = name in STRATEGIES.entries
+    params = STRATEGIES.defaults(name) if known else {}
+    wrong = sorted(set(given) - set(params))
+    if not known or wrong:
+        why = f"no strategy {name!r}"
+        if known:
+            why = f"strategy {name!r} has no parameter {wrong[0]!r}"
+        raise ApiError(
+            404,
+            f"unknown model {model_id!r} ({why}); GET /v1/models lists "
+            f"{served!r} and it under each strategy with its parameters",
+            param="model",
+            code="model_not_found",
+        )
+    about = {"strategy": name, "summary": STRATEGIES.get(name).summary, "params": params}
+    return {**entry, "testtime": {**about, "params": {**params, **given}}}
 
 
 async def _verifier(the_plan: Plain | Strategic, generator: Generator) -> Verifier | None:

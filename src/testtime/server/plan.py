@@ -22,6 +22,7 @@ from testtime.core.budget import UNITS, Budget
 from testtime.core.cost import flops
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec, parse_params, size_limit
+from testtime.core.structured import ResponseFormat, response_format
 from testtime.core.types import Message, Problem, Request
 from testtime.core.voting import Fallback
 from testtime.generators.base import Generator
@@ -67,6 +68,7 @@ class Strategic:
     max_tokens: int
     seed: int
     fallback: Fallback = "likelihood"  # chooses when the vote decided nothing (settings.py)
+    response_format: ResponseFormat | None = None  # every sample's; the vote is on its JSON
 
     @property
     def code(self) -> CodeSpec | None:
@@ -179,6 +181,7 @@ def plain(body: ChatRequest, settings: Settings, max_tokens: int) -> Plain:
             seed=body.seed,
             logprobs=body.logprobs,
             top_logprobs=body.top_logprobs or 0,
+            response_format=output_format(body),
         )
     except ConfigError as e:
         raise bad(str(e)) from None
@@ -273,7 +276,15 @@ def strategic(
         raw_verifier = TESTS_VERIFIER
     verifier = verifier_spec(raw_verifier, settings, tests=code is not None)
     rule = opts.fallback if opts is not None and opts.fallback is not None else settings.fallback
-    return Strategic(problem, spec, budget, verifier, max_tokens, body.seed or 0, rule)
+    fmt = output_format(body)
+    return Strategic(problem, spec, budget, verifier, max_tokens, body.seed or 0, rule, fmt)
+
+
+def output_format(body: ChatRequest) -> ResponseFormat | None:
+    """The request's response_format, checked (a 400 naming what is wrong); whether the
+    model can follow its schema is the generator's to say (the embedded model's compiler,
+    an upstream), also as a 400."""
+    return checked(lambda: response_format(body.response_format), "response_format")
 
 
 def request_code(opts: TesttimeOptions | None, settings: Settings) -> CodeSpec | None:

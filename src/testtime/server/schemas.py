@@ -119,6 +119,11 @@ class ChatRequest(BaseModel):
     continue_final_message: StrictBool = False  # vLLM: continue the last (assistant) message
     add_generation_prompt: StrictBool = True  # vLLM: must be false with continue_final_message
     testtime: TesttimeOptions | None = None
+    response_format: dict[str, Any] | None = Field(
+        default=None,
+        description="{'type': 'text' | 'json_object'} or {'type': 'json_schema', 'json_schema': "
+        "{'name': ..., 'schema': {...}, 'strict': true}}; checked in plan.py",
+    )
 
     def stops(self) -> tuple[str, ...]:
         if self.stop is None:

@@ -115,6 +115,7 @@ class Jobs:
             budget=p.budget,
             max_tokens=p.max_tokens,
             seed=p.seed,
+            response_format=p.response_format,  # every sample follows it; votes on its JSON
         )
         # the fallback `likelihood` ranks samples by their logprobs: every sample asks for them
         model = Logprobs(job.generator) if p.fallback == "likelihood" else job.generator

@@ -94,6 +94,9 @@ class Request:
     deadline: float | None = None  # time.monotonic() by which to return what was generated
     asked: bool = False  # Context.ask's: its replies are verifier work, not samples
     response_format: ResponseFormat | None = None  # JSON output (core.structured)
+    # a raw prompt (text or token ids) continued as it is, with no chat template: OpenAI's
+    # /v1/completions; `messages` then hold it as one user message (see `Request.raw`)
+    prompt: str | tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.messages:
@@ -118,6 +121,15 @@ class Request:
     def greedy(self) -> bool:
         return self.temperature == 0.0
 
+    @classmethod
+    def raw(cls, prompt: str | Sequence[int], **fields: Any) -> Request:
+        """A request to continue `prompt` as it is (text, or token ids the model reads
+        without decoding), not as a chat; a generator that only reads chats sees the text
+        as one user message (token ids: an empty one)."""
+        body = prompt if isinstance(prompt, str) else tuple(int(t) for t in prompt)
+        text = body if isinstance(body, str) else ""
+        return cls((Message("user", text),), prompt=body, **fields)
+
 
 @dataclass(frozen=True, slots=True)
 class Completion:
@@ -127,7 +139,8 @@ class Completion:
     completions, the generator reports how many prompt tokens it actually recomputed in
     `Cost` (a shared prefill is computed once for all n). `logprobs` holds the chosen
     tokens' log-probabilities and `certainty` the per-token KL(uniform || p) when asked;
-    `top_logprobs` the k most likely tokens (decoded text -> logprob) at each position.
+    `top_logprobs` the k most likely tokens (decoded text -> logprob) at each position,
+    `tokens` the text of each generated token (with logprobs; None where unknown).
     """
 
     text: str
@@ -137,6 +150,7 @@ class Completion:
     logprobs: tuple[float, ...] | None = None
     certainty: tuple[float, ...] | None = None
     top_logprobs: tuple[Mapping[str, float], ...] | None = None
+    tokens: tuple[str, ...] | None = None  # each generated token's text, with logprobs
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,10 +121,19 @@ class FakeGenerator(Generator):
         return cls(scripts, default=fallback, n_params=n_params, latency=latency, seed=seed)
 
     def count_prompt_tokens(self, request: Request) -> int:
+        if isinstance(request.prompt, tuple):  # token ids, as they came
+            return len(request.prompt) + count_tokens(request.prefix)
+        if request.prompt is not None:  # raw text: no chat markers
+            return count_tokens(request.prompt + request.prefix)
         chat = "".join(f"<|{m.role}|>\n{m.content}\n" for m in request.messages)
         return count_tokens(chat + "<|assistant|>\n" + request.prefix)
 
     async def generate(self, request: Request) -> Generation:
+        if isinstance(request.prompt, tuple):
+            raise ConfigError(
+                "the fake generator has no vocabulary, so it cannot read a prompt of token "
+                "ids; send the prompt as text, or serve a real model"
+            )
         self.requests.append(request)
         self._in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
@@ -239,6 +248,7 @@ def _complete(
         logprobs=lp,
         certainty=cert,
         top_logprobs=top,
+        tokens=tuple(emitted) if want else None,
     )
 
 

@@ -164,14 +164,15 @@ class HTTPGenerator(Generator):
     async def _call(self, request: Request, n: int, offset: int) -> wire.Reply:
         """One request for samples offset.. of the request's seeded stream."""
         seed = None if request.seed is None else request.seed + request.first_index + offset
-        body = wire.body(request, self.model, self.endpoint, n, seed)
-        data = await self._post(body, request.deadline)
+        endpoint = wire.endpoint_of(request, self.endpoint)  # a raw prompt: completions
+        body = wire.body(request, self.model, endpoint, n, seed)
+        data = await self._post(body, request.deadline, endpoint)
         reply = wire.parse_reply(
             data,
             request,
-            endpoint=self.endpoint,
+            endpoint=endpoint,
             n_params=self.n_params,
-            url=self._url(),
+            url=self._url(endpoint),
             estimate=lambda text: max(1, math.ceil(len(text.encode()) * self._tokens_per_byte)),
             prompt_estimate=self.count_prompt_tokens(request),
         )
@@ -181,16 +182,18 @@ class HTTPGenerator(Generator):
         return reply
 
     # -- one HTTP request, with retries ----------------------------------------------------
-    def _url(self) -> str:
-        return f"{self.base_url}/{wire.PATHS[self.endpoint]}"
+    def _url(self, endpoint: Endpoint | None = None) -> str:
+        return f"{self.base_url}/{wire.PATHS[endpoint or self.endpoint]}"
 
-    async def _post(self, body: dict[str, Any], deadline: float | None = None) -> Any:
+    async def _post(
+        self, body: dict[str, Any], deadline: float | None = None, endpoint: Endpoint | None = None
+    ) -> Any:
         """POST with retries. Each try is bounded as a whole by `read_timeout` (httpx's read
         timeout alone restarts at every byte, so a trickling server could hold a call
         forever) and by the request's deadline, which raises `DeadlineError`."""
         import httpx
 
-        url = self._url()
+        url = self._url(endpoint)
         failure: httpx.Response | httpx.TransportError | None = None
         for attempt in range(self.retries + 1):
             if attempt:
@@ -213,7 +216,7 @@ class HTTPGenerator(Generator):
             if response.status_code < 400:
                 return self._json(response, url)
             if response.status_code not in RETRY_STATUS:
-                raise self._refused(response, url, body)
+                raise self._refused(response, url, body, endpoint or self.endpoint)
             failure = response
         raise self._gave_up(failure, url)
 
@@ -236,7 +239,9 @@ class HTTPGenerator(Generator):
                 response.status_code,
             ) from None
 
-    def _refused(self, response: httpx.Response, url: str, body: dict[str, Any]) -> ServerError:
+    def _refused(
+        self, response: httpx.Response, url: str, body: dict[str, Any], endpoint: Endpoint
+    ) -> ServerError:
         status, detail = response.status_code, wire.error_detail(response.text)
         said = f"({status}: {detail})"
         if status in (401, 403):
@@ -249,7 +254,7 @@ class HTTPGenerator(Generator):
             msg = (
                 f"the server at {url} found no such thing {said}; check that base_url is its "
                 f"OpenAI API root (usually ending in /v1), that it serves the model "
-                f"{self.model!r}, and that it has the {self.endpoint} endpoint"
+                f"{self.model!r}, and that it has the {endpoint} endpoint"
             )
         else:
             msg = f"the server at {url} rejected the request {said}"

@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from testtime.core.cost import Cost
-from testtime.core.errors import TesttimeError
+from testtime.core.errors import ConfigError, TesttimeError
 from testtime.core.types import Completion, FinishReason, Request
 
 Endpoint = Literal["chat", "completions"]
@@ -67,6 +67,28 @@ def render_prompt(request: Request) -> str:
     return f"{chat}\n\nAssistant: {request.prefix}"
 
 
+def endpoint_of(request: Request, endpoint: Endpoint) -> Endpoint:
+    """Where a request goes: a raw prompt (`Request.prompt`) always to the completions
+    endpoint, which continues text without a chat template; a chat to `endpoint`."""
+    return "completions" if request.prompt is not None else endpoint
+
+
+def raw_prompt(request: Request) -> str | list[int]:
+    """The completions endpoint's `prompt`: a raw prompt as it is (token ids as a list),
+    else the chat rendered by `render_prompt`; the prefix follows the text."""
+    raw = request.prompt
+    if raw is None:
+        return render_prompt(request)
+    if isinstance(raw, str):
+        return raw + request.prefix
+    if request.prefix:
+        raise ConfigError(
+            "a prompt of token ids cannot be continued from a text prefix over HTTP; send "
+            "the prompt as text"
+        )
+    return list(raw)
+
+
 def body(
     request: Request, model: str, endpoint: Endpoint, n: int, seed: int | None
 ) -> dict[str, Any]:
@@ -87,7 +109,7 @@ def body(
         out["response_format"] = request.response_format.wire()
     want_logprobs = request.logprobs or request.top_logprobs > 0
     if endpoint == "completions":
-        out["prompt"] = render_prompt(request)
+        out["prompt"] = raw_prompt(request)
         if want_logprobs:
             out["logprobs"] = request.top_logprobs
         return out
@@ -137,9 +159,16 @@ def parse_reply(
         counts = split_tokens(total, parsed, request.max_tokens)
     comps = tuple(
         Completion(
-            text, prompt if prompt is not None else prompt_estimate, k, finish, lp, None, top
+            text,
+            prompt if prompt is not None else prompt_estimate,
+            k,
+            finish,
+            lp,
+            None,
+            top,
+            tokens=token_texts(c.get("logprobs")) if lp is not None else None,
         )
-        for (text, finish, lp, top), k in zip(parsed, counts, strict=True)
+        for (text, finish, lp, top), k, c in zip(parsed, counts, choices, strict=True)
     )
     if "testtime" in usage:
         return Reply(comps, cost_from_dict(usage["testtime"], url), True, prompt)
@@ -204,6 +233,18 @@ def parse_logprobs(
         lps = [float(x) if x is not None else -math.inf for x in raw.get("token_logprobs") or []]
         tops = [{s: float(v) for s, v in (t or {}).items()} for t in raw.get("top_logprobs") or []]
     return (tuple(lps) or None), (tuple(tops) if k and tops else None)
+
+
+def token_texts(raw: Any) -> tuple[str, ...] | None:
+    """Each generated token's text, from the chat (`content[].token`) or the legacy
+    completions (`tokens`) layout of logprobs; None when the server did not send them."""
+    if not isinstance(raw, dict):
+        return None
+    items = raw.get("content") if isinstance(raw.get("content"), list) else None
+    texts = [t.get("token") for t in items if isinstance(t, dict)] if items else raw.get("tokens")
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+        return None
+    return tuple(texts)
 
 
 def split_tokens(total: int, parsed: Sequence[_Parsed], max_tokens: int) -> list[int]:

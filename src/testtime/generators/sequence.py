@@ -168,6 +168,7 @@ class Seq:
                 if infos is not None and r.top_logprobs
                 else None
             ),
+            tokens=tuple(decode([t]) for t in self.tokens) if infos is not None else None,
         )
 
 

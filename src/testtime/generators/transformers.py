@@ -93,7 +93,7 @@ class TransformersGenerator(Generator):
 
     # -- Generator ---------------------------------------------------------------------
     async def generate(self, request: Request) -> Generation:
-        prompt = list(self._encode(request.messages, request.prefix))
+        prompt = self._prompt_ids(request)
         fut = self.engine.submit(request, prompt, await self._grammar(request))
         return await asyncio.wrap_future(fut)
 
@@ -106,7 +106,30 @@ class TransformersGenerator(Generator):
         return self.grammars.cached(fmt) or await asyncio.to_thread(self.grammars.compile, fmt)
 
     def count_prompt_tokens(self, request: Request) -> int:
-        return len(self._encode(request.messages, request.prefix))
+        return len(self._prompt_ids(request))
+
+    def _prompt_ids(self, request: Request) -> list[int]:
+        """The token ids the model reads: the chat templated, or a raw prompt as it is
+        (text tokenized with the tokenizer's own special tokens, as vLLM's /v1/completions
+        does; token ids taken without decoding, each checked against the vocabulary)."""
+        raw = request.prompt
+        if raw is None:
+            return list(self._encode(request.messages, request.prefix))
+        if isinstance(raw, str):
+            return self._encode_raw(raw + request.prefix)
+        width = self.grammars.vocab_size  # the model's output width
+        bad = next((t for t in raw if not 0 <= t < width), None)
+        if bad is not None:
+            raise ConfigError(
+                f"token id {bad} is outside this model's vocabulary (ids 0..{width - 1}); "
+                "send ids from its tokenizer, or the prompt as text"
+            )
+        extra = self.tokenizer(request.prefix, add_special_tokens=False)["input_ids"]
+        return [*raw, *extra]
+
+    def _encode_raw(self, text: str) -> list[int]:
+        ids: list[int] = self.tokenizer(text, add_special_tokens=True)["input_ids"]
+        return ids
 
     def clear_cache(self) -> None:
         self.engine.prefix.clear()

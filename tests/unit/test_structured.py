@@ -149,3 +149,33 @@ async def test_an_upstream_is_sent_the_format_as_it_came() -> None:
             await gen.aclose()
     assert "response_format" not in bodies[0] and "response_format" not in bodies[2]
     assert bodies[1]["response_format"] == raw and bodies[3]["response_format"] == raw
+
+
+def test_the_cli_constrains_samples_and_prints_the_voted_json(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    import sys
+
+    import testtime.cli.run as cli_run
+    from testtime.cli import main
+
+    fake = FakeGenerator({"q": ['{"a": 2}', '{"a": 1.0}', '{ "a": 1 }']})
+    monkeypatch.setattr(cli_run, "load_model", lambda *a, **k: fake)
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps(SCHEMA))
+    for option in (f"@{schema}", json.dumps(SCHEMA), json.dumps(schema_format())):
+        fake.requests.clear()
+        argv = ["testtime", "run", "q", "-m", "fake", "-p", "n=3", "--json"]
+        monkeypatch.setattr(sys, "argv", [*argv, "--response-format", option])
+        with pytest.raises(SystemExit) as done:
+            main()
+        assert done.value.code in (0, None)
+        result = json.loads(capsys.readouterr().out)
+        assert result["answer"] == '{"a":1}', result
+        assert all(r.response_format == response_format(schema_format(name="cli"))
+                   or r.response_format == response_format(schema_format())
+                   for r in fake.requests)  # fmt: skip
+        assert fake.requests
+    with pytest.raises(ConfigError, match="is not JSON"):
+        cli_run.format_option("{nope")
+    assert cli_run.format_option("json_object") == response_format({"type": "json_object"})

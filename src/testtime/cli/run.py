@@ -28,6 +28,7 @@ from testtime.core.cost import Cost, human
 from testtime.core.errors import ConfigError
 from testtime.core.files import write_atomic
 from testtime.core.registry import Spec, parse_params
+from testtime.core.structured import KINDS, ResponseFormat, response_format
 from testtime.core.types import Problem, Result
 from testtime.core.voting import FIRST, SINGLETONS
 from testtime.generators.models import DEFAULT_MODEL
@@ -35,10 +36,14 @@ from testtime.lab.data.arms import BUDGET_PARAM, WIDTH_BUDGET
 from testtime.lab.data.spec import sized
 from testtime.strategies.base import STRATEGIES
 from testtime.strategies.run import RunSettings, build_task, build_verifier, solve_many
-from testtime.tasks.base import FreeForm, Task
+from testtime.tasks.base import FreeForm, JsonAnswers, Task
 from testtime.verifiers.base import VERIFIERS
 
 BUDGET_HELP = "ceiling, e.g. '16 samples', '4096 tokens', '1e12 flops', '30 seconds'"
+FORMAT_HELP = (
+    "JSON output, every sample constrained and the vote on parsed JSON: json_object, "
+    "@schema.json (a JSON schema file), or a JSON schema or response_format object as text"
+)
 DEFAULT_LIMIT = 10
 Params = Annotated[list[str], typer.Option("--param", "-p", help="strategy parameter key=value")]
 
@@ -61,6 +66,7 @@ def run(
     max_tokens: Annotated[int, typer.Option(help="max new tokens per sample")] = 256,
     answer: Annotated[str | None, typer.Option(help="gold answer for a prompt")] = None,
     seed: Annotated[int, typer.Option()] = 0,
+    output: Annotated[str | None, typer.Option("--response-format", help=FORMAT_HELP)] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     trace: Annotated[
@@ -81,7 +87,8 @@ def run(
     spec = STRATEGIES.spec(strategy, parse_params(param))
     judge = VERIFIERS.spec(verifier, parse_params(verifier_param)) if verifier else None
     the_budget = Budget.parse(budget) if budget is not None else None
-    the_task: Task = FreeForm()
+    fmt = format_option(output)
+    the_task: Task = JsonAnswers() if fmt is not None and fmt.json else FreeForm()
     if prompt is not None:
         problems = [Problem.from_prompt(prompt, answer=answer)]
     else:
@@ -93,7 +100,9 @@ def run(
                 f"note: task {name!r} has {len(problems)} problems; running all of them "
                 f"(-n asked for {limit})"
             )
-    settings = RunSettings(task=the_task, budget=the_budget, max_tokens=max_tokens, seed=seed)
+    settings = RunSettings(
+        task=the_task, budget=the_budget, max_tokens=max_tokens, seed=seed, response_format=fmt
+    )
     results = asyncio.run(_run(problems, spec, judge, settings, model, device, not as_json))
     if trace is not None:
         _write_trace(trace, results)
@@ -237,3 +246,28 @@ def _print_cost(c: Cost) -> None:
         f"{human(c.flops)} FLOPs, {c.seconds:.1f} s in calls (summed over calls and problems)"
         + (f", {c.sandbox_seconds:.2f} s of code in the sandbox" if c.sandbox_seconds else "")
     )
+
+
+def format_option(text: str | None) -> ResponseFormat | None:
+    """--response-format: a kind (json_object, text), @FILE holding a JSON schema, or JSON
+    text: a response_format object (its type is one of the kinds) or else a JSON schema."""
+    if text is None:
+        return None
+    if text in KINDS and text != "json_schema":
+        return response_format({"type": text})
+    where = "--response-format"
+    if text.startswith("@"):
+        path = Path(text[1:]).expanduser()
+        try:
+            text, where = path.read_text(), f"--response-format {path}"
+        except OSError as e:
+            raise ConfigError(f"--response-format: cannot read {path}: {e.strerror}") from None
+    try:
+        raw = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(
+            f"{where} is not JSON ({e}); give json_object, @schema.json or a JSON schema"
+        ) from None
+    if isinstance(raw, dict) and raw.get("type") in KINDS:
+        return response_format(raw)
+    return response_format({"type": "json_schema", "json_schema": {"name": "cli", "schema": raw}})

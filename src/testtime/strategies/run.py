@@ -16,11 +16,11 @@ from testtime.core.answers import same_answer
 from testtime.core.budget import Budget
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec
-from testtime.core.structured import ResponseFormat, canonical_json
+from testtime.core.structured import ResponseFormat
 from testtime.core.types import MAX_TOKENS, Problem, Result
 from testtime.generators.base import Generator
 from testtime.strategies.base import STRATEGIES, Context
-from testtime.tasks.base import TASKS, Task
+from testtime.tasks.base import TASKS, JsonAnswers, Task
 from testtime.verifiers.base import VERIFIERS, Verifier, VerifierDeps
 
 
@@ -79,15 +79,15 @@ async def solve(
 
     Give a `RunSettings`, or its fields as keywords (`task=`, `verifier=`, `budget=`, ...)."""
     s = settings_of(settings, options)
-    task = s.task
     json = s.response_format is not None and s.response_format.json
+    task = s.task if s.task is not None or not json else JsonAnswers()
     ctx = Context(
         problem,
         generator,
         spec=strategy,
         verifier=s.verifier,
         budget=s.budget,
-        extract=task.extract if task is not None else canonical_json if json else None,
+        extract=task.extract if task is not None else None,
         same=task.same if task is not None else same_answer,
         max_tokens=s.max_tokens,
         seed=s.seed,

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from testtime.core.answers import canonical, equivalent, extract
 from testtime.core.cost import Cost
 from testtime.core.registry import Registry
+from testtime.core.structured import canonical_json
 from testtime.core.types import Problem
 
 
@@ -68,3 +69,21 @@ class FreeForm(Task):
 
     def problems(self) -> Sequence[Problem]:
         return ()
+
+
+class JsonAnswers(FreeForm):
+    """Ad-hoc prompts answered in JSON (a response_format): a sample's answer is its JSON
+    value in canonical form (`core.structured`), so votes group parsed values; a gold answer
+    is right when it is the same value."""
+
+    name = "json"
+
+    def extract(self, text: str) -> str | None:
+        return canonical_json(text)
+
+    def check(self, problem: Problem, answer: str | None) -> bool:
+        gold = None if problem.answer is None else canonical_json(problem.answer)
+        return answer is not None and gold is not None and canonical_json(answer) == gold
+
+    def canonical(self, answer: str) -> str:
+        return canonical_json(answer) or answer.strip()

@@ -13,24 +13,34 @@ from typing import Any, Literal
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
 from testtime.core.structured import ResponseFormat
+from testtime.core.tools import ToolCall, Tools
 
-Role = Literal["system", "user", "assistant"]
+__all__ = ["ToolCall", "Tools"]  # re-exported: a chat's tool calls are plain data too
+
+Role = Literal["system", "user", "assistant", "tool"]
+ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
 FinishReason = Literal["stop", "length", "eos", "cancelled"]
 MAX_TOKENS = 1 << 20  # the most new tokens one request may ask for
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """One chat message."""
+    """One chat message. An assistant message may carry the `tool_calls` it made (its
+    content then often empty); a `tool` message is one call's result, `tool_call_id` naming
+    the call."""
 
     role: Role
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
 
     def __post_init__(self) -> None:
-        if self.role not in ("system", "user", "assistant"):
+        if self.role not in ROLES:
             raise ConfigError(
-                f"message role {self.role!r} is not allowed; use system, user or assistant"
+                f"message role {self.role!r} is not allowed; use system, user, assistant or tool"
             )
+        if self.tool_calls and self.role != "assistant":
+            raise ConfigError(f"a {self.role} message cannot carry tool_calls; only assistant")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +86,9 @@ class Request:
     request is `Context.ask`'s (a judge's or aggregator's): generators answer it like any,
     and wrappers that watch samples (the server's progress) know its replies are none.
     `response_format` asks for JSON (any, or of a schema; `core.structured`): the embedded
-    model constrains its decoding to it, an upstream is sent it as it came.
+    model constrains its decoding to it, an upstream is sent it as it came. `tools` offers
+    functions to call (`core.tools`): rendered into the prompt locally, sent on upstream;
+    completions then carry the calls a sample made.
     """
 
     messages: tuple[Message, ...]
@@ -94,6 +106,7 @@ class Request:
     deadline: float | None = None  # time.monotonic() by which to return what was generated
     asked: bool = False  # Context.ask's: its replies are verifier work, not samples
     response_format: ResponseFormat | None = None  # JSON output (core.structured)
+    tools: Tools | None = None  # functions the model may call (core.tools)
     # a raw prompt (text or token ids) continued as it is, with no chat template: OpenAI's
     # /v1/completions; `messages` then hold it as one user message (see `Request.raw`)
     prompt: str | tuple[int, ...] | None = None
@@ -151,6 +164,7 @@ class Completion:
     certainty: tuple[float, ...] | None = None
     top_logprobs: tuple[Mapping[str, float], ...] | None = None
     tokens: tuple[str, ...] | None = None  # each generated token's text, with logprobs
+    tool_calls: tuple[ToolCall, ...] | None = None  # the calls it made (text: the rest)
 
 
 @dataclass(frozen=True, slots=True)

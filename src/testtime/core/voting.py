@@ -18,6 +18,7 @@ from typing import Literal, cast, get_args
 
 from testtime.core.answers import same_answer
 from testtime.core.errors import ConfigError
+from testtime.core.tools import by_kind, is_call
 from testtime.core.types import Candidate
 
 Equivalence = Callable[[str, str], bool]
@@ -69,7 +70,11 @@ def group(
 
 
 def leader(groups: Sequence[Group]) -> Group | None:
-    """The heaviest group; ties go to the group seen first."""
+    """The heaviest group; ties go to the group seen first. Where some answers are tool
+    calls and others text (`core.tools`), the kind is voted first, then the group within it."""
+    calls = by_kind([g.answer for g in groups], [g.weight for g in groups])
+    if calls is not None:
+        groups = [g for g in groups if is_call(g.answer) == calls]
     best: Group | None = None
     for g in groups:  # strict '>' keeps the first-seen group on ties
         if best is None or g.weight > best.weight:

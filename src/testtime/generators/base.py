@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
+from testtime.core.tools import parse_calls
 from testtime.core.types import Completion, Request
 
 
@@ -21,6 +22,20 @@ class Generation:
 
     completions: tuple[Completion, ...]
     cost: Cost
+
+
+def with_tool_calls(gen: Generation, request: Request) -> Generation:
+    """`gen` with the tool calls each completion wrote read out of its text (`core.tools`
+    formats; the text keeps what is left): for a backend whose model writes calls as text.
+    Nothing changes without tools, or with tool_choice `none`."""
+    tools = request.tools
+    if tools is None or not tools.offered:
+        return gen
+    out = []
+    for comp in gen.completions:
+        calls, rest = parse_calls(comp.text, tools.names)
+        out.append(replace(comp, text=rest, tool_calls=calls) if calls else comp)
+    return Generation(tuple(out), gen.cost)
 
 
 class Generator(ABC):

@@ -26,7 +26,7 @@ from testtime.core.errors import ConfigError
 from testtime.core.kinetics import KVShape
 from testtime.core.types import Completion, FinishReason, Request
 from testtime.generators.backends import Backend, backend
-from testtime.generators.base import Generation, Generator
+from testtime.generators.base import Generation, Generator, with_tool_calls
 
 Texts = Sequence[str] | Mapping[str, float]  # texts in turn, or texts with weights
 Default = Texts | Callable[[str], Texts]
@@ -74,7 +74,8 @@ class _Script:
 
 
 class FakeGenerator(Generator):
-    """Scripted completions: `scripts` maps a prompt (the last user message) to its texts.
+    """Scripted completions: `scripts` maps a prompt (the last user message, or tool result)
+    to its texts; a scripted `<tool_call>` is read out as a call when the request has tools.
 
     A prompt matches its exact key, else the first key it contains (handy for templated
     judge prompts). Unmatched prompts get `default` (texts, or a function of the prompt);
@@ -156,7 +157,7 @@ class FakeGenerator(Generator):
             generated_tokens=sum(c.generated_tokens for c in outs),
             samples=len(outs),
         )
-        return Generation(tuple(outs), cost)
+        return with_tool_calls(Generation(tuple(outs), cost), request)  # scripted calls
 
     async def features(self, requests: Sequence[Request]) -> list[list[float]]:
         """A pretend hidden state: hashed counts of the prefix's tokens (64 dimensions)."""
@@ -205,7 +206,9 @@ class FakeGenerator(Generator):
 
 
 def _last_user(request: Request) -> str:
-    users = [m.content for m in request.messages if m.role == "user"]
+    """The prompt a script is looked up by: the last user message, or a tool's result when
+    one came after it (the model then answers the result)."""
+    users = [m.content for m in request.messages if m.role in ("user", "tool")]
     return users[-1] if users else request.messages[-1].content
 
 

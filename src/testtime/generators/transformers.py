@@ -9,6 +9,7 @@ prefix), and hands token ids to the `Engine`. Works on CPU or CUDA; dtype is a p
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Sequence
 from functools import lru_cache
@@ -16,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from testtime.core.errors import ConfigError, ModelNotFoundError
+from testtime.core.tools import Tools, call_text, forced_format, result_text, system_prompt
 from testtime.core.types import Message, Request
-from testtime.generators.base import Generation, Generator
+from testtime.generators.base import Generation, Generator, with_tool_calls
 from testtime.generators.engine import Engine
 from testtime.generators.environment import quiet_threads
 from testtime.generators.grammar import Grammars
@@ -36,6 +38,8 @@ class TransformersGenerator(Generator):
         self.name = name
         self.n_params = int(sum(p.numel() for p in model.parameters()))
         self.chat = bool(getattr(tokenizer, "chat_template", None))
+        # a template that reads `tools` renders them itself; others get them as a system message
+        self.template_tools = "tools" in str(getattr(tokenizer, "chat_template", None) or "")
         self._decode_one = lru_cache(maxsize=65536)(self._decode_token)
         self.engine = Engine(
             Runner(model), eos=self._eos_ids(), decode=self.decode, n_params=self.n_params, **engine
@@ -95,12 +99,14 @@ class TransformersGenerator(Generator):
     async def generate(self, request: Request) -> Generation:
         prompt = self._prompt_ids(request)
         fut = self.engine.submit(request, prompt, await self._grammar(request))
-        return await asyncio.wrap_future(fut)
+        return with_tool_calls(await asyncio.wrap_future(fut), request)
 
     async def _grammar(self, request: Request) -> Any:
         """The request's response format compiled for this tokenizer (None for free text);
         compiling (the first time only) runs off the event loop."""
         fmt = request.response_format
+        if fmt is None and request.tools is not None:  # tool_choice required / a function
+            fmt = forced_format(request.tools)
         if fmt is None or not fmt.json:
             return None
         return self.grammars.cached(fmt) or await asyncio.to_thread(self.grammars.compile, fmt)
@@ -114,7 +120,7 @@ class TransformersGenerator(Generator):
         does; token ids taken without decoding, each checked against the vocabulary)."""
         raw = request.prompt
         if raw is None:
-            return list(self._encode(request.messages, request.prefix))
+            return list(self._encode(request.messages, request.prefix, request.tools))
         if isinstance(raw, str):
             return self._encode_raw(raw + request.prefix)
         width = self.grammars.vocab_size  # the model's output width
@@ -154,19 +160,35 @@ class TransformersGenerator(Generator):
         await asyncio.to_thread(self.engine.close)
 
     # -- text <-> tokens ---------------------------------------------------------------
-    def prompt_text(self, messages: tuple[Message, ...], prefix: str = "") -> str:
-        """The exact text the model reads before its continuation."""
+    def prompt_text(
+        self, messages: tuple[Message, ...], prefix: str = "", tools: Tools | None = None
+    ) -> str:
+        """The exact text the model reads before its continuation. Offered `tools` (not
+        tool_choice `none`) go to a chat template that reads them (transformers'
+        `tools=`); a template that does not, or a model without one, gets them described
+        in a system message in the Hermes format, earlier calls as `<tool_call>` tags and
+        tool results as `<tool_response>` user turns (`core.tools`)."""
+        offered = tools if tools is not None and tools.offered else None
+        native = self.chat and self.template_tools
+        if offered is not None and not native:
+            messages = _with_system(messages, system_prompt(offered))
         if not self.chat:
-            return "\n\n".join(m.content for m in messages) + prefix
-        chat = [{"role": m.role, "content": m.content} for m in messages]
+            return "\n\n".join(_hermes(m)["content"] for m in messages) + prefix
+        chat = [_native(m) if native else _hermes(m) for m in messages]
+        extra: dict[str, Any] = {}
+        if offered is not None and native:
+            extra["tools"] = [{"type": "function", "function": f} for f in offered.functions]
         text: str = self.tokenizer.apply_chat_template(
-            chat, tokenize=False, add_generation_prompt=True
+            chat, tokenize=False, add_generation_prompt=True, **extra
         )
         return text + prefix
 
-    def _encode_uncached(self, messages: tuple[Message, ...], prefix: str) -> tuple[int, ...]:
+    def _encode_uncached(
+        self, messages: tuple[Message, ...], prefix: str, tools: Tools | None = None
+    ) -> tuple[int, ...]:
         # a chat template writes its own special tokens; plain text gets the tokenizer's BOS
-        ids = self.tokenizer(self.prompt_text(messages, prefix), add_special_tokens=not self.chat)
+        text = self.prompt_text(messages, prefix, tools)
+        ids = self.tokenizer(text, add_special_tokens=not self.chat)
         return tuple(ids["input_ids"])
 
     def decode(self, tokens: list[int]) -> str:
@@ -192,6 +214,45 @@ class TransformersGenerator(Generator):
         if not ids:
             raise ConfigError("the model names no end-of-sequence token; give its config one")
         return frozenset(int(i) for i in ids)
+
+
+def _with_system(messages: tuple[Message, ...], text: str) -> tuple[Message, ...]:
+    """`text` added to the chat's system message (a new first one when it has none)."""
+    if messages and messages[0].role == "system":
+        return (Message("system", f"{messages[0].content}\n\n{text}"), *messages[1:])
+    return (Message("system", text), *messages)
+
+
+def _hermes(m: Message) -> dict[str, str]:
+    """A message for a template that knows no tools: calls as tags, results as user turns."""
+    if m.role == "tool":
+        return {"role": "user", "content": result_text(m.content)}
+    if m.tool_calls:
+        return {
+            "role": m.role,
+            "content": "\n".join(filter(None, [m.content, call_text(m.tool_calls)])),
+        }
+    return {"role": m.role, "content": m.content}
+
+
+def _native(m: Message) -> dict[str, Any]:
+    """A message as transformers' tool-aware templates read it (arguments as objects)."""
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["tool_calls"] = [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": _args(c)}}
+            for c in m.tool_calls
+        ]
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def _args(call: Any) -> Any:
+    try:
+        return json.loads(call.arguments)
+    except ValueError:
+        return call.arguments
 
 
 def _output_width(model: Any) -> int:

@@ -27,6 +27,7 @@ from testtime.core.ledger import call_seed as call_seed
 from testtime.core.registry import Params, Registry, Spec
 from testtime.core.steps import aggregate
 from testtime.core.structured import ResponseFormat
+from testtime.core.tools import Tools, answer, same_or_call
 from testtime.core.types import Candidate, Completion, Message, Problem, Request, Result
 from testtime.core.voting import Equivalence
 from testtime.generators.base import Generator
@@ -51,12 +52,14 @@ class Context:
         max_tokens: int = 256,
         seed: int = 0,
         response_format: ResponseFormat | None = None,  # every sample's (JSON output)
+        tools: Tools | None = None,  # every sample's; a call's answer is its canonical key
     ) -> None:
         self.problem = problem
         self.response_format = response_format
+        self.tools = tools
         self.generator = generator
         self.extract = extract or extract_answer
-        self.same = same
+        self.same = same_or_call(same) if tools is not None else same
         self.max_tokens = max_tokens
         self._spec = spec
         self._verifier = verifier
@@ -166,6 +169,7 @@ class Context:
                 first_finish=first_finish,
                 deadline=self.deadline,
                 response_format=self.response_format,
+                tools=self.tools,
             )
             unit, owed = self._unit(request, self.budget, model)
             k = ledger.grant(request.n, unit, owed)
@@ -182,7 +186,11 @@ class Context:
             ledger.charge(replace(gen.cost, seconds=time.perf_counter() - started))
             for comp in gen.completions:
                 text = prefix + comp.text
-                found = self.extract(text)
+                found = (
+                    answer(comp.tool_calls, text, self.extract, self.tools.ignore)
+                    if self.tools is not None
+                    else self.extract(text)
+                )
                 out.append(ledger.add(Candidate(text, found, completion=comp, parent=parent)))
             if self.verifier is not None:
                 self._unscored += len(gen.completions)

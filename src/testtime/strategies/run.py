@@ -17,6 +17,7 @@ from testtime.core.budget import Budget
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec
 from testtime.core.structured import ResponseFormat
+from testtime.core.tools import Tools
 from testtime.core.types import MAX_TOKENS, Problem, Result
 from testtime.generators.base import Generator
 from testtime.strategies.base import STRATEGIES, Context
@@ -39,6 +40,7 @@ class RunSettings:
     seed: int = 0
     concurrency: int = 64
     response_format: ResponseFormat | None = None
+    tools: Tools | None = None  # functions every sample may call; calls vote by core.tools
 
     def __post_init__(self) -> None:
         if not 0 < self.max_tokens <= MAX_TOKENS:
@@ -61,6 +63,7 @@ class RunOptions(TypedDict, total=False):
     seed: int
     concurrency: int
     response_format: ResponseFormat | None
+    tools: Tools | None
 
 
 def settings_of(settings: RunSettings | None, options: RunOptions) -> RunSettings:
@@ -92,6 +95,7 @@ async def solve(
         max_tokens=s.max_tokens,
         seed=s.seed,
         response_format=s.response_format,
+        tools=s.tools,
     )
     result = await STRATEGIES.build(strategy, ctx)
     if task is not None and task.graded(problem):

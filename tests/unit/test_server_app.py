@@ -165,7 +165,7 @@ async def test_a_budget_too_small_for_one_sample_is_a_400() -> None:
 async def test_a_stream_shows_progress_then_the_answer_then_done() -> None:
     body = {"strategy": "adaptive_consistency", "params": {"max_samples": 4, "threshold": 1.0}}
     async with client(FakeGenerator(latency=0.01)) as c:
-        r = await chat(c, stream=True, testtime=body)
+        r = await chat(c, stream=True, stream_options={"include_usage": True}, testtime=body)
     assert r.headers["content-type"].startswith("text/event-stream")
     got = events(r.text)
     assert got[-1] == "[DONE]"
@@ -176,10 +176,11 @@ async def test_a_stream_shows_progress_then_the_answer_then_done() -> None:
     assert [p["samples"] for p in progress] == [1, 2, 3, 4]  # one per call, in order
     assert progress[-1]["leader"]["answer"] == "7"
     assert progress[-1]["cost"]["generated_tokens"] > progress[0]["cost"]["generated_tokens"]
-    answer = chunks[-1]
+    answer, used = chunks[-2:]  # usage comes last, in a chunk of its own
     assert answer["choices"][0]["finish_reason"] == "stop"
     assert answer["choices"][0]["delta"]["content"].endswith("Answer: 7")
-    assert answer["testtime"]["answer"] == "7" and answer["usage"]["testtime"]["samples"] == 4
+    assert answer["testtime"]["answer"] == "7" and answer["usage"] is None
+    assert used["choices"] == [] and used["usage"]["testtime"]["samples"] == 4
 
 
 async def test_a_plain_stream_with_include_usage_ends_with_a_usage_chunk() -> None:
@@ -187,7 +188,8 @@ async def test_a_plain_stream_with_include_usage_ends_with_a_usage_chunk() -> No
         r = await chat(c, n=2, stream=True, stream_options={"include_usage": True})
     got = events(r.text)
     assert got[-1] == "[DONE]"
-    assert [ch["choices"][0]["index"] for ch in got[1:3]] == [0, 1]
+    answers = [ch for ch in got[:-2] if ch["choices"][0]["finish_reason"]]
+    assert [ch["choices"][0]["index"] for ch in answers] == [0, 1]
     assert got[-2]["choices"] == [] and got[-2]["usage"]["testtime"]["samples"] == 2
 
 

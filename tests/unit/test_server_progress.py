@@ -32,7 +32,9 @@ def client(gen: Generator) -> httpx.AsyncClient:
 
 
 async def post(gen: Generator, testtime: dict[str, Any], stream: bool) -> httpx.Response:
-    body = {"model": "fake", "messages": [{"role": "user", "content": Q}], "stream": stream}
+    body: dict[str, Any] = {"model": "fake", "messages": [{"role": "user", "content": Q}]}
+    if stream:  # usage comes in a stream only when asked for
+        body.update(stream=True, stream_options={"include_usage": True})
     async with client(gen) as c:
         return await c.post("/v1/chat/completions", json={**body, "testtime": testtime})
 

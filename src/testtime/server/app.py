@@ -1,7 +1,8 @@
-"""The OpenAI-compatible app: `/v1/chat/completions`, `/v1/models`, `/health`, and
-`/v1/testtime/stats`; `serve` runs it under uvicorn.
+"""The OpenAI-compatible app: `/v1/chat/completions`, `/v1/completions` (raw prompts, no
+chat template), `/v1/models` and `/v1/models/{id}`, `/health`, and `/v1/testtime/stats`;
+`serve` runs it under uvicorn.
 
-Each chat request is checked (plan), admitted or refused (limits), and run as its own task
+Each request is checked (plan), admitted or refused (limits), and run as its own task
 (work); the handler races that task against the client's disconnect, as vLLM's
 `with_cancellation` does (polling `request.is_disconnected` misses disconnects), and a
 stream cancels it when the response ends. On shutdown uvicorn stops accepting, lets
@@ -16,6 +17,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -23,6 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive
 
 from testtime.core.errors import TesttimeError
+from testtime.core.types import Request as CoreRequest
 from testtime.generators.base import Generator
 from testtime.sandbox import probe
 from testtime.server import errors
@@ -30,14 +33,16 @@ from testtime.server.errors import ApiError
 from testtime.server.limits import BodyLimit, Charged, Key, Quota, SandboxCharged
 from testtime.server.plan import (
     FILE_VERIFIERS,
+    Completions,
     Plain,
     Strategic,
+    plan_completion,
     plan_off_loop,
     strategy_in_model,
     worst_case,
 )
 from testtime.server.progress import Metered, Observed
-from testtime.server.schemas import ChatRequest
+from testtime.server.schemas import ChatRequest, CompletionRequest, StreamOptions
 from testtime.server.settings import Settings
 from testtime.server.stream import EventStream
 from testtime.server.work import Job, Jobs, build_verifier
@@ -117,6 +122,26 @@ def create_app(settings: Settings, generator: Generator) -> FastAPI:
         strategy's answer, with its cost itemised in usage.testtime."""
         key = authorize(request)
         the_plan = await plan_off_loop(body, settings)  # it may read files: off the loop
+        return await run(the_plan, body.model, key, body.stream_options, body.stream, request)
+
+    @app.post("/v1/completions", response_model=None)
+    async def completions(body: CompletionRequest, request: Request) -> Response:
+        """A (legacy) text completion: raw prompts continued as they are, no chat template;
+        with a strategy, its answer to one text prompt."""
+        key = authorize(request)
+        the_plan = await asyncio.to_thread(plan_completion, body, settings)
+        return await run(the_plan, body.model, key, body.stream_options, body.stream, request)
+
+    async def run(
+        the_plan: Plain | Strategic | Completions,
+        model: str,
+        key: Key | None,
+        options: StreamOptions | None,
+        stream: bool,
+        request: Request,
+    ) -> Response:
+        """Admit and run a planned request; stream it, or answer when it is done."""
+        fits_context(the_plan, metered)
         quota = Quota(key)  # the request's worst case held now: a 429 before any work
         quota.hold(lambda: worst_case(the_plan, metered))
         charged = Charged(metered, quota)  # every call (a judge's too) reserved, then settled
@@ -126,14 +151,13 @@ def create_app(settings: Settings, generator: Generator) -> FastAPI:
                 quota.may_run_code()  # a 429 before any work once the key's seconds are spent
                 if quota.sandbox_capped and not isinstance(verifier, ProcessVerifier | None):
                     verifier = SandboxCharged(verifier, quota)  # each call's runs charged
-            job = Job(the_plan, Observed(charged), body.model, key, verifier, quota=quota)
+            job = Job(the_plan, Observed(charged), model, key, verifier, quota=quota)
             task = jobs.start(job)
         except BaseException:
             quota.close(0)
             raise
-        if body.stream:
-            include = bool(body.stream_options and body.stream_options.include_usage)
-            return EventStream(job, include)
+        if stream:
+            return EventStream(job, bool(options and options.include_usage))
         try:
             finished = await _finished(task, request.receive)
         except asyncio.CancelledError:  # uvicorn's drain time at shutdown is over
@@ -180,7 +204,37 @@ def model_entry(model_id: str, served: str, created: int) -> dict[str, Any]:
     return {**entry, "testtime": {**about, "params": {**params, **given}}}
 
 
-async def _verifier(the_plan: Plain | Strategic, generator: Generator) -> Verifier | None:
+def fits_context(the_plan: Plain | Strategic | Completions, generator: Generator) -> None:
+    """A 400 naming both numbers when a prompt alone fills the model's context (where the
+    generator knows it), before any work; a strategy's later, longer prompts are the
+    strategy's to fit."""
+    most = generator.context_window
+    if most is None:
+        return
+    if isinstance(the_plan, Plain):
+        requests: tuple[CoreRequest, ...] = (the_plan.request,)
+    elif isinstance(the_plan, Completions):
+        requests = the_plan.requests
+    else:
+        requests = (CoreRequest(the_plan.problem.messages, max_tokens=the_plan.max_tokens),)
+        if the_plan.raw:
+            requests = (replace(requests[0], prompt=the_plan.problem.messages[0].content),)
+    for i, one in enumerate(requests):
+        have = generator.count_prompt_tokens(one)
+        if have >= most:
+            which = f"prompt {i} has" if len(requests) > 1 else "the prompt has"
+            raise ApiError(
+                400,
+                f"{which} {have} tokens but this model's context holds {most} (prompt and "
+                "completion together); shorten the prompt",
+                param="prompt" if isinstance(the_plan, Completions) else "messages",
+                code="context_length_exceeded",
+            )
+
+
+async def _verifier(
+    the_plan: Plain | Strategic | Completions, generator: Generator
+) -> Verifier | None:
     if not isinstance(the_plan, Strategic) or the_plan.verifier is None:
         return None
     try:

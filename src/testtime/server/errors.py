@@ -73,12 +73,14 @@ def sanitize(message: str) -> str:
 
 
 def from_exception(exc: BaseException) -> ApiError:
-    """The ApiError for any exception: user errors are 400s, an upstream that is down or
-    overloaded a 502, anything else a logged 500."""
+    """The ApiError for any exception: user errors are 400s, an upstream that is down,
+    overloaded or without the endpoint asked for a 502, anything else a logged 500."""
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, ServerError) and (exc.status is None or exc.status >= 429):
         return ApiError(502, f"the upstream server failed: {exc}", code="upstream_error")
+    if isinstance(exc, ServerError) and exc.status in (404, 405):  # e.g. no /v1/completions
+        return ApiError(502, f"the upstream server cannot serve this: {exc}", code="upstream_error")
     if isinstance(exc, TesttimeError):
         return ApiError(400, str(exc))
     log.error("internal error", exc_info=exc)
@@ -136,7 +138,8 @@ def install(app: FastAPI) -> None:
         message = str(exc.detail)
         if exc.status_code == 404:
             message = (
-                "no such endpoint; this server serves /v1/chat/completions, /v1/models, /health"
+                "no such endpoint; this server serves /v1/chat/completions, /v1/completions, "
+                "/v1/models, /v1/models/{model}, /v1/testtime/stats and /health"
             )
         return ApiError(exc.status_code, message, headers=exc.headers).response()
 

@@ -14,7 +14,7 @@ import hashlib
 import keyword
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +34,7 @@ from testtime.server.schemas import (
     BudgetObject,
     ChatMessage,
     ChatRequest,
+    CompletionRequest,
     TesttimeOptions,
     VerifierObject,
 )
@@ -58,6 +59,14 @@ class Plain:
 
 
 @dataclass(frozen=True)
+class Completions:
+    """/v1/completions without a strategy: `n` samples of each raw prompt, in order."""
+
+    requests: tuple[Request, ...]
+    echo: bool = False  # each choice's text starts with its prompt
+
+
+@dataclass(frozen=True)
 class Strategic:
     """A strategy run on one problem under a budget."""
 
@@ -69,6 +78,7 @@ class Strategic:
     seed: int
     fallback: Fallback = "likelihood"  # chooses when the vote decided nothing (settings.py)
     response_format: ResponseFormat | None = None  # every sample's; the vote is on its JSON
+    raw: bool = False  # /v1/completions: the problem's one message is raw text, no template
 
     @property
     def code(self) -> CodeSpec | None:
@@ -86,6 +96,7 @@ def plan(body: ChatRequest, settings: Settings) -> Plain | Strategic:
     """What to run for `body`; an ApiError (400, or 404 for an unknown model) if not allowed."""
     named = strategy_in_model(body.model, settings.model)
     opts = body.testtime
+    stream_options(body)
     code = request_code(opts, settings)
     if len(body.messages) > settings.max_messages:
         raise bad(f"at most {settings.max_messages} messages are allowed", "messages")
@@ -115,7 +126,90 @@ def plan(body: ChatRequest, settings: Settings) -> Plain | Strategic:
     return strategic(body, settings, named, max_tokens, code)
 
 
-def worst_case(the_plan: Plain | Strategic, generator: Generator) -> tuple[int, int | None]:
+def plan_completion(body: CompletionRequest, settings: Settings) -> Completions | Strategic:
+    """What to run for a /v1/completions `body`: each raw prompt's n samples, or (one text
+    prompt) a strategy on it, its samples continuing the text with no chat template."""
+    stream_options(body)
+    if body.suffix:
+        raise bad("suffix (insertion) is not supported; send the prompt alone", "suffix")
+    if body.best_of is not None and body.best_of != body.n:
+        raise bad(
+            f"best_of is not supported apart from n; for the best of several samples use a "
+            f"strategy, e.g. model best_of_n:n={body.best_of}@{settings.model} with a verifier",
+            "best_of",
+        )
+    prompts = prompt_list(body.prompt)
+    if body.echo and body.logprobs is not None:
+        raise bad(
+            "echo with logprobs would need the prompt's logprobs, which this server does not "
+            "compute; ask for echo or logprobs",
+            "echo",
+        )
+    if body.echo and any(not isinstance(p, str) for p in prompts):
+        raise bad("echo needs the prompt as text, not token ids", "echo")
+    chat = ChatRequest(
+        model=body.model,
+        # the chat checks read text: token ids stand in as "ids" (a strategy refuses them)
+        messages=[ChatMessage(role="user", content=p if isinstance(p, str) else "ids")
+                  for p in prompts[:1]],
+        n=body.n,
+        max_tokens=body.max_tokens,
+        temperature=body.temperature,
+        top_p=body.top_p,
+        stop=body.stop,
+        seed=body.seed,
+        logprobs=body.logprobs is not None,
+        top_logprobs=body.logprobs,
+        stream=body.stream,
+        testtime=body.testtime,
+    )  # fmt: skip
+    the_plan = plan(chat, settings)
+    if isinstance(the_plan, Strategic):
+        if len(prompts) != 1 or not isinstance(prompts[0], str):
+            raise bad("a strategy runs on one prompt given as text", "prompt")
+        if body.echo:
+            raise bad("echo is not supported with a strategy, which returns one answer", "echo")
+        return replace(the_plan, raw=True)
+    if len(prompts) * body.n > (settings.max_budget.samples or 128):
+        raise bad(
+            f"{len(prompts)} prompts x n {body.n} is above this server's maximum of "
+            f"{settings.max_budget.samples or 128} samples per request",
+            "prompt",
+        )
+    one = the_plan.request
+    requests = tuple(
+        replace(one, messages=Request.raw(p).messages, prompt=Request.raw(p).prompt)
+        for p in prompts
+    )
+    return Completions(requests, body.echo)
+
+
+def prompt_list(raw: str | list[str] | list[int] | list[list[int]]) -> list[str | tuple[int, ...]]:
+    """The prompts of a completions request: texts, or token-id tuples; a 400 if none is
+    given or one is empty."""
+    found: list[str | tuple[int, ...]] = []
+    if isinstance(raw, str):
+        found.append(raw)
+    elif raw and all(isinstance(t, int) for t in raw):
+        found.append(tuple(t for t in raw if isinstance(t, int)))
+    else:
+        found.extend(p if isinstance(p, str) else tuple(p) for p in raw if not isinstance(p, int))
+    if not found or any(len(p) == 0 for p in found):
+        raise bad("prompt is empty; give a text, texts, token ids or lists of token ids", "prompt")
+    if any(isinstance(t, int) and t < 0 for p in found if not isinstance(p, str) for t in p):
+        raise bad("token ids must be >= 0", "prompt")
+    return found
+
+
+def stream_options(body: ChatRequest | CompletionRequest) -> None:
+    """A 400 for stream_options on a request that does not stream (OpenAI refuses it)."""
+    if body.stream_options is not None and not body.stream:
+        raise bad("stream_options is only allowed with stream: true", "stream_options")
+
+
+def worst_case(
+    the_plan: Plain | Strategic | Completions, generator: Generator
+) -> tuple[int, int | None]:
     """The tokens a plan may charge an API key: its first call's worst case (a plain
     request's n samples, or one sample of a strategy's problem), and its whole worst case as
     its budget bounds it (every sample its prompt and max_tokens; None if nothing bounds it).
@@ -123,6 +217,9 @@ def worst_case(the_plan: Plain | Strategic, generator: Generator) -> tuple[int, 
     own worst case too."""
     if isinstance(the_plan, Plain):
         worst = worst_tokens(generator, the_plan.request)
+        return worst, worst
+    if isinstance(the_plan, Completions):  # its prompts' calls run at once
+        worst = sum(worst_tokens(generator, r) for r in the_plan.requests)
         return worst, worst
     one = Request(the_plan.problem.messages, n=1, max_tokens=the_plan.max_tokens)
     sample = worst_tokens(generator, one)

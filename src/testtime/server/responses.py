@@ -25,8 +25,8 @@ from testtime.generators.base import Generation
 FLOOR = -9999.0  # what OpenAI-compatible servers send for a logprob of -inf
 
 
-def new_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
+def new_id(kind: str = "chatcmpl") -> str:
+    return f"{kind}-{uuid.uuid4().hex}"
 
 
 def envelope(cid: str, model: str, created: int, kind: str = "chat.completion") -> dict[str, Any]:
@@ -64,14 +64,16 @@ def logprobs(comp: Completion) -> dict[str, Any] | None:
     if comp.logprobs is None:
         return None
     tops = comp.top_logprobs or ()
+    texts = comp.tokens or ()
     content = []
     for i, lp in enumerate(comp.logprobs):
         top = tops[i] if i < len(tops) else {}
+        token = _token(lp, top, texts[i] if i < len(texts) else None)
         content.append(
             {
-                "token": _token(lp, top),
+                "token": token,
                 "logprob": _finite(lp),
-                "bytes": None,
+                "bytes": list(token.encode()) if token else None,
                 "top_logprobs": [
                     {"token": t, "logprob": _finite(v), "bytes": list(t.encode())}
                     for t, v in top.items()
@@ -81,7 +83,9 @@ def logprobs(comp: Completion) -> dict[str, Any] | None:
     return {"content": content}
 
 
-def _token(lp: float, top: Mapping[str, float]) -> str:
+def _token(lp: float, top: Mapping[str, float], known: str | None = None) -> str:
+    if known is not None:
+        return known
     return next((t for t, v in top.items() if math.isclose(v, lp, abs_tol=1e-6)), "")
 
 
@@ -180,3 +184,77 @@ def strategy_body(
         "usage": usage(result.cost),
         "testtime": testtime_info(result, budget, verifier, how),
     }
+
+
+# -- /v1/completions -------------------------------------------------------------------------
+def legacy_logprobs(comp: Completion, offset: int) -> dict[str, Any] | None:
+    """OpenAI's legacy completions logprobs: `tokens`, `token_logprobs`, `top_logprobs` (one
+    map per position, None without alternatives) and `text_offset` (each token's start in
+    the choice's text, after `offset` characters of echoed prompt)."""
+    if comp.logprobs is None:
+        return None
+    tops = comp.top_logprobs or ()
+    texts = comp.tokens or ()
+    tokens, offsets = [], []
+    for i, lp in enumerate(comp.logprobs):
+        top = tops[i] if i < len(tops) else {}
+        tokens.append(_token(lp, top, texts[i] if i < len(texts) else None))
+        offsets.append(offset)
+        offset += len(tokens[-1])
+    return {
+        "tokens": tokens,
+        "token_logprobs": [_finite(lp) for lp in comp.logprobs],
+        "top_logprobs": [{t: _finite(v) for t, v in top.items()} for top in tops] or None,
+        "text_offset": offsets,
+    }
+
+
+def completion_choice(
+    index: int, comp: Completion | None, text: str, prompt: str, request: Request
+) -> dict[str, Any]:
+    """One text_completion choice: the prompt first when echoed (`prompt` non-empty)."""
+    reason, stop_reason = finish(comp, request.stop)
+    return {
+        "index": index,
+        "text": prompt + text,
+        "logprobs": legacy_logprobs(comp, len(prompt)) if comp and request.logprobs else None,
+        "finish_reason": reason,
+        "stop_reason": stop_reason,
+    }
+
+
+def completions_body(
+    cid: str,
+    model: str,
+    gens: list[Generation],
+    requests: tuple[Request, ...],
+    echo: bool,
+    seconds: float,
+) -> dict[str, Any]:
+    """The response of a /v1/completions request: each prompt's n choices in turn (choice
+    i * n + j is prompt i's sample j), usage summed over the prompts."""
+    choices: list[dict[str, Any]] = []
+    for gen, request in zip(gens, requests, strict=True):
+        prompt = request.prompt if echo and isinstance(request.prompt, str) else ""
+        for comp in gen.completions:
+            choices.append(completion_choice(len(choices), comp, comp.text, prompt, request))
+    cost = sum((g.cost for g in gens), Cost())
+    cost = cost if cost.seconds else _with_seconds(cost, seconds)
+    head = envelope(cid, model, int(time.time()), "text_completion")
+    return {**head, "choices": choices, "usage": usage(cost)}
+
+
+def as_completion(body: dict[str, Any], prompt: str) -> dict[str, Any]:
+    """A strategy's chat-shaped response as a text_completion (`prompt` first when
+    echoed): the same answer, usage and testtime object."""
+    choices = [
+        {
+            "index": c["index"],
+            "text": prompt + (c["message"]["content"] or ""),
+            "logprobs": None,
+            "finish_reason": c["finish_reason"],
+            "stop_reason": c["stop_reason"],
+        }
+        for c in body["choices"]
+    ]
+    return {**body, "object": "text_completion", "choices": choices}

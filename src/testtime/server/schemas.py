@@ -110,7 +110,7 @@ class ChatRequest(BaseModel):
     temperature: StrictFloat | None = Field(default=None, ge=0, le=2)
     top_p: StrictFloat | None = Field(default=None, gt=0, le=1)
     stop: str | list[str] | None = None
-    seed: StrictInt | None = Field(default=None, ge=0, lt=1 << 63)
+    seed: StrictInt | None = Field(default=None, ge=-(1 << 63), lt=1 << 63)  # any int64
     logprobs: StrictBool = False
     top_logprobs: StrictInt | None = Field(default=None, ge=0, le=20)
     stream: StrictBool = False
@@ -124,6 +124,38 @@ class ChatRequest(BaseModel):
         description="{'type': 'text' | 'json_object'} or {'type': 'json_schema', 'json_schema': "
         "{'name': ..., 'schema': {...}, 'strict': true}}; checked in plan.py",
     )
+
+    def stops(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+
+Prompt = StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]]
+
+
+class CompletionRequest(BaseModel):
+    """An OpenAI (legacy) completions request: a raw prompt continued as it is, no chat
+    template. `prompt` is a text, a list of texts, token ids, or a list of token-id lists;
+    each prompt gets `n` choices. `logprobs` is an int here: the alternatives per position."""
+
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+    model: str = Field(description="MODEL, STRATEGY@MODEL or STRATEGY:k=v,k=v@MODEL")
+    prompt: Prompt = Field(description="a text, texts, token ids, or lists of token ids")
+    suffix: StrictStr | None = None
+    echo: StrictBool = False
+    logprobs: StrictInt | None = Field(default=None, ge=0, le=20)
+    n: StrictInt = Field(default=1, ge=1, le=MAX_N)
+    best_of: StrictInt | None = Field(default=None, ge=1, le=MAX_N)
+    max_tokens: StrictInt | None = Field(default=16, ge=1, le=MAX_TOKENS)  # OpenAI's default
+    temperature: StrictFloat | None = Field(default=None, ge=0, le=2)
+    top_p: StrictFloat | None = Field(default=None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: StrictInt | None = Field(default=None, ge=-(1 << 63), lt=1 << 63)
+    stream: StrictBool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+    testtime: TesttimeOptions | None = None
 
     def stops(self) -> tuple[str, ...]:
         if self.stop is None:

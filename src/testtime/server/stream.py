@@ -2,9 +2,10 @@
 
 Chunks are `chat.completion.chunk` objects. Progress chunks carry an empty delta and a
 `testtime` object (samples done, the current leader, the cost so far); then the answer
-comes as a content delta with its finish_reason; usage rides on the last answer chunk, or
-on a chunk of its own with `stream_options.include_usage` (as OpenAI sends it); then
-`data: [DONE]`. An error is an `error` event, then `[DONE]`.
+comes as a content delta with its finish_reason (every choice index first sent its
+`role`); usage comes only with `stream_options.include_usage`, on a chunk of its own (as
+OpenAI sends it); then `data: [DONE]`. A /v1/completions stream sends `text_completion`
+chunks (`choices[].text`) the same way. An error is an `error` event, then `[DONE]`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from testtime.server.errors import from_exception
-from testtime.server.plan import Strategic
+from testtime.server.plan import Completions, Plain, Strategic
 from testtime.server.progress import Observed
 from testtime.server.work import Job
 
@@ -32,25 +33,33 @@ def sse(data: dict[str, Any], event: str | None = None) -> str:
 
 
 async def events(job: Job, include_usage: bool) -> AsyncIterator[str]:
-    """The request's event stream, ending with [DONE] whatever happens."""
+    """The request's event stream, ending with [DONE] whatever happens. Each choice index
+    first comes with `role: assistant` (chat); usage only with include_usage, on a last
+    chunk of its own (as OpenAI sends it, every chunk before it saying `usage: null`)."""
     assert job.task is not None
-    task, cid, model = job.task, job.cid, job.model
-    head = {
-        "id": cid,
-        "object": "chat.completion.chunk",
+    task, plan = job.task, job.plan
+    text = isinstance(plan, Completions) or (isinstance(plan, Strategic) and plan.raw)
+    head: dict[str, Any] = {
+        "id": job.cid,
+        "object": "text_completion" if text else "chat.completion.chunk",
         "created": int(time.time()),
-        "model": model,
+        "model": job.model,
     }
-    yield sse({**head, "choices": [_delta(0, {"role": "assistant", "content": ""})]})
-    strategic = isinstance(job.plan, Strategic)
+    if include_usage:
+        head["usage"] = None
+    choices = _count(plan)
+    if not text:
+        for i in range(choices):
+            yield sse({**head, "choices": [_delta(i, {"role": "assistant", "content": ""})]})
+    empty = _choice(0, "", text)
+    strategic = isinstance(plan, Strategic)
     while not task.done():
         if strategic and await _changed(job.generator, task):
-            progress = job.generator.snapshot()
-            yield sse({**head, "choices": [_delta(0, {})], "testtime": progress})
+            yield sse({**head, "choices": [empty], "testtime": job.generator.snapshot()})
         elif not strategic:
             await asyncio.wait({task})
     if strategic and job.generator.changed.is_set():  # calls that ended with the run
-        yield sse({**head, "choices": [_delta(0, {})], "testtime": job.generator.snapshot()})
+        yield sse({**head, "choices": [empty], "testtime": job.generator.snapshot()})
     try:
         body = task.result()
     except BaseException as exc:  # every failure becomes an error event
@@ -61,28 +70,33 @@ async def events(job: Job, include_usage: bool) -> AsyncIterator[str]:
         return
     chunks = []
     for choice in body["choices"]:
-        delta = {"content": choice["message"]["content"]}
-        chunks.append(
-            {
-                **head,
-                "choices": [
-                    {
-                        **_delta(choice["index"], delta, choice["finish_reason"]),
-                        "logprobs": choice["logprobs"],
-                        "stop_reason": choice["stop_reason"],
-                    }
-                ],
-            }
-        )
+        content = choice["text"] if text else choice["message"]["content"]
+        one = _choice(choice["index"], content, text, choice["finish_reason"])
+        one.update(logprobs=choice["logprobs"], stop_reason=choice["stop_reason"])
+        chunks.append({**head, "choices": [one]})
     if "testtime" in body:
         chunks[-1]["testtime"] = body["testtime"]
     if include_usage:
         chunks.append({**head, "choices": [], "usage": body["usage"]})
-    else:
-        chunks[-1]["usage"] = body["usage"]
     for chunk in chunks:
         yield sse(chunk)
     yield DONE
+
+
+def _count(plan: Plain | Strategic | Completions) -> int:
+    """How many choices the response will have."""
+    if isinstance(plan, Plain):
+        return plan.request.n
+    if isinstance(plan, Completions):
+        return sum(r.n for r in plan.requests)
+    return 1
+
+
+def _choice(index: int, content: str, text: bool, finish: str | None = None) -> dict[str, Any]:
+    """A chunk's choice: a chat delta, or a text_completion's text."""
+    if text:
+        return {"index": index, "text": content, "logprobs": None, "finish_reason": finish}
+    return _delta(index, {"content": content} if content or finish else {}, finish)
 
 
 def _delta(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:

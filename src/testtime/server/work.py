@@ -17,13 +17,13 @@ from typing import Any
 
 from testtime.core.cost import Cost
 from testtime.core.registry import Spec
-from testtime.core.types import Problem, Request
+from testtime.core.types import Message, Problem, Request
 from testtime.generators.base import Generation, Generator
 from testtime.sandbox.problems import CodeSpec, extract_code
 from testtime.server import responses
 from testtime.server.errors import ApiError
 from testtime.server.limits import Admission, Key, Quota, spent
-from testtime.server.plan import Plain, Strategic
+from testtime.server.plan import Completions, Plain, Strategic
 from testtime.server.progress import Metered, Observed, Relay
 from testtime.server.settings import Settings
 from testtime.strategies.run import RunSettings, solve
@@ -38,7 +38,7 @@ log = logging.getLogger("testtime.server")
 class Job:
     """One admitted request: its plan, the generator it sees, its key, its task."""
 
-    plan: Plain | Strategic
+    plan: Plain | Strategic | Completions
     generator: Observed
     model: str
     key: Key | None
@@ -62,7 +62,9 @@ class Jobs:
     def start(self, job: Job) -> asyncio.Task[dict[str, Any]]:
         """Admit `job` (or raise 429/503) and start its task."""
         self.admission.reserve()
-        job.cid = responses.new_id()
+        plan = job.plan
+        raw = isinstance(plan, Completions) or (isinstance(plan, Strategic) and plan.raw)
+        job.cid = responses.new_id("cmpl" if raw else "chatcmpl")
         task = asyncio.create_task(self._run(job), name=f"testtime {job.cid}")
         job.task = task
         self.tasks.add(task)
@@ -107,6 +109,8 @@ class Jobs:
             )
             job.cost = gen.cost
             return body
+        if isinstance(job.plan, Completions):
+            return await self._complete(job, job.plan, started)
         p = job.plan
         code = p.code
         settings = RunSettings(
@@ -118,7 +122,9 @@ class Jobs:
             response_format=p.response_format,  # every sample follows it; votes on its JSON
         )
         # the fallback `likelihood` ranks samples by their logprobs: every sample asks for them
-        model = Logprobs(job.generator) if p.fallback == "likelihood" else job.generator
+        model: Generator = Logprobs(job.generator) if p.fallback == "likelihood" else job.generator
+        if p.raw:  # /v1/completions: the samples continue the prompt's raw text
+            model = Raw(model, p.problem.messages)
         result = await solve(p.problem, p.spec, model, settings)
         if not result.candidates and result.budget_exhausted:
             why = (
@@ -133,8 +139,19 @@ class Jobs:
                 code="budget_too_small",
             )
         job.cost = result.cost
-        return responses.strategy_body(
+        body = responses.strategy_body(
             job.cid, job.model, result, str(p.budget), p.verifier, p.fallback
+        )
+        return responses.as_completion(body, "") if p.raw else body
+
+    async def _complete(self, job: Job, plan: Completions, started: float) -> dict[str, Any]:
+        """Each raw prompt's samples, one generator call per prompt, concurrently."""
+        calls = [job.generator.generate(r) for r in plan.requests]
+        gens = list(await asyncio.gather(*calls))
+        job.cost = sum((g.cost for g in gens), Cost())
+        seconds = time.perf_counter() - started
+        return responses.completions_body(
+            job.cid, job.model, gens, plan.requests, plan.echo, seconds
         )
 
     def stats(self) -> dict[str, Any]:
@@ -183,6 +200,27 @@ class Logprobs(Relay):
 
     async def generate(self, request: Request) -> Generation:
         return await self.inner.generate(replace(request, logprobs=True))
+
+
+class Raw(Relay):
+    """A strategy's generator on /v1/completions: its samples (requests on the problem's
+    own chat) continue the prompt as raw text, with no chat template; a judge's or an
+    aggregator's requests (`asked`, or another chat) stay chats."""
+
+    def __init__(self, inner: Generator, messages: tuple[Message, ...]) -> None:
+        super().__init__(inner)
+        self.messages = messages
+
+    def _raw(self, request: Request) -> Request:
+        if request.asked or request.prompt is not None or request.messages != self.messages:
+            return request
+        return replace(request, prompt=self.messages[0].content)
+
+    async def generate(self, request: Request) -> Generation:
+        return await self.inner.generate(self._raw(request))
+
+    def count_prompt_tokens(self, request: Request) -> int:
+        return self.inner.count_prompt_tokens(self._raw(request))
 
 
 def build_verifier(spec: Spec | None, generator: Generator) -> Verifier | None:

@@ -175,8 +175,8 @@ async def test_a_broken_grammar_fails_its_request_alone(
         def accept_token(self, token: int) -> bool:
             return bool(self.inner.accept_token(token))
 
-    def matcher(compiled: Any, eos: frozenset[int]) -> Any:
-        made = real(compiled, eos)
+    def matcher(compiled: Any, eos: frozenset[int], prefix: str = "") -> Any:
+        made = real(compiled, eos, prefix)
         return Broken(made) if compiled is bad_grammar else made
 
     monkeypatch.setattr(grammar, "matcher", matcher)
@@ -203,6 +203,16 @@ async def test_a_schema_xgrammar_cannot_compile_is_a_config_error(
         await asyncio.wait_for(gen.generate(ask(response_format=bad)), BOUND_S)
     (out,) = await run(gen, ask(response_format=FORMAT))  # the engine goes on
     assert follows(json.loads(out.completions[0].text))
+
+
+async def test_a_prefix_is_continued_within_the_grammar(gen: TransformersGenerator) -> None:
+    start = '{"ok": true, "n": 4'
+    (out,) = await run(gen, ask(n=4, prefix=start, response_format=FORMAT))
+    for c in out.completions:
+        assert follows(json.loads(start + c.text)), c.text
+        assert json.loads(start + c.text)["n"] in (4, *range(40, 50))
+    (bad,) = await run(gen, ask(prefix="[1, 2", response_format=FORMAT))
+    assert isinstance(bad, ConfigError) and "does not follow the response format" in str(bad)
 
 
 def test_each_format_is_compiled_once(gen: TransformersGenerator) -> None:

@@ -107,11 +107,18 @@ def tokenizer_info(tokenizer: Any, vocab_size: int, eos: list[int]) -> Any:
     return xgrammar.TokenizerInfo(vocab, vocab_size=vocab_size, stop_token_ids=eos)
 
 
-def matcher(compiled: Any, eos: frozenset[int]) -> Any:
-    """A fresh matcher for one sample, ending at the model's end-of-sequence tokens."""
+def matcher(compiled: Any, eos: frozenset[int], prefix: str = "") -> Any:
+    """A matcher for one sample, ending at the model's end-of-sequence tokens, that has
+    read `prefix` (the partial answer the sample continues: the value is prefix + sample)."""
     import xgrammar
 
-    return xgrammar.GrammarMatcher(compiled, override_stop_tokens=sorted(eos))
+    made = xgrammar.GrammarMatcher(compiled, override_stop_tokens=sorted(eos))
+    if prefix and not made.accept_string(prefix):
+        raise ConfigError(
+            f"the text to continue ({prefix[:40]!r}...) does not follow the response format, "
+            "so no continuation can; continue a prefix of a valid value, or send none"
+        )
+    return made
 
 
 class Masks:

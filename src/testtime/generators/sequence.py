@@ -108,7 +108,9 @@ class Seq:
         sample i of a stream is the same whether it is drawn alone or among n)."""
         r = job.request
         seed = f"{r.seed}:{r.first_index + index}" if r.seed is not None else os.urandom(16)
-        constrained = None if job.grammar is None else grammar.matcher(job.grammar, job.eos)
+        constrained = (
+            None if job.grammar is None else grammar.matcher(job.grammar, job.eos, r.prefix)
+        )
         return cls(job, random.Random(seed), r.stop, length=len(job.prompt), matcher=constrained)
 
     def params(self) -> RowParams:

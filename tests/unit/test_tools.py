@@ -235,3 +235,48 @@ def test_self_consistency_votes_over_canonical_calls_ignoring_named_keys() -> No
     fake = FakeGenerator({"weather?": texts})
     plain = asyncio.run(solve(problem, spec, fake, tools=tools([WEATHER])))
     assert (plain.trace or {}).get("groups") == "all singletons"
+
+
+def test_an_upstream_gets_tools_and_tool_messages_as_sent_and_its_calls_come_back() -> None:
+    import httpx
+
+    from testtime.generators.http import HTTPGenerator
+
+    bodies: list[dict[str, Any]] = []
+    call = {"id": "call_9", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}  # fmt: skip
+
+    async def upstream(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        message = {"role": "assistant", "content": None, "tool_calls": [call]}
+        choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
+        usage = {"prompt_tokens": 20, "completion_tokens": 9}
+        return httpx.Response(200, json={"choices": [choice], "usage": usage})
+
+    offered = tools([WEATHER], "required")
+    chat = (
+        Message("user", "weather?"),
+        Message("assistant", "", (ToolCall("call_1", "get_weather", '{"city": "Oslo"}'),)),
+        Message("tool", "18C", tool_call_id="call_1"),
+    )
+
+    async def run() -> Any:
+        gen = HTTPGenerator("http://up.test/v1", "m", transport=httpx.MockTransport(upstream))
+        try:
+            return await gen.generate(Request(chat, max_tokens=8, tools=offered))
+        finally:
+            await gen.aclose()
+
+    got = asyncio.run(run())
+    sent = bodies[0]
+    assert sent["tools"] == [WEATHER] and sent["tool_choice"] == "required"
+    assert sent["messages"][1] == {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [{"id": "call_1", "type": "function",
+                        "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}],
+    }  # fmt: skip
+    assert sent["messages"][2] == {"role": "tool", "content": "18C", "tool_call_id": "call_1"}
+    (comp,) = got.completions
+    assert comp.tool_calls == (ToolCall("call_9", "get_weather", '{"city": "Paris"}'),)
+    assert comp.generated_tokens == 9 and comp.text == ""

@@ -30,7 +30,8 @@ from typing import Any, Literal
 
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError, TesttimeError
-from testtime.core.types import Completion, FinishReason, Request
+from testtime.core.tools import ToolCall, calls_from_wire
+from testtime.core.types import Completion, FinishReason, Message, Request
 
 Endpoint = Literal["chat", "completions"]
 PATHS: dict[str, str] = {"chat": "chat/completions", "completions": "completions"}
@@ -113,7 +114,9 @@ def body(
         if want_logprobs:
             out["logprobs"] = request.top_logprobs
         return out
-    out["messages"] = [{"role": m.role, "content": m.content} for m in request.messages]
+    out["messages"] = [wire_message(m) for m in request.messages]
+    if request.tools is not None:  # as the caller sent them, tool_choice too
+        out.update(request.tools.wire())
     if request.prefix:
         out["messages"].append({"role": "assistant", "content": request.prefix})
         out["continue_final_message"] = True
@@ -123,6 +126,32 @@ def body(
         if request.top_logprobs:
             out["top_logprobs"] = request.top_logprobs
     return out
+
+
+def wire_message(m: Message) -> dict[str, Any]:
+    """A chat message in OpenAI's shape: an assistant's calls as `tool_calls` (its content
+    null when it wrote none, as OpenAI sends it), a tool result with its `tool_call_id`."""
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["tool_calls"] = [c.wire() for c in m.tool_calls]
+        out["content"] = m.content or None
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def reply_calls(c: Mapping[str, Any], endpoint: Endpoint, url: str) -> tuple[ToolCall, ...] | None:
+    """The tool calls of one chat choice (`message.tool_calls`), None when it made none."""
+    message = c.get("message") if endpoint == "chat" else None
+    raw = message.get("tool_calls") if isinstance(message, dict) else None
+    if not raw:
+        return None
+    try:
+        return calls_from_wire(raw, "tool_calls")
+    except ConfigError as exc:
+        raise ServerError(
+            f"the server at {url} sent tool calls that cannot be read: {exc}"
+        ) from None
 
 
 # -- replies -------------------------------------------------------------------------------
@@ -167,6 +196,7 @@ def parse_reply(
             None,
             top,
             tokens=token_texts(c.get("logprobs")) if lp is not None else None,
+            tool_calls=reply_calls(c, endpoint, url),
         )
         for (text, finish, lp, top), k, c in zip(parsed, counts, choices, strict=True)
     )

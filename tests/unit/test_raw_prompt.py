@@ -66,3 +66,14 @@ async def test_an_upstream_without_the_completions_endpoint_says_so() -> None:
         with pytest.raises(ServerError, match="completions endpoint") as info:
             await gen.generate(Request.raw("Once"))
     assert info.value.status == 404
+
+
+def test_top_logprobs_keep_k_distinct_texts_where_ids_decode_alike() -> None:
+    from testtime.generators.engine import _asked_top
+    from testtime.generators.sequence import _named
+
+    texts = {1: "a", 2: "a", 3: "b", 4: "\ufffd", 5: "\ufffd", 6: "c"}
+    top = {1: -0.1, 2: -0.5, 3: -0.7, 4: -1.0, 5: -2.0, 6: -3.0}  # the engine's k + spare
+    assert _named(top, lambda ids: texts[ids[0]], 3) == {"a": -0.1, "b": -0.7, "\ufffd": -1.0}
+    assert _named(top, lambda ids: texts[ids[0]], 4)["c"] == -3.0
+    assert _asked_top(3) > 3 and _asked_top(0) == 0

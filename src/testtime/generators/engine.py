@@ -350,7 +350,7 @@ class Engine:
                 self.sampler.infos(
                     logits if len(want) == len(seqs) else logits[want],
                     [tokens[i] for i in want],
-                    [seqs[i].job.request.top_logprobs for i in want],
+                    [_asked_top(seqs[i].job.request.top_logprobs) for i in want],
                 )
                 if want
                 else []
@@ -487,3 +487,12 @@ class Engine:
             return
         with contextlib.suppress(InvalidStateError):  # the caller cancelled meanwhile
             settle(job.future)
+
+
+SPARE_TOP = 4  # alternatives asked beyond top_logprobs: ids that decode alike merge into one
+
+
+def _asked_top(k: int) -> int:
+    """How many of a position's likeliest ids to take, so that `k` distinct texts remain
+    after ids that decode to the same text merge (`sequence._named`)."""
+    return k + SPARE_TOP if k else 0

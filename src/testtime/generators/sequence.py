@@ -166,7 +166,7 @@ class Seq:
             logprobs=tuple(i.logprob for i in infos) if infos is not None else None,
             certainty=tuple(i.certainty for i in infos) if infos is not None else None,
             top_logprobs=(
-                tuple(_named(i.top, decode) for i in infos)
+                tuple(_named(i.top, decode, r.top_logprobs) for i in infos)
                 if infos is not None and r.top_logprobs
                 else None
             ),
@@ -174,11 +174,12 @@ class Seq:
         )
 
 
-def _named(top: dict[int, float], decode: Decode) -> dict[str, float]:
-    """Token ids to decoded text; when two ids decode alike, the likelier one wins."""
+def _named(top: dict[int, float], decode: Decode, k: int) -> dict[str, float]:
+    """The `k` likeliest decoded texts: when two ids decode alike, the likelier one wins
+    (the engine asks for spare ids, so k distinct texts remain)."""
     out: dict[str, float] = {}
-    for tok, lp in top.items():
+    for tok, lp in sorted(top.items(), key=lambda kv: -kv[1]):
         text = decode([tok])
-        if text not in out or lp > out[text]:
+        if text not in out:
             out[text] = lp
-    return out
+    return dict(list(out.items())[:k])

@@ -23,6 +23,7 @@ from testtime.core.cost import flops
 from testtime.core.errors import ConfigError
 from testtime.core.registry import Spec, parse_params, size_limit
 from testtime.core.structured import ResponseFormat, response_format
+from testtime.core.tools import Tools, calls_from_wire, tools
 from testtime.core.types import Message, Problem, Request
 from testtime.core.voting import Fallback
 from testtime.generators.base import Generator
@@ -78,6 +79,7 @@ class Strategic:
     seed: int
     fallback: Fallback = "likelihood"  # chooses when the vote decided nothing (settings.py)
     response_format: ResponseFormat | None = None  # every sample's; the vote is on its JSON
+    tools: Tools | None = None  # every sample's; the vote is on canonical calls (core.tools)
     raw: bool = False  # /v1/completions: the problem's one message is raw text, no template
 
     @property
@@ -279,6 +281,7 @@ def plain(body: ChatRequest, settings: Settings, max_tokens: int) -> Plain:
             logprobs=body.logprobs,
             top_logprobs=body.top_logprobs or 0,
             response_format=output_format(body),
+            tools=request_tools(body),
         )
     except ConfigError as e:
         raise bad(str(e)) from None
@@ -287,7 +290,7 @@ def plain(body: ChatRequest, settings: Settings, max_tokens: int) -> Plain:
 
 def chat(raw: list[ChatMessage], body: ChatRequest) -> tuple[tuple[Message, ...], str]:
     """The messages, and the text to continue (vLLM's continue_final_message)."""
-    messages = tuple(Message("system" if m.role == "developer" else m.role, m.text()) for m in raw)
+    messages = tuple(message(m, i) for i, m in enumerate(raw))
     prefix = ""
     if body.continue_final_message:
         if body.add_generation_prompt:
@@ -374,7 +377,31 @@ def strategic(
     verifier = verifier_spec(raw_verifier, settings, tests=code is not None)
     rule = opts.fallback if opts is not None and opts.fallback is not None else settings.fallback
     fmt = output_format(body)
-    return Strategic(problem, spec, budget, verifier, max_tokens, body.seed or 0, rule, fmt)
+    offered = request_tools(body)
+    return Strategic(
+        problem, spec, budget, verifier, max_tokens, body.seed or 0, rule, fmt, offered
+    )
+
+
+def request_tools(body: ChatRequest) -> Tools | None:
+    """The request's tools and tool_choice, checked (a 400 naming what is wrong), with the
+    argument keys its vote ignores (testtime.ignore_tool_arguments)."""
+    ignore = (body.testtime.ignore_tool_arguments if body.testtime else None) or []
+    return checked(lambda: tools(body.tools, body.tool_choice, ignore), "tools")
+
+
+def message(m: ChatMessage, i: int) -> Message:
+    """One message as core reads it: an assistant's tool calls parsed, a tool result's id
+    required; a 400 naming the message otherwise."""
+    role = "system" if m.role == "developer" else m.role
+    if m.role == "tool" and not m.tool_call_id:
+        raise bad(f"messages[{i}] has role tool but no tool_call_id; name the call it answers",
+                  "messages")  # fmt: skip
+    if m.content is None and not (m.role == "assistant" and m.tool_calls):
+        raise bad(f"messages[{i}] has no content; only an assistant's tool calls may go without",
+                  "messages")  # fmt: skip
+    calls = checked(lambda: calls_from_wire(m.tool_calls, f"messages[{i}].tool_calls"), "messages")
+    return checked(lambda: Message(role, m.text(), calls, m.tool_call_id), "messages")
 
 
 def output_format(body: ChatRequest) -> ResponseFormat | None:
@@ -437,7 +464,10 @@ def examples(raw: list[str], entry: str) -> tuple[Case, ...]:
 def problem_id(messages: tuple[Message, ...]) -> str:
     """A chat's id, from its text: the same chat and seed draw the same samples (as a task's
     problem id does in the library), and different chats draw independent ones."""
-    text = "\x00".join(f"{m.role}\x01{m.content}" for m in messages)
+    text = "\x00".join(
+        f"{m.role}\x01{m.content}" + "".join(f"\x02{c.name}\x01{c.arguments}" for c in m.tool_calls)
+        for m in messages
+    )
     return "chat-" + hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

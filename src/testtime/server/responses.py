@@ -51,6 +51,8 @@ def finish(comp: Completion | None, stop: tuple[str, ...]) -> tuple[str, str | N
     The generator cuts a stop string from the text without saying which one matched; with
     several, stop_reason is the first listed, so a stop is never mistaken for an end.
     """
+    if comp is not None and comp.tool_calls:
+        return "tool_calls", None
     if comp is None or comp.finish_reason == "eos":
         return "stop", None
     if comp.finish_reason == "stop":
@@ -103,7 +105,7 @@ def plain_body(
         choices.append(
             {
                 "index": i,
-                "message": {"role": "assistant", "content": comp.text},
+                "message": assistant(comp.text, comp),
                 "logprobs": logprobs(comp) if request.logprobs else None,
                 "finish_reason": reason,
                 "stop_reason": stop_reason,
@@ -111,6 +113,15 @@ def plain_body(
         )
     cost = gen.cost if gen.cost.seconds else _with_seconds(gen.cost, seconds)
     return {**envelope(cid, model, int(time.time())), "choices": choices, "usage": usage(cost)}
+
+
+def assistant(text: str, comp: Completion | None) -> dict[str, Any]:
+    """The reply's message: its text, and the tool calls it made (content null when it
+    wrote nothing beside them, as OpenAI sends it)."""
+    calls = comp.tool_calls if comp is not None else None
+    if not calls:
+        return {"role": "assistant", "content": text}
+    return {"role": "assistant", "content": text or None, "tool_calls": [c.wire() for c in calls]}
 
 
 def _with_seconds(cost: Cost, seconds: float) -> Cost:
@@ -173,7 +184,7 @@ def strategy_body(
     reason, stop_reason = finish(chosen(result), ())
     choice = {
         "index": 0,
-        "message": {"role": "assistant", "content": answer_text(result)},
+        "message": assistant(answer_text(result), chosen(result)),
         "logprobs": None,
         "finish_reason": reason,
         "stop_reason": stop_reason,

@@ -30,14 +30,20 @@ class TextPart(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    """One chat message; `developer` is read as `system`, text parts are joined."""
+    """One chat message; `developer` is read as `system`, text parts are joined. An
+    assistant message may carry `tool_calls` (its content then may be null), a `tool`
+    message answers one call (`tool_call_id`); both are checked in plan.py."""
 
     model_config = ConfigDict(extra="ignore")
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: StrictStr | None = None
 
     def text(self) -> str:
+        if self.content is None:
+            return ""
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
@@ -91,6 +97,10 @@ class TesttimeOptions(BaseModel):
         description="how to choose when the vote decided nothing (every sample its own answer "
         "group): likelihood (the highest mean token logprob) or first; default: the server's",
     )
+    ignore_tool_arguments: list[StrictStr] | None = Field(
+        default=None,
+        description="argument keys a vote over tool calls leaves out (ids, timestamps)",
+    )
 
 
 class StreamOptions(BaseModel):
@@ -119,6 +129,12 @@ class ChatRequest(BaseModel):
     continue_final_message: StrictBool = False  # vLLM: continue the last (assistant) message
     add_generation_prompt: StrictBool = True  # vLLM: must be false with continue_final_message
     testtime: TesttimeOptions | None = None
+    tools: list[dict[str, Any]] | None = Field(
+        default=None, description="functions the model may call; checked in plan.py"
+    )
+    tool_choice: str | dict[str, Any] | None = Field(
+        default=None, description="'auto', 'none', 'required' or {'type': 'function', ...}"
+    )
     response_format: dict[str, Any] | None = Field(
         default=None,
         description="{'type': 'text' | 'json_object'} or {'type': 'json_schema', 'json_schema': "

@@ -72,6 +72,9 @@ async def events(job: Job, include_usage: bool) -> AsyncIterator[str]:
     for choice in body["choices"]:
         content = choice["text"] if text else choice["message"]["content"]
         one = _choice(choice["index"], content, text, choice["finish_reason"])
+        if not text and choice["message"].get("tool_calls"):  # whole calls, one delta each
+            calls = choice["message"]["tool_calls"]
+            one["delta"]["tool_calls"] = [{"index": j, **c} for j, c in enumerate(calls)]
         one.update(logprobs=choice["logprobs"], stop_reason=choice["stop_reason"])
         chunks.append({**head, "choices": [one]})
     if "testtime" in body:

@@ -120,6 +120,7 @@ class Jobs:
             max_tokens=p.max_tokens,
             seed=p.seed,
             response_format=p.response_format,  # every sample follows it; votes on its JSON
+            tools=p.tools,  # every sample may call them; votes on canonical calls
         )
         # the fallback `likelihood` ranks samples by their logprobs: every sample asks for them
         model: Generator = Logprobs(job.generator) if p.fallback == "likelihood" else job.generator

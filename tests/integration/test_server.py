@@ -199,6 +199,7 @@ def test_the_openai_client_streams_progress_then_the_answer(server: Launched) ->
         model="adaptive_consistency:max_samples=5,threshold=1.0@fake",
         messages=[{"role": "user", "content": Q}],
         stream=True,
+        stream_options={"include_usage": True},
     )
     chunks = list(stream)
     progress = [
@@ -209,7 +210,8 @@ def test_the_openai_client_streams_progress_then_the_answer(server: Launched) ->
     assert progress and progress[-1]["leader"]["answer"] == "7"
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text.endswith("Answer: 7")
-    assert chunks[-1].choices[0].finish_reason == "stop" and chunks[-1].usage is not None
+    assert chunks[-2].choices[0].finish_reason == "stop"  # then usage, in a chunk of its own
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
 
 
 def test_an_error_mid_stream_reaches_the_openai_client_as_an_error(server: Launched) -> None:

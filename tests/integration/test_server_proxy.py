@@ -74,6 +74,7 @@ def test_a_stream_through_the_chain_shows_progress_and_the_answer(
             messages=[{"role": "user", "content": PROMPT}],
             max_tokens=64,
             stream=True,
+            stream_options={"include_usage": True},
         )
     )
     done = [

@@ -69,13 +69,14 @@ def test_a_stream_from_the_real_model_ends_with_the_voted_answer(server: Launche
             messages=[{"role": "user", "content": "What is 17 + 25? End with 'Answer: N'."}],
             max_tokens=96,
             stream=True,
+            stream_options={"include_usage": True},
         )
     )
     progress = [(c.model_extra or {}).get("testtime", {}) for c in chunks]
     done = [p["samples"] for p in progress if "samples" in p]
     assert done == sorted(done) and 1 <= done[-1] <= 6
-    final = chunks[-1]
-    assert final.usage is not None and final.usage.completion_tokens > 0
+    final, used = chunks[-2:]  # the answer, then usage in a chunk of its own
+    assert used.usage is not None and used.usage.completion_tokens > 0
     info = (final.model_extra or {})["testtime"]
     assert info["candidates"] == done[-1]
     last = [p for p in progress if "samples" in p][-1]  # every sample, voted as the run did

@@ -280,3 +280,54 @@ def test_an_upstream_gets_tools_and_tool_messages_as_sent_and_its_calls_come_bac
     (comp,) = got.completions
     assert comp.tool_calls == (ToolCall("call_9", "get_weather", '{"city": "Paris"}'),)
     assert comp.generated_tokens == 9 and comp.text == ""
+
+
+class _Template:
+    """A stand-in tokenizer: records what apply_chat_template was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[list[dict[str, Any]], dict[str, Any]]] = []
+
+    def apply_chat_template(self, chat: list[dict[str, Any]], **kw: Any) -> str:
+        self.calls.append((chat, kw))
+        return json.dumps(chat)
+
+
+def _render(template_tools: bool, offered: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    from types import SimpleNamespace
+
+    from testtime.generators.transformers import TransformersGenerator
+
+    tok = _Template()
+    me = SimpleNamespace(chat=True, template_tools=template_tools, tokenizer=tok)
+    chat = (
+        Message("system", "Be brief."),
+        Message("user", "weather?"),
+        Message("assistant", "", (ToolCall("c1", "get_weather", '{"city": "Paris"}'),)),
+        Message("tool", "18C", tool_call_id="c1"),
+    )
+    TransformersGenerator.prompt_text(me, chat, "", offered)  # type: ignore[arg-type]
+    return tok.calls[0]
+
+
+def test_a_template_without_tools_gets_them_in_the_hermes_format() -> None:
+    chat, kw = _render(False, TOOLS)
+    assert "tools" not in kw
+    assert chat[0]["role"] == "system" and chat[0]["content"].startswith("Be brief.\n\n")
+    assert "<tools>" in chat[0]["content"] and '"name": "get_weather"' in chat[0]["content"]
+    tagged = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+    assert chat[2] == {"role": "assistant", "content": tagged}
+    assert chat[3] == {"role": "user", "content": "<tool_response>\n18C\n</tool_response>"}
+    chat, _ = _render(False, tools([WEATHER], "none"))
+    assert chat[0] == {"role": "system", "content": "Be brief."}  # none: no tools rendered
+
+
+def test_a_template_that_reads_tools_is_given_them() -> None:
+    chat, kw = _render(True, TOOLS)
+    assert kw["tools"] == [WEATHER, TIME] and chat[0] == {"role": "system", "content": "Be brief."}
+    assert chat[2]["tool_calls"] == [{"id": "c1", "type": "function",
+                                      "function": {"name": "get_weather",
+                                                   "arguments": {"city": "Paris"}}}]  # fmt: skip
+    assert chat[3] == {"role": "tool", "content": "18C", "tool_call_id": "c1"}
+    _, kw = _render(True, tools([WEATHER], "none"))
+    assert "tools" not in kw

@@ -107,6 +107,17 @@ async def test_a_trace_candidate_loads_back_as_the_candidate() -> None:
     assert dumped[0]["correct"] is None  # a trace's candidates are not graded one by one
 
 
+def test_a_candidates_tool_calls_survive_the_store_and_trace_schema() -> None:
+    from testtime.core.types import ToolCall
+
+    calls = (ToolCall("call_1", "get_weather", '{"city": "Paris"}'), ToolCall("c2", "f", "{}"))
+    cand = Candidate("", "CALL", {"v": 0.5}, Completion("", 9, 4, "stop", tool_calls=calls))
+    dumped = candidate_dict(cand)
+    assert dumped["tool_calls"][0] == calls[0].wire()
+    assert candidate_from_dict(dumped) == cand  # ids, names, argument texts and order kept
+    assert candidate_dict(Candidate("x"))["tool_calls"] is None
+
+
 def test_the_older_stored_and_traced_forms_still_load() -> None:
     stored = {"text": "t", "answer": "7", "correct": True, "scores": {"v": 1}, "parent": None,
               "steps": ["a"], "prompt_tokens": 5, "generated_tokens": 3,

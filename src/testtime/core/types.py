@@ -13,7 +13,7 @@ from typing import Any, Literal
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
 from testtime.core.structured import ResponseFormat
-from testtime.core.tools import ToolCall, Tools
+from testtime.core.tools import ToolCall, Tools, calls_from_wire
 
 __all__ = ["ToolCall", "Tools"]  # re-exported: a chat's tool calls are plain data too
 
@@ -27,12 +27,20 @@ MAX_TOKENS = 1 << 20  # the most new tokens one request may ask for
 class Message:
     """One chat message. An assistant message may carry the `tool_calls` it made (its
     content then often empty); a `tool` message is one call's result, `tool_call_id` naming
-    the call."""
+    the call. A message with non-text content parts (image_url, input_audio, file, ...)
+    keeps all its `parts` as sent, in order, for a model that reads them (an upstream);
+    `content` is then its text parts joined, for text readers and display."""
 
     role: Role
     content: str
     tool_calls: tuple[ToolCall, ...] = ()
     tool_call_id: str | None = None
+    parts: tuple[Mapping[str, Any], ...] = ()  # OpenAI content parts, as sent (multimodal)
+
+    @property
+    def media(self) -> tuple[str, ...]:
+        """The types of its non-text parts (empty for a text-only message)."""
+        return tuple(str(p.get("type")) for p in self.parts if p.get("type") != "text")
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -53,7 +61,7 @@ class Problem:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.messages or not any(m.content.strip() for m in self.messages):
+        if not self.messages or not any(m.content.strip() or m.media for m in self.messages):
             raise ConfigError(f"problem {self.id!r} has an empty prompt; give it some text")
 
     @classmethod
@@ -243,14 +251,16 @@ def candidate_dict(c: Candidate, correct: bool | None = None) -> dict[str, Any]:
         "prompt_tokens": comp.prompt_tokens if comp else 0,
         "generated_tokens": comp.generated_tokens if comp else 0,
         "finish_reason": comp.finish_reason if comp else None,
+        "tool_calls": [t.wire() for t in comp.tool_calls] if comp and comp.tool_calls else None,
     }
 
 
 def candidate_from_dict(data: Mapping[str, Any], position: int = 0) -> Candidate:
     """The candidate `candidate_dict` wrote (its grade is `data["correct"]`); its completion
-    holds what is stored of one: the counts and finish reason, the candidate's text (not
-    logprobs). Reads the older forms too: stores that wrote `finish` and no `id` (the id is
-    then its `position`), and trace files that wrote null token counts."""
+    holds what is stored of one: the counts and finish reason, the candidate's text and the
+    tool calls it made (not logprobs). Reads the older forms too: stores that wrote `finish`
+    and no `id` (the id is then its `position`), trace files that wrote null token counts,
+    and either without `tool_calls`."""
     finish = data.get("finish_reason", data.get("finish"))
     completion = None
     if finish is not None:
@@ -259,6 +269,7 @@ def candidate_from_dict(data: Mapping[str, Any], position: int = 0) -> Candidate
             int(data.get("prompt_tokens") or 0),
             int(data.get("generated_tokens") or 0),
             finish,
+            tool_calls=calls_from_wire(data.get("tool_calls"), "tool_calls") or None,
         )
     return Candidate(
         data.get("text", ""),

@@ -162,6 +162,26 @@ def test_chat_logprobs_name_every_token_with_exactly_top_logprobs(fake: Launched
     assert all(len(t.top_logprobs) == 5 for t in content)
 
 
+def test_image_parts_are_a_400_from_a_text_only_model_and_cross_a_proxy_as_sent(
+    fake: Launched,
+) -> None:
+    import openai as oa
+
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+    parts = [{"type": "text", "text": "What is this?"}, image]
+    asked = [{"role": "user", "content": parts}]
+    with pytest.raises(oa.BadRequestError) as direct:
+        openai(fake).chat.completions.create(model="fake", messages=asked)  # type: ignore[arg-type]
+    said = "messages[0].content[1] is a 'image_url' part, but model 'fake' reads text only"
+    assert said in str(direct.value)
+    # a proxy (an HTTP backend: it takes parts) sends them on as they came; the fake says no
+    front = Launched.cli("--upstream", fake.base_url, "--upstream-model", "fake",
+                         "--log-level", "warning")  # fmt: skip
+    with front:
+        relayed = post(front, "/chat/completions", model="fake", messages=asked)
+    assert relayed.status_code == 400 and said in relayed.json()["error"]["message"]
+
+
 # -- on the embedded model -----------------------------------------------------------------
 def test_top_logprobs_are_exactly_n_on_the_embedded_model(real: Launched) -> None:
     client = openai(real)

@@ -44,6 +44,9 @@ class Generator(ABC):
     name: str = "generator"
     n_params: int = 0  # parameters, for FLOPs = 2 x n_params x tokens
     context_window: int | None = None  # most tokens it reads, prompt + generated; None: unknown
+    # it reads a message's non-text content parts (images, audio, files: Message.parts);
+    # a text-only model is never sent them (the server refuses them with a 400)
+    multimodal: bool = False
 
     @abstractmethod
     async def generate(self, request: Request) -> Generation:

@@ -82,6 +82,7 @@ class HTTPGenerator(Generator):
         self.name = f"{model}@{self.base_url}"
         self.n_params = n_params
         self.endpoint: Endpoint = endpoint
+        self.multimodal = endpoint == "chat"  # content parts go to the chat endpoint as sent
         self.supports_n = supports_n
         self.retries = retries
         self.backoff = backoff

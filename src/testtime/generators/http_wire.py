@@ -130,8 +130,11 @@ def body(
 
 def wire_message(m: Message) -> dict[str, Any]:
     """A chat message in OpenAI's shape: an assistant's calls as `tool_calls` (its content
-    null when it wrote none, as OpenAI sends it), a tool result with its `tool_call_id`."""
+    null when it wrote none, as OpenAI sends it), a tool result with its `tool_call_id`; a
+    message with non-text content parts (images, audio, files) sends all its parts as sent."""
     out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.parts:
+        out["content"] = [dict(p) for p in m.parts]
     if m.tool_calls:
         out["tool_calls"] = [c.wire() for c in m.tool_calls]
         out["content"] = m.content or None

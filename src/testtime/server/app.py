@@ -38,6 +38,7 @@ from testtime.server.plan import (
     Strategic,
     plan_completion,
     plan_off_loop,
+    readable,
     strategy_in_model,
     worst_case,
 )
@@ -142,6 +143,7 @@ def create_app(settings: Settings, generator: Generator) -> FastAPI:
     ) -> Response:
         """Admit and run a planned request; stream it, or answer when it is done."""
         fits_context(the_plan, metered)
+        readable(the_plan, metered)  # a 400 for images, audio or files to a text-only model
         quota = Quota(key)  # the request's worst case held now: a 429 before any work
         quota.hold(lambda: worst_case(the_plan, metered))
         charged = Charged(metered, quota)  # every call (a judge's too) reserved, then settled

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import keyword
 import os
 from collections.abc import Callable, Mapping
@@ -235,6 +236,26 @@ def worst_case(
     return sample, (min(counts) * sample if counts else None)
 
 
+def readable(the_plan: Plain | Strategic | Completions, generator: Generator) -> None:
+    """A 400 before any work when a message holds content parts (image_url, input_audio,
+    file, ...) that the served model cannot read: only a multimodal generator (an upstream
+    reached over HTTP) is sent them, as they came."""
+    if generator.multimodal or isinstance(the_plan, Completions):
+        return
+    chat = the_plan.request.messages if isinstance(the_plan, Plain) else the_plan.problem.messages
+    for i, m in enumerate(chat):
+        for j, part in enumerate(m.parts):
+            kind = part.get("type")
+            if kind != "text":
+                raise bad(
+                    f"messages[{i}].content[{j}] is a {kind!r} part, but model "
+                    f"{generator.name!r} reads text only; send text parts only, or serve a "
+                    "model that reads them through an upstream (testtime serve --model "
+                    "http://HOST:PORT/v1#MODEL)",
+                    f"messages[{i}].content",
+                )
+
+
 def strategy_in_model(model: str, served: str) -> tuple[str, dict[str, Any]] | None:
     """The strategy named in 'STRATEGY[:k=v,...]@MODEL' (None for plain 'MODEL')."""
     if model == served:
@@ -309,7 +330,7 @@ def chat(raw: list[ChatMessage], body: ChatRequest) -> tuple[tuple[Message, ...]
             "add_generation_prompt: false is supported only with continue_final_message: true",
             "add_generation_prompt",
         )
-    if not any(m.content.strip() for m in messages) and not prefix.strip():
+    if not any(m.content.strip() or m.media for m in messages) and not prefix.strip():
         raise bad("the messages hold no text; give the model something to answer", "messages")
     return messages, prefix
 
@@ -401,7 +422,8 @@ def message(m: ChatMessage, i: int) -> Message:
         raise bad(f"messages[{i}] has no content; only an assistant's tool calls may go without",
                   "messages")  # fmt: skip
     calls = checked(lambda: calls_from_wire(m.tool_calls, f"messages[{i}].tool_calls"), "messages")
-    return checked(lambda: Message(role, m.text(), calls, m.tool_call_id), "messages")
+    parts = m.parts()
+    return checked(lambda: Message(role, m.text(), calls, m.tool_call_id, parts), "messages")
 
 
 def output_format(body: ChatRequest) -> ResponseFormat | None:
@@ -465,7 +487,9 @@ def problem_id(messages: tuple[Message, ...]) -> str:
     """A chat's id, from its text: the same chat and seed draw the same samples (as a task's
     problem id does in the library), and different chats draw independent ones."""
     text = "\x00".join(
-        f"{m.role}\x01{m.content}" + "".join(f"\x02{c.name}\x01{c.arguments}" for c in m.tool_calls)
+        f"{m.role}\x01{m.content}"
+        + "".join(f"\x02{c.name}\x01{c.arguments}" for c in m.tool_calls)
+        + (f"\x03{json.dumps(m.parts, sort_keys=True)}" if m.parts else "")
         for m in messages
     )
     return "chat-" + hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -31,6 +31,7 @@ class Relay(Generator):
         self.name = inner.name
         self.n_params = inner.n_params
         self.context_window = inner.context_window  # strategies fit their prompts to it
+        self.multimodal = inner.multimodal  # the server refuses images to a text-only model
 
     async def generate(self, request: Request) -> Generation:
         return await self.inner.generate(request)

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 from testtime.core.voting import Fallback
 
@@ -22,11 +31,23 @@ MAX_STOP = 16
 
 
 class TextPart(BaseModel):
-    """One text part of a message's content (images and audio are not supported)."""
+    """One part of a message's content: text, or a non-text part (image_url, input_audio,
+    file, ...) kept as sent (`sent`) for a model that reads it; a text-only model refuses
+    those in plan.py."""
 
-    model_config = ConfigDict(extra="ignore")
-    type: Literal["text"]
-    text: str
+    model_config = ConfigDict(extra="allow")
+    type: StrictStr
+    text: StrictStr | None = None
+
+    @model_validator(mode="after")
+    def _text_has_text(self) -> TextPart:
+        if self.type == "text" and self.text is None:
+            raise ValueError("a content part of type 'text' needs a string 'text'")
+        return self
+
+    def sent(self) -> dict[str, Any]:
+        """The part as the caller wrote it (its fields, nested objects included)."""
+        return self.model_dump(exclude_unset=True)
 
 
 class ChatMessage(BaseModel):
@@ -46,7 +67,13 @@ class ChatMessage(BaseModel):
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return "".join(part.text or "" for part in self.content if part.type == "text")
+
+    def parts(self) -> tuple[dict[str, Any], ...]:
+        """Every content part as sent, when any is not text (else none: the text is all)."""
+        if isinstance(self.content, str | None) or all(p.type == "text" for p in self.content):
+            return ()
+        return tuple(part.sent() for part in self.content)
 
 
 class BudgetObject(BaseModel):

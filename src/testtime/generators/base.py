@@ -7,8 +7,11 @@ knows how many prompt tokens it recomputed and how many it served from a cache.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
+from typing import Any
 
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
@@ -22,6 +25,41 @@ class Generation:
 
     completions: tuple[Completion, ...]
     cost: Cost
+
+
+@dataclass(frozen=True, slots=True)
+class Piece:
+    """One streamed delta of one choice, as an upstream sent it: a text fragment, tool-call
+    fragments (OpenAI's `delta.tool_calls` items: an index, and the id, type, function name
+    and argument fragments where sent), its logprobs, and on its last, the finish reason."""
+
+    index: int
+    text: str = ""
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    finish_reason: str | None = None
+    logprobs: Mapping[str, Any] | None = None
+
+
+Listener = Callable[[Piece], None]
+_LISTENER: ContextVar[Listener | None] = ContextVar("testtime_stream_listener", default=None)
+
+
+@contextmanager
+def streamed_to(listener: Listener) -> Iterator[None]:
+    """Within it, a generator that can stream (the HTTP backend, for one chat request) hands
+    each piece of the call this task makes to `listener` as it arrives, and still returns the
+    whole `Generation` (counted like any call). Generators that cannot stream ignore it.
+    The server's plain streamed path uses it; strategies never do."""
+    token = _LISTENER.set(listener)
+    try:
+        yield
+    finally:
+        _LISTENER.reset(token)
+
+
+def stream_listener() -> Listener | None:
+    """The listener `streamed_to` set for this task's calls, if any."""
+    return _LISTENER.get()
 
 
 def with_tool_calls(gen: Generation, request: Request) -> Generation:

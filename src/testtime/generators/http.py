@@ -31,7 +31,7 @@ from testtime.core.errors import ConfigError, DeadlineError
 from testtime.core.types import Request
 from testtime.generators import http_wire as wire
 from testtime.generators.backends import Backend, backend
-from testtime.generators.base import Generation, Generator
+from testtime.generators.base import Generation, Generator, Listener, stream_listener
 from testtime.generators.http_wire import Endpoint, ServerError
 
 if TYPE_CHECKING:
@@ -124,7 +124,11 @@ class HTTPGenerator(Generator):
 
     async def generate(self, request: Request) -> Generation:
         started = time.perf_counter()
-        replies = await self._replies(request)
+        listener = stream_listener()
+        if listener is not None and self._can_stream(request):
+            replies = await self._streamed(request, listener)
+        else:
+            replies = await self._replies(request)
         comps = tuple(c for r in replies for c in r.completions)[: request.n]
         cost = sum((r.cost for r in replies), Cost())
         if not any(r.adopted for r in replies):  # an adopted ledger keeps upstream's seconds
@@ -168,6 +172,10 @@ class HTTPGenerator(Generator):
         endpoint = wire.endpoint_of(request, self.endpoint)  # a raw prompt: completions
         body = wire.body(request, self.model, endpoint, n, seed)
         data = await self._post(body, request.deadline, endpoint)
+        return self._read(data, request, endpoint)
+
+    def _read(self, data: Any, request: Request, endpoint: Endpoint) -> wire.Reply:
+        """A decoded answer as a Reply; the server's prompt counts refine the estimate."""
         reply = wire.parse_reply(
             data,
             request,
@@ -181,6 +189,91 @@ class HTTPGenerator(Generator):
             self._seen_ratio = max(self._seen_ratio, reply.prompt_tokens / _bytes(request))
             self._tokens_per_byte = min(1.0, 1.25 * self._seen_ratio)
         return reply
+
+    # -- a streamed request: pieces relayed as they arrive ---------------------------------
+    def _can_stream(self, request: Request) -> bool:
+        """A chat request without a prefix to continue (an upstream may echo it), whose n
+        the server takes in one request (or n = 1)."""
+        chat = wire.endpoint_of(request, self.endpoint) == "chat"
+        return chat and not request.prefix and (request.n == 1 or self.supports_n is not False)
+
+    async def _streamed(self, request: Request, listener: Listener) -> list[wire.Reply]:
+        """The request streamed from the upstream (`stream: true`, usage asked for at the
+        end), each piece handed to `listener` as it arrives; then read as a whole reply. A
+        refused n falls back to one request per sample, not streamed."""
+        seed = None if request.seed is None else request.seed + request.first_index
+        body = wire.body(request, self.model, "chat", request.n, seed)
+        body.update(stream=True, stream_options={"include_usage": True})
+        try:
+            data = await self._post_stream(body, request.deadline, listener)
+        except ServerError as exc:
+            if request.n == 1 or not wire.refuses_n(exc):
+                raise
+            self.supports_n = False
+            return await self._replies(request)
+        reply = self._read(data, request, "chat")
+        got = len(reply.completions)
+        if request.n > 1:
+            self.supports_n = got >= request.n
+        if got >= request.n:
+            return [reply]
+        return [reply, *await self._fan_out(request, got, request.n - got)]  # not streamed
+
+    async def _post_stream(
+        self, body: dict[str, Any], deadline: float | None, listener: Listener
+    ) -> dict[str, Any]:
+        """POST a streamed request, with the retries of `_post` until its first piece (after
+        one, a failure would repeat what was relayed: it is a ServerError). The whole stream
+        is bounded by `read_timeout` and the deadline, as a non-streamed call is."""
+        import httpx
+
+        url = self._url("chat")
+        failure: httpx.Response | httpx.TransportError | None = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                await asyncio.sleep(min(self._wait(attempt - 1, failure), _left(deadline)))
+            reader = wire.Assembly(url)
+            relayed = 0
+            async with self._slots:
+                bound = min(self.read_timeout, _left(deadline))
+                try:
+                    async with (
+                        asyncio.timeout(bound),
+                        self._client.stream("POST", url, json=body) as response,
+                    ):
+                        if response.status_code < 400:
+                            async for line in response.aiter_lines():
+                                for piece in reader.feed(line):
+                                    relayed += 1
+                                    listener(piece)
+                                if reader.done:
+                                    break
+                            return reader.data()
+                        await response.aread()
+                except TimeoutError:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise DeadlineError(
+                            f"the seconds budget ran out while streaming from {url}"
+                        ) from None
+                    if relayed:
+                        raise self._error(
+                            f"the stream from {url} did not finish within {bound:g} s; raise "
+                            "read_timeout or lower max_tokens"
+                        ) from None
+                    failure = httpx.ReadTimeout(f"no whole answer within {bound:g} s")
+                    continue
+                except httpx.TransportError as exc:  # refused, reset, cut mid-stream
+                    if relayed:
+                        raise self._error(
+                            f"the stream from {url} broke after {relayed} pieces "
+                            f"({type(exc).__name__}: {exc})"
+                        ) from None
+                    failure = exc
+                    continue
+            if response.status_code not in RETRY_STATUS:
+                raise self._refused(response, url, body, "chat")
+            failure = response
+        raise self._gave_up(failure, url)
 
     # -- one HTTP request, with retries ----------------------------------------------------
     def _url(self, endpoint: Endpoint | None = None) -> str:

@@ -32,6 +32,7 @@ from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError, TesttimeError
 from testtime.core.tools import ToolCall, calls_from_wire
 from testtime.core.types import Completion, FinishReason, Message, Request
+from testtime.generators.base import Piece
 
 Endpoint = Literal["chat", "completions"]
 PATHS: dict[str, str] = {"chat": "chat/completions", "completions": "completions"}
@@ -322,9 +323,116 @@ def _cached(usage: Mapping[str, Any]) -> int:
     return min(cached or 0, _count(usage, "prompt_tokens") or 0)
 
 
+def _object(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
 def _count(d: Mapping[str, Any], key: str) -> int | None:
     v = d.get(key)
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+# -- a streamed reply ---------------------------------------------------------------------
+class Assembly:
+    """A streamed chat reply (server-sent events), read line by line: each chunk's deltas
+    come out as `Piece`s as they arrive, and the whole reply is put together in the shape
+    of a non-streamed answer (`data()`, for `parse_reply`): texts, tool calls merged by
+    their index (argument fragments joined), finish reasons, logprobs, the last usage. An
+    error event, or a stream that ends before every choice finished, is a ServerError."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.done = False  # [DONE] was read
+        self.usage: dict[str, Any] | None = None
+        self._choices: dict[int, dict[str, Any]] = {}
+        self._calls: dict[int, dict[int, dict[str, Any]]] = {}
+        self._error_event = False
+
+    def feed(self, line: str) -> list[Piece]:
+        """The pieces one SSE line brings (none for comments, event names, [DONE], usage)."""
+        line = line.strip()
+        if line.startswith("event:"):
+            self._error_event = line[6:].strip() == "error"
+            return []
+        if not line.startswith("data:") or self.done:
+            return []
+        payload = line[5:].strip()
+        if payload == "[DONE]":
+            self.done = True
+            return []
+        try:
+            chunk = json.loads(payload)
+        except ValueError:
+            raise ServerError(
+                f"the server at {self.url} streamed something that is not JSON: {payload[:200]!r}"
+            ) from None
+        if self._error_event or (isinstance(chunk, dict) and "error" in chunk):
+            detail = error_detail(payload)
+            raise ServerError(f"the server at {self.url} failed mid-stream: {detail}", None, detail)
+        if not isinstance(chunk, dict):
+            return []
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+        raw = chunk.get("choices")
+        return [p for c in raw if isinstance(c, dict) for p in self._choice(c)] if raw else []
+
+    def _choice(self, c: dict[str, Any]) -> list[Piece]:
+        index = _count(c, "index") or 0
+        into = self._choices.setdefault(index, {"index": index, "content": [], "lp": []})
+        delta = _object(c.get("delta"))
+        text = delta["content"] if isinstance(delta.get("content"), str) else ""
+        into["content"].append(text)
+        calls = tuple(t for t in delta.get("tool_calls") or () if isinstance(t, dict))
+        for t in calls:
+            self._call(index, t)
+        lp = c.get("logprobs") if isinstance(c.get("logprobs"), dict) else None
+        if lp is not None and isinstance(lp.get("content"), list):
+            into["lp"].extend(lp["content"])
+        finish = c.get("finish_reason")
+        if isinstance(finish, str):
+            into["finish_reason"] = finish
+            for key in ("stop_reason", "matched_stop"):
+                if key in c:
+                    into[key] = c[key]
+        finish = finish if isinstance(finish, str) else None
+        if not (text or calls or finish or lp):
+            return []  # a role-only or empty delta: nothing to relay
+        return [Piece(index, text, calls, finish, lp)]
+
+    def _call(self, index: int, t: dict[str, Any]) -> None:
+        """One tool-call fragment merged into the call it continues (by its index)."""
+        calls = self._calls.setdefault(index, {})
+        at = _count(t, "index")
+        at = at if at is not None else len(calls)
+        call = calls.setdefault(at, {"type": "function", "function": {"arguments": ""}})
+        if isinstance(t.get("id"), str):
+            call["id"] = t["id"]
+        fn = _object(t.get("function"))
+        if isinstance(fn.get("name"), str):
+            call["function"]["name"] = call["function"].get("name", "") + fn["name"]
+        if isinstance(fn.get("arguments"), str):
+            call["function"]["arguments"] += fn["arguments"]
+
+    def data(self) -> dict[str, Any]:
+        """The whole reply as a non-streamed answer; a ServerError if it is unfinished."""
+        unfinished = [i for i, c in self._choices.items() if "finish_reason" not in c]
+        if not self._choices or unfinished:
+            raise ServerError(
+                f"the stream from {self.url} ended before its answer was finished (no finish "
+                "reason); the upstream may have failed or been stopped"
+            )
+        choices = []
+        for i, c in sorted(self._choices.items()):
+            message: dict[str, Any] = {"role": "assistant", "content": "".join(c["content"])}
+            calls = self._calls.get(i)
+            if calls:
+                message["tool_calls"] = [calls[k] for k in sorted(calls)]
+            one = {k: v for k, v in c.items() if k not in ("content", "lp")}
+            one["message"] = message
+            if c["lp"]:
+                one["logprobs"] = {"content": c["lp"]}
+            choices.append(one)
+        return {"choices": choices, "usage": self.usage or {}}
 
 
 # -- errors and retries --------------------------------------------------------------------

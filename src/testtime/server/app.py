@@ -154,6 +154,8 @@ def create_app(settings: Settings, generator: Generator) -> FastAPI:
                 if quota.sandbox_capped and not isinstance(verifier, ProcessVerifier | None):
                     verifier = SandboxCharged(verifier, quota)  # each call's runs charged
             job = Job(the_plan, Observed(charged), model, key, verifier, quota=quota)
+            if stream and isinstance(the_plan, Plain):  # relayed as it comes, if it can be
+                job.pieces = asyncio.Queue()
             task = jobs.start(job)
         except BaseException:
             quota.close(0)

@@ -4,8 +4,11 @@ Chunks are `chat.completion.chunk` objects. Progress chunks carry an empty delta
 `testtime` object (samples done, the current leader, the cost so far); then the answer
 comes as a content delta with its finish_reason (every choice index first sent its
 `role`); usage comes only with `stream_options.include_usage`, on a chunk of its own (as
-OpenAI sends it); then `data: [DONE]`. A /v1/completions stream sends `text_completion`
-chunks (`choices[].text`) the same way. An error is an `error` event, then `[DONE]`.
+OpenAI sends it); then `data: [DONE]`. A plain request to a generator that streams (an
+upstream over HTTP) is relayed instead: its text and tool-call deltas and finish reason as
+the upstream sends them, usage at the end as counted in the ledger. A /v1/completions
+stream sends `text_completion` chunks (`choices[].text`) the same way. An error is an
+`error` event, then `[DONE]`.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from testtime.generators.base import Piece
 from testtime.server.errors import from_exception
 from testtime.server.plan import Completions, Plain, Strategic
 from testtime.server.progress import Observed
@@ -53,6 +57,11 @@ async def events(job: Job, include_usage: bool) -> AsyncIterator[str]:
             yield sse({**head, "choices": [_delta(i, {"role": "assistant", "content": ""})]})
     empty = _choice(0, "", text)
     strategic = isinstance(plan, Strategic)
+    relayed: set[int] = set()  # choice indices an upstream streamed piece by piece
+    if job.pieces is not None:
+        async for piece in _pieces(job.pieces, task):
+            relayed.add(piece.index)
+            yield sse({**head, "choices": [_relay(piece)]})
     while not task.done():
         if strategic and await _changed(job.generator, task):
             yield sse({**head, "choices": [empty], "testtime": job.generator.snapshot()})
@@ -70,6 +79,8 @@ async def events(job: Job, include_usage: bool) -> AsyncIterator[str]:
         return
     chunks = []
     for choice in body["choices"]:
+        if choice["index"] in relayed:  # already sent as it came, its finish reason too
+            continue
         content = choice["text"] if text else choice["message"]["content"]
         one = _choice(choice["index"], content, text, choice["finish_reason"])
         if not text and choice["message"].get("tool_calls"):  # whole calls, one delta each
@@ -77,13 +88,34 @@ async def events(job: Job, include_usage: bool) -> AsyncIterator[str]:
             one["delta"]["tool_calls"] = [{"index": j, **c} for j, c in enumerate(calls)]
         one.update(logprobs=choice["logprobs"], stop_reason=choice["stop_reason"])
         chunks.append({**head, "choices": [one]})
-    if "testtime" in body:
+    if "testtime" in body and chunks:
         chunks[-1]["testtime"] = body["testtime"]
     if include_usage:
         chunks.append({**head, "choices": [], "usage": body["usage"]})
     for chunk in chunks:
         yield sse(chunk)
     yield DONE
+
+
+async def _pieces(
+    queue: asyncio.Queue[Piece | None], task: asyncio.Task[Any]
+) -> AsyncIterator[Piece]:
+    """The pieces a streaming generator relays, as they arrive, until the task ends."""
+    task.add_done_callback(lambda _: queue.put_nowait(None))
+    while (piece := await queue.get()) is not None:
+        yield piece
+
+
+def _relay(piece: Piece) -> dict[str, Any]:
+    """A relayed piece as a chunk's choice: its text and tool-call fragments as the upstream
+    sent them (its first chunk's role was sent already), its logprobs and finish reason."""
+    delta: dict[str, Any] = {"content": piece.text} if piece.text else {}
+    if piece.tool_calls:
+        delta["tool_calls"] = [dict(t) for t in piece.tool_calls]
+    out = _delta(piece.index, delta, piece.finish_reason)
+    if piece.logprobs is not None:
+        out["logprobs"] = dict(piece.logprobs)
+    return out
 
 
 def _count(plan: Plain | Strategic | Completions) -> int:

@@ -12,13 +12,14 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
 
 from testtime.core.cost import Cost
 from testtime.core.registry import Spec
 from testtime.core.types import Message, Problem, Request
-from testtime.generators.base import Generation, Generator
+from testtime.generators.base import Generation, Generator, Piece, streamed_to
 from testtime.sandbox.problems import CodeSpec, extract_code
 from testtime.server import responses
 from testtime.server.errors import ApiError
@@ -47,6 +48,9 @@ class Job:
     cost: Cost | None = None  # the whole cost, once it succeeded
     task: asyncio.Task[dict[str, Any]] | None = None
     quota: Quota | None = None  # its hold on the key's cap (limits.py)
+    # a plain streamed request's pieces, as a generator that can stream relays them (None
+    # ends them: the task is done); stream.py sends them on as they come
+    pieces: asyncio.Queue[Piece | None] | None = None
 
 
 class Jobs:
@@ -103,7 +107,10 @@ class Jobs:
     async def _execute(self, job: Job) -> dict[str, Any]:
         started = time.perf_counter()
         if isinstance(job.plan, Plain):
-            gen = await job.generator.generate(job.plan.request)
+            pieces = job.pieces
+            relay = nullcontext() if pieces is None else streamed_to(pieces.put_nowait)
+            with relay:  # an upstream's pieces go to the client as they arrive
+                gen = await job.generator.generate(job.plan.request)
             body = responses.plain_body(
                 job.cid, job.model, gen, job.plan.request, time.perf_counter() - started
             )

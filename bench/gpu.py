@@ -17,10 +17,15 @@ ceiling against the device's memory. It measures, side by side: the engine again
 padded `generate` batch on 16 problems x best-of-8 x 128 new tokens (EOS ignored by both,
 so every row is 128 tokens; the prefix cache is cleared before each run), decode tokens/s
 at batch 32/128/256 of the 1B shape against the bf16 matmul ceiling, and load times.
+It profiles (torch.profiler, CPU + CUDA) 10 engine decode steps of the 1B shape at batch 128:
+wall and GPU-busy ms per step, the step's phases, top host ops and kernels, and every
+host<->device sync with the testtime function it comes from (`--only check` runs just this
+and the small shape's memory ceiling).
 Each section reports its own failure; a time guard skips what no longer fits.
 
     python bench/gpu.py                          # CUDA; stops itself at --budget (330 s)
     python bench/gpu.py --only small             # one shape (a shorter rerun)
+    python bench/gpu.py --only check --budget 150  # memory ceiling + decode-step profile
     python bench/gpu.py --device cpu --tiny      # every code path on tiny shapes, CPU
     python bench/gpu.py --save-tokenizer         # copy SmolLM2's tokenizer into .gpu/ once
 
@@ -443,7 +448,9 @@ def feature_checks(say: Report, gen: Any, chats: list[Any], max_tokens: int) -> 
 
 
 def memory_check(say: Report, gen: Any) -> None:
-    """The engine's ceiling against the device's memory; whether a large request fits."""
+    """The engine's ceiling against the device's memory: on a GPU it is 80% of what the device
+    held free after the weights (`memory.DEVICE_SHARE`), so a request whose KV takes 60% of
+    the free memory must be admitted, and the ceiling must stay under what is free."""
     import torch
 
     from testtime.core.errors import TesttimeError
@@ -452,27 +459,36 @@ def memory_check(say: Report, gen: Any) -> None:
     from testtime.generators.sequence import Job
 
     eng = gen.engine
-    host = memory.machine_bytes()
+    on_gpu = eng.runner.device.type == "cuda"
+    if os.environ.get(memory.ENV):
+        source = f"from ${memory.ENV}={os.environ[memory.ENV]}"
+    elif on_gpu:
+        source = f"= {memory.DEVICE_SHARE:.0%} of the GPU's free memory at load"
+    else:
+        source = f"= {memory.SHARE:.0%} of host memory {memory.show(memory.machine_bytes())}"
     say(
         f"  engine ceiling {memory.show(eng.max_memory)} (batch {memory.show(eng.batch_memory)}) "
-        f"= {memory.SHARE:.0%} of host memory {memory.show(host)}; "
-        f"KV {eng.runner.token_bytes} bytes per token"
+        f"{source}; KV {eng.runner.token_bytes} bytes per token"
     )
-    if eng.runner.device.type != "cuda":
+    if not on_gpu:
         return
     free, total = torch.cuda.mem_get_info(eng.runner.device)
-    say(f"  GPU memory: {memory.show(free)} free of {memory.show(total)}")
+    say(
+        f"  GPU memory: {memory.show(free)} free of {memory.show(total)}; the ceiling is "
+        f"{eng.max_memory / free:.0%} of the free memory now"
+    )
     # a request whose KV takes 60% of the GPU's free memory: a GPU this size can hold it
     width = 4096
     per_row = (width + 1) * eng.runner.token_bytes
     n = max(2, int(0.6 * free // per_row))
     prompt = list(gen._encode((Message("user", "hi"),), ""))
     req = Request((Message("user", "hi"),), n=n, max_tokens=width - len(prompt))
+    admitted = True
     try:
         eng._check_fits(Job(req, prompt, Future(), req.max_tokens))
         verdict = "admitted"
     except TesttimeError as exc:
-        verdict = f"REFUSED ({str(exc)[:160]})"
+        admitted, verdict = False, f"REFUSED ({str(exc)[:240]})"
     say(
         f"  a request of n={n} x {width} tokens ({memory.show(n * per_row)} of KV, 60% of the "
         f"free GPU memory): {verdict}",
@@ -484,15 +500,314 @@ def memory_check(say: Report, gen: Any) -> None:
             "memory: admission would not stop a CUDA out-of-memory",
             key=True,
         )
-    elif eng.max_memory < 0.5 * free:
+    elif not admitted:
         say(
-            "  FINDING: the ceiling comes from host RAM, not the GPU's memory: it admits "
-            f"{eng.max_memory / free:.0%} of what the GPU holds free",
+            "  FINDING: a request the GPU can hold was refused: the ceiling admits only "
+            f"{eng.max_memory / free:.0%} of what the GPU holds free (expected "
+            f"~{memory.DEVICE_SHARE:.0%})",
+            key=True,
+        )
+    else:
+        say(
+            f"  OK: the ceiling follows the GPU: it admits {eng.max_memory / free:.0%} of the "
+            "free memory and stays under it",
             key=True,
         )
 
 
-# -- 2. benchmarks ----------------------------------------------------------------------------
+# -- 2. where a decode step's time goes -------------------------------------------------------
+SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+ITEM_OP = "aten::_local_scalar_dense"  # .item(), int(t), float(t): a device->host read
+
+
+def labelled(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` inside a profiler range called `name` (phases show up in the profile)."""
+    from torch.profiler import record_function
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with record_function(name):
+            return fn(*args, **kwargs)
+
+    return call
+
+
+PHASES = ("engine step", "runner.forward", "model forward", "engine._accept", "sampler")
+
+
+def label_phases(eng: Any) -> Callable[[], None]:
+    """Wrap the engine's step phases in profiler ranges (instance attributes shadow the
+    methods); returns the function that takes the wrappers off again."""
+    targets = [
+        (eng.runner, "forward", "runner.forward"),
+        (eng.runner.model, "forward", "model forward"),
+        (eng, "_accept", "engine._accept"),
+        (eng.sampler, "_sample_chunk", "sampler"),
+    ]
+    for obj, attr, name in targets:
+        setattr(obj, attr, labelled(name, getattr(obj, attr)))
+
+    def undo() -> None:
+        for obj, attr, _ in targets:
+            if attr in vars(obj):
+                delattr(obj, attr)
+
+    return undo
+
+
+def on_host(event: Any) -> bool:
+    """Whether a profiler event ran on the host (an op, a CUDA runtime call, a range)."""
+    from torch.autograd import DeviceType  # type: ignore[attr-defined]
+
+    return bool(event.device_type == DeviceType.CPU)
+
+
+def kernel_intervals(events: Any) -> list[tuple[float, float, str]]:
+    """(start us, end us, name) of every device-side event (kernels, memcpy, memset)."""
+    return [
+        (e.time_range.start, e.time_range.end, e.name)
+        for e in events
+        if not on_host(e) and e.name not in PHASES  # not the range markers
+    ]
+
+
+def busy_us(intervals: list[tuple[float, float, str]]) -> float:
+    """The union of the intervals' lengths: how long the device was doing anything."""
+    total, end = 0.0, -math.inf
+    for a, b, _ in sorted(intervals):
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
+def sync_sources(events: Any) -> dict[str, int]:
+    """Where the host waits for the device: each CUDA sync call (every .tolist(), .item(),
+    int(t) and blocking host<->device copy makes one), else each scalar read (`ITEM_OP`),
+    keyed by the Python call that led to it and the innermost testtime function around it
+    (from the Python tracer's frames, or an op's recorded stack in older torch)."""
+    import re
+
+    cpu = [e for e in events if on_host(e)]
+    picked = [e for e in cpu if e.name.startswith(SYNC_CALLS)]
+    picked = picked or [e for e in cpu if e.name == ITEM_OP]
+    counts: dict[str, int] = {}
+    for e in picked:
+        call, where = "", "(no testtime frame recorded)"
+        up = e.cpu_parent or enclosing(e, cpu)
+        while up is not None:
+            if not call and up.name.startswith("<built-in"):
+                call = re.sub(r" of .*>$", ">", up.name) + " "
+            frames = [up.name, *(up.stack or [])]
+            mine = [f for f in frames if "testtime/" in f or "gpu.py" in f]
+            if mine:
+                where = mine[0].split("src/")[-1]
+                break
+            up = up.cpu_parent
+        key = f"{e.name} <- {call}in {where}"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def enclosing(e: Any, cpu: list[Any]) -> Any:
+    """The innermost host event on `e`'s thread whose time range holds `e` (for events the
+    profiler left out of its tree)."""
+    best = None
+    for o in cpu:
+        if o is e or o.thread != e.thread or o.name.startswith(SYNC_CALLS):
+            continue
+        r = o.time_range
+        inside = r.start <= e.time_range.start and e.time_range.end <= r.end
+        if inside and (best is None or r.start >= best.time_range.start):
+            best = o
+    return best
+
+
+def profile_decode(say: Report, gen: Any, rows: int, steps: int, on_cuda: bool) -> None:
+    """torch.profiler over `steps` engine decode steps at `rows` live rows (problems of
+    best-of-8, T=0.8, top_p=0.95, EOS ignored): wall and GPU-busy time per step, the step's
+    phases, the top CPU ops and CUDA kernels, and the host<->device syncs with their source.
+    The steps run in this thread through `Engine._step`, as the worker runs them. A profile
+    with CUDA activity that fails is taken again with the CPU's alone."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from testtime.core.types import Request
+    from testtime.generators.sequence import Job
+
+    eng = gen.engine
+    if eng.active or eng.prefilling or eng.waiting:
+        raise RuntimeError("the engine is busy; the profile needs it idle")
+    n, warm, stack_steps = min(8, rows), 3, 2
+    max_tokens = warm + 3 * steps + stack_steps + 2  # room for a CPU-only retake
+    jobs = []
+    for i, chat in enumerate(arithmetic_chats(-(-rows // n), seed=11)):
+        k = min(n, rows - i * n)
+        req = Request(chat, n=k, max_tokens=max_tokens, temperature=0.8, top_p=0.95, seed=i)
+        jobs.append(Job(req, list(gen._encode(chat, "")), Future(), max_tokens))
+    acts = [ProfilerActivity.CPU]
+    offered = torch.profiler.supported_activities()  # type: ignore[no-untyped-call]
+    if on_cuda and ProfilerActivity.CUDA in offered:
+        acts.append(ProfilerActivity.CUDA)
+    elif on_cuda:
+        say("  NOTE: torch.profiler offers no CUDA activity here: CPU side only")
+
+    def profiled(activities: list[Any]) -> tuple[Any, float]:
+        with profile(activities=activities) as prof:
+            start = time.perf_counter()
+            for _ in range(steps):
+                labelled("engine step", eng._step)()
+            sync()
+            ms = (time.perf_counter() - start) * 1e3 / steps
+        return prof, ms
+
+    saved_eos = eng.eos
+    eng.eos = frozenset()  # every row lives through the profile
+    undo = label_phases(eng)
+    gen.clear_cache()
+    stacked = None
+    try:
+        with torch.inference_mode():
+            eng.waiting.extend(jobs)
+            for _ in range(50):  # admission, prefill and the first decode steps
+                if not eng.waiting and not eng.prefilling and eng.steps and warm <= 0:
+                    break
+                eng._step()
+                warm -= 1
+            if len(eng.active) != rows:
+                raise RuntimeError(f"{len(eng.active)} rows live after warm-up, wanted {rows}")
+            sync()
+            start = time.perf_counter()
+            for _ in range(steps):
+                eng._step()
+            sync()
+            plain_ms = (time.perf_counter() - start) * 1e3 / steps
+            try:
+                prof, prof_ms = profiled(acts)
+            except Exception as exc:
+                if len(acts) == 1:
+                    raise
+                say(f"  NOTE: the profile with CUDA activity failed ({exc!r}); CPU side only")
+                acts = acts[:1]
+                prof, prof_ms = profiled(acts)
+            try:
+                with profile(activities=acts, with_stack=True) as stacked:
+                    for _ in range(stack_steps):
+                        eng._step()
+                    sync()
+            except Exception as exc:
+                say(f"  NOTE: the profile with stacks failed ({exc!r}): no sync sources")
+                stacked = None
+            while eng.active or eng.prefilling:  # the last tokens; the requests finish
+                eng._step()
+    finally:
+        undo()
+        eng.eos = saved_eos
+        if eng.active or eng.prefilling or eng.waiting:
+            eng._fail_all(RuntimeError("the profile stopped early"))
+        gen.clear_cache()
+
+    say(
+        f"  {rows} live rows, {steps} engine decode steps: wall {plain_ms:.2f} ms/step "
+        f"({rows / plain_ms * 1e3:.0f} tok/s) without the profiler, {prof_ms:.2f} ms/step under it"
+        f" (activities: {', '.join(a.name for a in acts)})",
+        key=True,
+    )
+    events = prof.events()
+    parts: list[tuple[str, Callable[[], None]]] = [
+        ("GPU busy", lambda: report_busy(say, events, steps, plain_ms, prof_ms)),
+        ("phases", lambda: report_phases(say, events, steps)),
+        ("syncs", lambda: report_syncs(say, events, steps)),
+        ("sync sources", lambda: report_sources(say, stacked, stack_steps)),
+        ("top ops", lambda: report_top(say, prof, events, steps, prof_ms)),
+    ]
+    for name, part in parts:
+        try:
+            part()
+        except Exception as exc:  # one part's failure keeps the others
+            say(f"  ({name}: could not be read from this profile: {exc!r})")
+
+
+def report_busy(say: Report, events: Any, steps: int, plain_ms: float, prof_ms: float) -> None:
+    device = kernel_intervals(events)
+    if not device:
+        say("  no device activity recorded (CPU device, or no CUDA activity): CPU side only")
+        return
+    busy = busy_us(device) / 1e3 / steps
+    summed = sum(b - a for a, b, _ in device) / 1e3 / steps
+    say(
+        f"  GPU busy {busy:.2f} ms/step (union of kernel/memcpy intervals; sum {summed:.2f}) "
+        f"= {busy / prof_ms:.0%} of the profiled wall, {busy / plain_ms:.0%} of the plain "
+        "wall: the rest the GPU waits for the host",
+        key=True,
+    )
+
+
+def report_phases(say: Report, events: Any, steps: int) -> None:
+    """The step's phases: inclusive host time (the host thread's wall) per step."""
+    incl: dict[str, float] = {}
+    for e in events:
+        if e.name in PHASES and on_host(e):
+            incl[e.name] = incl.get(e.name, 0.0) + e.cpu_time_total / 1e3 / steps
+    step, fwd, model, acc, smp = (incl.get(k, 0.0) for k in PHASES)
+    say(
+        f"  host time per step {step:.2f} ms = runner.forward {fwd:.2f} (HF model forward "
+        f"{model:.2f}, runner's own {fwd - model:.2f}) + engine._accept {acc:.2f} (sampler "
+        f"{smp:.2f}, tokens/stop strings/release {acc - smp:.2f}) + admission etc. "
+        f"{step - fwd - acc:.2f}",
+        key=True,
+    )
+
+
+def report_syncs(say: Report, events: Any, steps: int) -> None:
+    cpu = [e for e in events if on_host(e)]
+    per = {name: sum(e.name.startswith(name) for e in cpu) / steps for name in SYNC_CALLS}
+    per[ITEM_OP] = sum(e.name == ITEM_OP for e in cpu) / steps
+    device = kernel_intervals(events)
+    dtoh = sum("DtoH" in name for _, _, name in device) / steps
+    htod = sum("HtoD" in name for _, _, name in device) / steps
+    wait = sum(e.cpu_time_total for e in cpu if e.name.startswith(SYNC_CALLS)) / 1e3 / steps
+    say(
+        f"  syncs per step: {per['cudaStreamSynchronize']:.1f} cudaStreamSynchronize "
+        f"({wait:.2f} ms waiting in sync calls), {per['cudaDeviceSynchronize']:.1f} "
+        f"cudaDeviceSynchronize, {per['cudaEventSynchronize']:.1f} cudaEventSynchronize; "
+        f"memcpy DtoH {dtoh:.1f}, HtoD {htod:.1f}; scalar reads ({ITEM_OP}) {per[ITEM_OP]:.1f}",
+        key=True,
+    )
+    calls: dict[str, int] = {}
+    for e in cpu:
+        if e.name.startswith("cu") and ("Sync" in e.name or "Memcpy" in e.name):
+            calls[e.name] = calls.get(e.name, 0) + 1
+    if calls:
+        seen = ", ".join(f"{k} {v / steps:.1f}" for k, v in sorted(calls.items()))
+        say(f"    runtime calls per step: {seen}")
+
+
+def report_sources(say: Report, stacked: Any, stack_steps: int) -> None:
+    if stacked is None:
+        return
+    say(f"  syncs by source (with_stack, {stack_steps} steps; count per step):")
+    for where, count in sorted(sync_sources(stacked.events()).items(), key=lambda kv: -kv[1]):
+        say(f"    {count / stack_steps:5.1f}  {where}")
+
+
+def report_top(say: Report, prof: Any, events: Any, steps: int, prof_ms: float) -> None:
+    """The top 12 host-side ops by self CPU time and the top 8 device kernels by time."""
+    host = [a for a in prof.key_averages() if a.key not in PHASES]
+    host = [a for a in host if on_host(a)]
+    say(f"  top 12 host-side ops by self CPU time (ms/step, calls/step; step {prof_ms:.2f} ms):")
+    for a in sorted(host, key=lambda a: -a.self_cpu_time_total)[:12]:
+        ms = a.self_cpu_time_total / 1e3 / steps
+        say(f"    {ms:7.3f} ms {a.count / steps:6.1f}x  {a.key[:80]}")
+    by_name: dict[str, list[float]] = {}
+    for a, b, name in kernel_intervals(events):
+        by_name.setdefault(name, []).append(b - a)
+    if by_name:
+        say("  top 8 CUDA kernels by time (ms/step, calls/step):")
+        for name, times in sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:8]:
+            say(f"    {sum(times) / 1e3 / steps:7.3f} ms {len(times) / steps:6.1f}x  {name[:90]}")
+
+
+# -- 3. benchmarks ----------------------------------------------------------------------------
 def run_engine(gen: Any, chats: list[Any], n: int, max_tokens: int) -> tuple[int, float, int]:
     """Tokens, seconds and decode steps of the sampled workload through the engine."""
     from testtime.core.types import Request
@@ -641,7 +956,12 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=330.0, help="seconds before the time guard")
     p.add_argument("--tokenizer", type=Path, default=TOKENIZER_DIR)
     p.add_argument("--save-tokenizer", action="store_true", help=f"fill {TOKENIZER_DIR}, exit")
-    p.add_argument("--only", choices=["small", "big"], help="one model shape (a shorter rerun)")
+    p.add_argument(
+        "--only",
+        choices=["small", "big", "check"],
+        help="one model shape (a shorter rerun); check: the small shape's memory ceiling and "
+        "the big shape's decode profile",
+    )
     a = p.parse_args()
     if a.save_tokenizer:
         save_tokenizer(a.tokenizer)
@@ -653,6 +973,8 @@ def main() -> None:
     problems, n, max_tokens, reps = (4, 2, 16, 2) if a.tiny else (16, 8, 128, 3)
     greedy_tokens, batches, steps = (12, (4, 8, 16), 6) if a.tiny else (48, (32, 128, 256), 32)
     mm_size = 256 if a.tiny else 8192
+    profile_rows, profile_steps = (16, 10) if a.tiny else (128, 10)
+    check = a.only == "check"
     state: dict[str, Any] = {}
 
     def environment() -> None:
@@ -752,6 +1074,10 @@ def main() -> None:
             share = f" = {rate / ceiling:.1%} of the ceiling {ceiling:.0f} tok/s" if ceiling else ""
             say(f"  batch {batch:4d}: {rate:9.0f} tok/s decode (sampled){share}", key=True)
 
+    def profile_steps_of(name: str) -> None:
+        on_cuda = a.device.startswith("cuda")
+        profile_decode(say, state[name][0], profile_rows, profile_steps, on_cuda)
+
     def release(name: str) -> None:
         if name in state:
             close(state.pop(name)[0])
@@ -762,10 +1088,13 @@ def main() -> None:
         f"# bench/gpu.py on {a.device}{' (tiny shapes)' if a.tiny else ''}, budget {a.budget:.0f} s"
     )
     section(say, guard, "environment", 5, environment)
-    section(say, guard, "bf16 matmul ceiling", 5, ceiling)
+    if not check:
+        section(say, guard, "bf16 matmul ceiling", 5, ceiling)
     if a.only != "big":
         section(say, guard, f"{small}: build and first load", 20, lambda: build(small))
-    if small in state:
+    if small in state and check:
+        section(say, guard, f"{small}: memory ceiling", 2, lambda: mem(small))
+    elif small in state:
         section(
             say, guard, f"{small}: greedy vs model.generate (bf16)", 10, lambda: correctness(small)
         )
@@ -789,7 +1118,10 @@ def main() -> None:
         section(say, guard, f"{small}: release", -1e9, lambda: release(small))
     if a.only != "small":
         section(say, guard, f"{big}: build and first load", 40, lambda: build(big))
-    if big in state:
+    profile_name = f"{big}: profile of {profile_steps} decode steps at batch {profile_rows}"
+    if big in state and check:
+        section(say, guard, profile_name, 20, lambda: profile_steps_of(big))
+    elif big in state:
         section(say, guard, f"{big}: greedy vs model.generate (bf16)", 10, lambda: correctness(big))
         section(say, guard, f"{big}: memory ceiling", 2, lambda: mem(big))
         section(say, guard, f"{big}: workload, engine vs generate", 40, lambda: bench(big))
@@ -800,6 +1132,7 @@ def main() -> None:
             20,
             lambda: decode_rates(big),
         )
+        section(say, guard, profile_name, 20, lambda: profile_steps_of(big))
     if big in state:
         section(say, guard, f"{big}: release", -1e9, lambda: release(big))
     for tmp in state.get("dirs", []):

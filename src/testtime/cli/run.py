@@ -240,8 +240,9 @@ def _amount(unit: str, x: float) -> str:
 
 def _print_cost(c: Cost) -> None:
     err.print(
-        f"cost: {c.samples} samples, {c.generated_tokens} generated tokens, "
-        f"{c.prompt_tokens} prompt tokens (+{c.cached_prompt_tokens} cached), "
+        f"cost: {c.samples} samples, {c.generated_tokens} generated tokens"
+        + (f" ({c.reasoning_tokens} reasoning)" if c.reasoning_tokens else "")
+        + f", {c.prompt_tokens} prompt tokens (+{c.cached_prompt_tokens} cached), "
         f"{c.verifier_calls} verifier calls ({c.verifier_tokens} tokens), "
         f"{human(c.flops)} FLOPs, {c.seconds:.1f} s in calls (summed over calls and problems)"
         + (f", {c.sandbox_seconds:.2f} s of code in the sandbox" if c.sandbox_seconds else "")

@@ -28,6 +28,9 @@ class Cost:
     seconds: float = 0.0  # each call's wall time, summed over calls (overlapping calls add up)
     nfe: int = 0  # denoiser function evaluations (diffusion), one per sample per call
     sandbox_seconds: float = 0.0  # wall seconds model-written code ran in the sandbox
+    # of generated_tokens, those spent reasoning (an upstream's reported count; budget-forced
+    # thinking), as OpenAI's usage.completion_tokens_details.reasoning_tokens
+    reasoning_tokens: int = 0
 
     def __add__(self, other: Cost) -> Cost:
         return Cost(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))

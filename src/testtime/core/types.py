@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from testtime.core.cost import Cost
 from testtime.core.errors import ConfigError
+from testtime.core.reasoning import Extra
 from testtime.core.structured import ResponseFormat
 from testtime.core.tools import ToolCall, Tools, calls_from_wire
 
@@ -118,6 +119,9 @@ class Request:
     # a raw prompt (text or token ids) continued as it is, with no chat template: OpenAI's
     # /v1/completions; `messages` then hold it as one user message (see `Request.raw`)
     prompt: str | tuple[int, ...] | None = None
+    # an upstream engine's own fields (reasoning_effort, thinking budgets), sent on as given
+    # by a generator that `forwards_extra` (core.reasoning); others do not read them
+    extra: Extra | None = None
 
     def __post_init__(self) -> None:
         if not self.messages:
@@ -173,6 +177,7 @@ class Completion:
     top_logprobs: tuple[Mapping[str, float], ...] | None = None
     tokens: tuple[str, ...] | None = None  # each generated token's text, with logprobs
     tool_calls: tuple[ToolCall, ...] | None = None  # the calls it made (text: the rest)
+    reasoning: str | None = None  # its reasoning apart from the text (an upstream's)
 
 
 @dataclass(frozen=True, slots=True)

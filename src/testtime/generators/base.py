@@ -38,6 +38,7 @@ class Piece:
     tool_calls: tuple[Mapping[str, Any], ...] = ()
     finish_reason: str | None = None
     logprobs: Mapping[str, Any] | None = None
+    reasoning: str = ""  # a reasoning fragment (delta.reasoning_content or .reasoning)
 
 
 Listener = Callable[[Piece], None]
@@ -85,6 +86,9 @@ class Generator(ABC):
     # it reads a message's non-text content parts (images, audio, files: Message.parts);
     # a text-only model is never sent them (the server refuses them with a 400)
     multimodal: bool = False
+    # it sends Request.extra (an upstream engine's fields: reasoning_effort, thinking budgets)
+    # on as given; the server answers reasoning_effort by budget forcing on the others
+    forwards_extra: bool = False
 
     @abstractmethod
     async def generate(self, request: Request) -> Generation:

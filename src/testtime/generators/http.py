@@ -83,6 +83,7 @@ class HTTPGenerator(Generator):
         self.n_params = n_params
         self.endpoint: Endpoint = endpoint
         self.multimodal = endpoint == "chat"  # content parts go to the chat endpoint as sent
+        self.forwards_extra = True  # reasoning_effort, thinking budgets: sent on as given
         self.supports_n = supports_n
         self.retries = retries
         self.backoff = backoff

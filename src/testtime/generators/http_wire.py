@@ -14,7 +14,11 @@ Pure functions without I/O, so every convention is pinned by a test without a se
   else ("content_filter", ...) is "eos".
 - Cost: `usage` in real tokens (cached prompt tokens apart); a `usage["testtime"]` object is
   the upstream testtime server's own ledger and is adopted as it is, so costs add up across
-  a proxy hop. Without `usage`, tokens are estimated (see `HTTPGenerator`).
+  a proxy hop. Without `usage`, tokens are estimated (see `HTTPGenerator`). Reasoning
+  tokens (`completion_tokens_details.reasoning_tokens`) are counted apart too.
+- Reasoning: an engine's own fields (`Request.extra`: reasoning_effort, thinking budgets)
+  go into the body as sent; a choice's reasoning text (`reasoning_content` or `reasoning`)
+  comes back as `Completion.reasoning`, apart from its text.
 """
 
 from __future__ import annotations
@@ -109,6 +113,8 @@ def body(
         out["seed"] = seed
     if request.response_format is not None:  # as the caller sent it (vLLM takes it on both)
         out["response_format"] = request.response_format.wire()
+    if request.extra is not None:  # an engine's own fields (core.reasoning), as sent
+        out.update(request.extra.wire())
     want_logprobs = request.logprobs or request.top_logprobs > 0
     if endpoint == "completions":
         out["prompt"] = raw_prompt(request)
@@ -158,6 +164,18 @@ def reply_calls(c: Mapping[str, Any], endpoint: Endpoint, url: str) -> tuple[Too
         ) from None
 
 
+def reply_reasoning(c: Mapping[str, Any]) -> str | None:
+    """The reasoning text of one chat choice, apart from its answer: `reasoning_content`
+    (DeepSeek, SGLang, llama.cpp, vLLM before 0.10) or `reasoning` (vLLM, OpenRouter)."""
+    message = c.get("message")
+    if not isinstance(message, dict):
+        return None
+    for key in ("reasoning_content", "reasoning"):
+        if isinstance(message.get(key), str) and message[key]:
+            return str(message[key])
+    return None
+
+
 # -- replies -------------------------------------------------------------------------------
 def parse_reply(
     data: Any,
@@ -201,6 +219,7 @@ def parse_reply(
             top,
             tokens=token_texts(c.get("logprobs")) if lp is not None else None,
             tool_calls=reply_calls(c, endpoint, url),
+            reasoning=reply_reasoning(c),
         )
         for (text, finish, lp, top), k, c in zip(parsed, counts, choices, strict=True)
     )
@@ -209,6 +228,7 @@ def parse_reply(
     cached = _cached(usage) if prompt is not None else 0
     recomputed = (prompt if prompt is not None else prompt_estimate) - cached
     cost = Cost.of_generation(n_params, recomputed, cached, sum(counts), len(comps))
+    cost += Cost(reasoning_tokens=_reasoning_tokens(usage, sum(counts)))
     return Reply(comps, cost, False, prompt)
 
 
@@ -317,6 +337,14 @@ def cost_from_dict(raw: Any, url: str) -> Cost:
     return Cost(**values)
 
 
+def _reasoning_tokens(usage: Mapping[str, Any], generated: int) -> int:
+    """Of the generated tokens, those the server says went to reasoning
+    (`completion_tokens_details.reasoning_tokens`, OpenAI's usage); 0 when it does not say."""
+    details = usage.get("completion_tokens_details")
+    found = _count(details, "reasoning_tokens") if isinstance(details, dict) else None
+    return min(found or 0, generated)
+
+
 def _cached(usage: Mapping[str, Any]) -> int:
     details = usage.get("prompt_tokens_details")
     cached = _count(details, "cached_tokens") if isinstance(details, dict) else None
@@ -382,6 +410,9 @@ class Assembly:
         delta = _object(c.get("delta"))
         text = delta["content"] if isinstance(delta.get("content"), str) else ""
         into["content"].append(text)
+        thought = next((delta[k] for k in ("reasoning_content", "reasoning")
+                        if isinstance(delta.get(k), str)), "")  # fmt: skip
+        into.setdefault("reasoning", []).append(thought)
         calls = tuple(t for t in delta.get("tool_calls") or () if isinstance(t, dict))
         for t in calls:
             self._call(index, t)
@@ -395,9 +426,9 @@ class Assembly:
                 if key in c:
                     into[key] = c[key]
         finish = finish if isinstance(finish, str) else None
-        if not (text or calls or finish or lp):
+        if not (text or calls or finish or lp or thought):
             return []  # a role-only or empty delta: nothing to relay
-        return [Piece(index, text, calls, finish, lp)]
+        return [Piece(index, text, calls, finish, lp, thought)]
 
     def _call(self, index: int, t: dict[str, Any]) -> None:
         """One tool-call fragment merged into the call it continues (by its index)."""
@@ -424,10 +455,12 @@ class Assembly:
         choices = []
         for i, c in sorted(self._choices.items()):
             message: dict[str, Any] = {"role": "assistant", "content": "".join(c["content"])}
+            if "".join(c.get("reasoning", [])):
+                message["reasoning_content"] = "".join(c["reasoning"])
             calls = self._calls.get(i)
             if calls:
                 message["tool_calls"] = [calls[k] for k in sorted(calls)]
-            one = {k: v for k, v in c.items() if k not in ("content", "lp")}
+            one = {k: v for k, v in c.items() if k not in ("content", "lp", "reasoning")}
             one["message"] = message
             if c["lp"]:
                 one["logprobs"] = {"content": c["lp"]}

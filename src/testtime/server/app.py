@@ -36,6 +36,7 @@ from testtime.server.plan import (
     Completions,
     Plain,
     Strategic,
+    forwardable,
     plan_completion,
     plan_off_loop,
     readable,
@@ -144,6 +145,7 @@ def create_app(settings: Settings, generator: Generator) -> FastAPI:
         """Admit and run a planned request; stream it, or answer when it is done."""
         fits_context(the_plan, metered)
         readable(the_plan, metered)  # a 400 for images, audio or files to a text-only model
+        forwardable(the_plan, metered)  # a 400 for engine fields the model cannot honour
         quota = Quota(key)  # the request's worst case held now: a 429 before any work
         quota.hold(lambda: worst_case(the_plan, metered))
         charged = Charged(metered, quota)  # every call (a judge's too) reserved, then settled

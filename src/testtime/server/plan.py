@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from testtime.core.budget import UNITS, Budget
 from testtime.core.cost import flops
 from testtime.core.errors import ConfigError
+from testtime.core.reasoning import Extra, extra, thinking_budget
 from testtime.core.registry import Spec, parse_params, size_limit
 from testtime.core.structured import ResponseFormat, response_format
 from testtime.core.tools import Tools, calls_from_wire, tools
@@ -82,6 +83,7 @@ class Strategic:
     response_format: ResponseFormat | None = None  # every sample's; the vote is on its JSON
     tools: Tools | None = None  # every sample's; the vote is on canonical calls (core.tools)
     raw: bool = False  # /v1/completions: the problem's one message is raw text, no template
+    extra: Extra | None = None  # engine fields every sample sends on (core.reasoning)
 
     @property
     def code(self) -> CodeSpec | None:
@@ -165,6 +167,7 @@ def plan_completion(body: CompletionRequest, settings: Settings) -> Completions 
         top_logprobs=body.logprobs,
         stream=body.stream,
         testtime=body.testtime,
+        engine=body.engine,
     )  # fmt: skip
     the_plan = plan(chat, settings)
     if isinstance(the_plan, Strategic):
@@ -303,10 +306,81 @@ def plain(body: ChatRequest, settings: Settings, max_tokens: int) -> Plain:
             top_logprobs=body.top_logprobs or 0,
             response_format=output_format(body),
             tools=request_tools(body),
+            extra=engine_extra(body),
         )
     except ConfigError as e:
         raise bad(str(e)) from None
     return Plain(request)
+
+
+def engine_extra(body: ChatRequest | CompletionRequest) -> Extra | None:
+    """The request's reasoning_effort and engine thinking-budget fields, checked (a 400
+    naming the field); an upstream gets them as sent (core.reasoning)."""
+    return checked(lambda: extra(body.engine), next(iter(body.engine), "reasoning_effort"))
+
+
+def forcing_params(
+    name: str, params: dict[str, Any], given: Extra | None, max_tokens: int
+) -> tuple[dict[str, Any], Extra | None]:
+    """budget_forcing's parameters with its thinking budget set by the request's
+    reasoning_effort (`core.reasoning.thinking_budget`, unless thinking_tokens is given), and
+    the engine fields left for the samples: the strategy spends the effort itself."""
+    effort = given.effort if given is not None else None
+    if name != "budget_forcing" or effort is None or given is None:
+        return params, given
+    tokens = thinking_budget(effort, max_tokens)
+    if tokens == 0 and "thinking_tokens" not in params:
+        raise bad(
+            f"reasoning_effort {effort!r} means no thinking, but budget_forcing is a thinking "
+            "budget; ask for low or more, or leave out the strategy",
+            "reasoning_effort",
+        )
+    return {"thinking_tokens": tokens, **params}, given.without("reasoning_effort", "reasoning")
+
+
+def forwardable(the_plan: Plain | Strategic | Completions, generator: Generator) -> None:
+    """A 400 before any work for engine fields the served model cannot honour: a model
+    that does not forward them (the embedded one, the fake) answers reasoning_effort alone,
+    by budget forcing, and only on a plain chat request without stop strings, logprobs,
+    tools, response_format or a prefix to continue (those would bind its thinking too)."""
+    if generator.forwards_extra:
+        return
+    if isinstance(the_plan, Completions):
+        given = next((r.extra for r in the_plan.requests if r.extra is not None), None)
+    else:
+        given = the_plan.request.extra if isinstance(the_plan, Plain) else the_plan.extra
+    if given is None:
+        return
+    where = f"model {generator.name!r} is served here, not by an upstream engine"
+    fields = given.wire()
+    other = [k for k in fields if k not in ("reasoning_effort", "reasoning")]
+    other += [f"reasoning.{k}" for k in fields.get("reasoning", {}) if k != "effort"]
+    if other:
+        raise bad(
+            f"{other[0]} is an upstream engine's field, and {where}; use reasoning_effort "
+            "(budget forcing), or serve the engine through testtime serve --model "
+            "http://HOST:PORT/v1#MODEL",
+            other[0],
+        )
+    if not isinstance(the_plan, Plain):
+        raise bad(
+            f"reasoning_effort on {where} is budget forcing, which runs on a plain chat "
+            "request or as the strategy budget_forcing; drop the other strategy, or send it "
+            "to /v1/chat/completions",
+            "reasoning_effort",
+        )
+    r = the_plan.request
+    for field, given_too in (
+        ("stop", bool(r.stop)), ("logprobs", r.logprobs), ("tools", r.tools is not None),
+        ("response_format", r.response_format is not None), ("continue_final_message",
+        bool(r.prefix)),
+    ):  # fmt: skip
+        if given_too:
+            raise bad(
+                f"reasoning_effort on {where} is budget forcing (a thinking phase, then the "
+                f"answer), which does not take {field}; send one or the other",
+                field,
+            )
 
 
 def chat(raw: list[ChatMessage], body: ChatRequest) -> tuple[tuple[Message, ...], str]:
@@ -359,6 +433,7 @@ def strategic(
         )
     name = name or (named[0] if named else "")
     params = {**(named[1] if named else {}), **(opts.params if opts else {})}
+    params, engine = forcing_params(name, params, engine_extra(body), max_tokens)
     for field, given in (
         ("n", body.n != 1),
         ("stop", bool(body.stops())),
@@ -400,8 +475,9 @@ def strategic(
     fmt = output_format(body)
     offered = request_tools(body)
     return Strategic(
-        problem, spec, budget, verifier, max_tokens, body.seed or 0, rule, fmt, offered
-    )
+        problem, spec, budget, verifier, max_tokens, body.seed or 0, rule, fmt, offered,
+        extra=engine,
+    )  # fmt: skip
 
 
 def request_tools(body: ChatRequest) -> Tools | None:

@@ -32,6 +32,7 @@ class Relay(Generator):
         self.n_params = inner.n_params
         self.context_window = inner.context_window  # strategies fit their prompts to it
         self.multimodal = inner.multimodal  # the server refuses images to a text-only model
+        self.forwards_extra = inner.forwards_extra  # else reasoning_effort is budget forcing
 
     async def generate(self, request: Request) -> Generation:
         return await self.inner.generate(request)

@@ -34,13 +34,15 @@ def envelope(cid: str, model: str, created: int, kind: str = "chat.completion") 
 
 
 def usage(cost: Cost) -> dict[str, Any]:
-    """Standard usage plus the itemised ledger under `testtime`."""
+    """Standard usage (reasoning tokens apart, of the completion tokens, as OpenAI counts
+    them) plus the itemised ledger under `testtime`."""
     prompt = cost.prompt_tokens + cost.cached_prompt_tokens
     return {
         "prompt_tokens": prompt,
         "completion_tokens": cost.generated_tokens,
         "total_tokens": prompt + cost.generated_tokens,
         "prompt_tokens_details": {"cached_tokens": cost.cached_prompt_tokens},
+        "completion_tokens_details": {"reasoning_tokens": cost.reasoning_tokens},
         "testtime": cost.to_dict(),
     }
 
@@ -117,11 +119,19 @@ def plain_body(
 
 def assistant(text: str, comp: Completion | None) -> dict[str, Any]:
     """The reply's message: its text, and the tool calls it made (content null when it
-    wrote nothing beside them, as OpenAI sends it)."""
+    wrote nothing beside them, as OpenAI sends it); its reasoning apart, as
+    `reasoning_content` (DeepSeek's, SGLang's and llama.cpp's name), where it has any."""
     calls = comp.tool_calls if comp is not None else None
-    if not calls:
-        return {"role": "assistant", "content": text}
-    return {"role": "assistant", "content": text or None, "tool_calls": [c.wire() for c in calls]}
+    out: dict[str, Any] = {"role": "assistant", "content": text}
+    if calls:
+        out = {
+            "role": "assistant",
+            "content": text or None,
+            "tool_calls": [c.wire() for c in calls],
+        }
+    if comp is not None and comp.reasoning:
+        out["reasoning_content"] = comp.reasoning
+    return out
 
 
 def _with_seconds(cost: Cost, seconds: float) -> Cost:

@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from testtime.core.reasoning import PASS_THROUGH
 from testtime.core.voting import Fallback
 
 MAX_N = 1024  # a hard schema ceiling; the server's --max-budget usually refuses far fewer
@@ -167,6 +168,16 @@ class ChatRequest(BaseModel):
         description="{'type': 'text' | 'json_object'} or {'type': 'json_schema', 'json_schema': "
         "{'name': ..., 'schema': {...}, 'strict': true}}; checked in plan.py",
     )
+    engine: dict[str, Any] = Field(
+        default_factory=dict,
+        description="reasoning_effort and the engines' thinking-budget fields, gathered from "
+        "the top level (core.reasoning.PASS_THROUGH); checked in plan.py",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_engine(cls, data: Any) -> Any:
+        return engine_fields(data)
 
     def stops(self) -> tuple[str, ...]:
         if self.stop is None:
@@ -199,8 +210,30 @@ class CompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     user: str | None = None
     testtime: TesttimeOptions | None = None
+    engine: dict[str, Any] = Field(
+        default_factory=dict,
+        description="reasoning_effort and the engines' thinking-budget fields, as for chat",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_engine(cls, data: Any) -> Any:
+        return engine_fields(data)
 
     def stops(self) -> tuple[str, ...]:
         if self.stop is None:
             return ()
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+
+def engine_fields(data: Any) -> Any:
+    """A request body with the engine fields it carries at the top level (reasoning_effort,
+    thinking budgets: `core.reasoning.PASS_THROUGH`) moved into `engine`, so an upstream gets
+    them as sent; other unknown fields are still ignored."""
+    if not isinstance(data, dict) or not any(k in data for k in PASS_THROUGH):
+        return data
+    out = {k: v for k, v in data.items() if k not in PASS_THROUGH}
+    prior = out.get("engine")
+    out["engine"] = {**(prior if isinstance(prior, dict) else {}),
+                     **{k: data[k] for k in PASS_THROUGH if k in data}}  # fmt: skip
+    return out

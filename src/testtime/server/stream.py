@@ -83,6 +83,9 @@ async def events(job: Job, include_usage: bool) -> AsyncIterator[str]:
             continue
         content = choice["text"] if text else choice["message"]["content"]
         one = _choice(choice["index"], content, text, choice["finish_reason"])
+        if not text and choice["message"].get("reasoning_content"):  # before the answer
+            one["delta"] = {"reasoning_content": choice["message"]["reasoning_content"],
+                            **one["delta"]}  # fmt: skip
         if not text and choice["message"].get("tool_calls"):  # whole calls, one delta each
             calls = choice["message"]["tool_calls"]
             one["delta"]["tool_calls"] = [{"index": j, **c} for j, c in enumerate(calls)]
@@ -110,6 +113,8 @@ def _relay(piece: Piece) -> dict[str, Any]:
     """A relayed piece as a chunk's choice: its text and tool-call fragments as the upstream
     sent them (its first chunk's role was sent already), its logprobs and finish reason."""
     delta: dict[str, Any] = {"content": piece.text} if piece.text else {}
+    if piece.reasoning:
+        delta["reasoning_content"] = piece.reasoning
     if piece.tool_calls:
         delta["tool_calls"] = [dict(t) for t in piece.tool_calls]
     out = _delta(piece.index, delta, piece.finish_reason)

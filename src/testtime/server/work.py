@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -17,16 +18,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from testtime.core.cost import Cost
+from testtime.core.reasoning import Extra, thinking_budget
 from testtime.core.registry import Spec
-from testtime.core.types import Message, Problem, Request
+from testtime.core.types import Completion, Message, Problem, Request
 from testtime.generators.base import Generation, Generator, Piece, streamed_to
 from testtime.sandbox.problems import CodeSpec, extract_code
 from testtime.server import responses
 from testtime.server.errors import ApiError
 from testtime.server.limits import Admission, Key, Quota, spent
-from testtime.server.plan import Completions, Plain, Strategic
+from testtime.server.plan import Completions, Plain, Strategic, problem_id
 from testtime.server.progress import Metered, Observed, Relay
 from testtime.server.settings import Settings
+from testtime.strategies.base import STRATEGIES
 from testtime.strategies.run import RunSettings, solve
 from testtime.strategies.run import build_verifier as make_verifier
 from testtime.tasks.code import CodeTask
@@ -106,6 +109,8 @@ class Jobs:
 
     async def _execute(self, job: Job) -> dict[str, Any]:
         started = time.perf_counter()
+        if isinstance(job.plan, Plain) and (effort := forced_effort(job.plan, job.generator)):
+            return await self._think(job, job.plan, effort, started)
         if isinstance(job.plan, Plain):
             pieces = job.pieces
             relay = nullcontext() if pieces is None else streamed_to(pieces.put_nowait)
@@ -133,6 +138,8 @@ class Jobs:
         model: Generator = Logprobs(job.generator) if p.fallback == "likelihood" else job.generator
         if p.raw:  # /v1/completions: the samples continue the prompt's raw text
             model = Raw(model, p.problem.messages)
+        if p.extra is not None:  # reasoning_effort, thinking budgets: on every sample
+            model = Engine(model, p.extra)
         result = await solve(p.problem, p.spec, model, settings)
         if not result.candidates and result.budget_exhausted:
             why = (
@@ -151,6 +158,42 @@ class Jobs:
             job.cid, job.model, result, str(p.budget), p.verifier, p.fallback
         )
         return responses.as_completion(body, "") if p.raw else body
+
+    async def _think(self, job: Job, plan: Plain, effort: str, started: float) -> dict[str, Any]:
+        """reasoning_effort on a model that does not forward it (the embedded one): budget
+        forcing (s1) with one chain per choice, each thinking for at most
+        `thinking_budget(effort, max_tokens)` tokens and answering in the rest. A choice's
+        thinking is its reasoning_content and counts as reasoning tokens."""
+        r = plan.request
+        think = thinking_budget(effort, r.max_tokens)
+        params = {"n": r.n, "thinking_tokens": think, "answer_tokens": r.max_tokens - think,
+                  "temperature": r.temperature, "top_p": r.top_p}  # fmt: skip
+        spec = STRATEGIES.spec("budget_forcing", params)
+        seed = r.seed if r.seed is not None else random.getrandbits(63)
+        problem = Problem(r.messages, id=problem_id(r.messages))
+        result = await solve(problem, spec, job.generator, RunSettings(seed=seed))
+        by_id = {c.id: c for c in result.candidates}
+        comps, reasoning = [], 0
+        for chain in (result.trace or {}).get("chains", []):
+            final = by_id[chain["final"]]
+            answered = final.parent is not None and final.completion is not None
+            thought = by_id[final.parent] if answered and final.parent is not None else final
+            done = final.completion
+            comps.append(
+                Completion(
+                    (done.text.lstrip() if answered and done else ""),
+                    done.prompt_tokens if done else 0,
+                    chain["thinking_tokens"] + (done.generated_tokens if answered and done else 0),
+                    done.finish_reason if answered and done else "length",
+                    reasoning=thought.text,
+                )
+            )
+            reasoning += chain["thinking_tokens"]
+        job.cost = result.cost + Cost(reasoning_tokens=reasoning)
+        gen = Generation(tuple(comps), job.cost)
+        body = responses.plain_body(job.cid, job.model, gen, r, time.perf_counter() - started)
+        how = {"effort": effort, "thinking_budget": think, "strategy": spec.to_dict()}
+        return {**body, "testtime": {"reasoning": how}}
 
     async def _complete(self, job: Job, plan: Completions, started: float) -> dict[str, Any]:
         """Each raw prompt's samples, one generator call per prompt, concurrently."""
@@ -229,6 +272,31 @@ class Raw(Relay):
 
     def count_prompt_tokens(self, request: Request) -> int:
         return self.inner.count_prompt_tokens(self._raw(request))
+
+
+class Engine(Relay):
+    """A strategy's generator on a request that brought engine fields (reasoning_effort,
+    thinking budgets): every sample sends them on to the upstream as sent; a judge's or an
+    aggregator's requests (`asked`) go without them."""
+
+    def __init__(self, inner: Generator, extra: Extra) -> None:
+        super().__init__(inner)
+        self.extra = extra
+
+    async def generate(self, request: Request) -> Generation:
+        if not request.asked and request.extra is None:
+            request = replace(request, extra=self.extra)
+        return await self.inner.generate(request)
+
+
+def forced_effort(plan: Plain, generator: Generator) -> str | None:
+    """The reasoning effort a plain request asks of a model that does not forward it, when
+    it buys any thinking (none and minimal buy none: the request runs as it is)."""
+    extra = plan.request.extra
+    effort = extra.effort if extra is not None else None
+    if generator.forwards_extra or effort is None:
+        return None
+    return effort if thinking_budget(effort, plan.request.max_tokens) > 0 else None
 
 
 def build_verifier(spec: Spec | None, generator: Generator) -> Verifier | None:

@@ -20,8 +20,10 @@ LATEST_VENV ?= .venv-latest
 install: $(STAMP)
 
 $(STAMP): pyproject.toml $(LOCK) Makefile
-	# The code sandbox needs bubblewrap; as root, install the Debian package where it is missing.
-	if [ "$$(id -u)" = 0 ]; then command -v bwrap || (apt-get update && apt-get install -y bubblewrap); fi
+	# The code sandbox needs bubblewrap, the viewer's browser tests headless Chromium and its
+	# driver; as root, install the Debian packages where they are missing.
+	if [ "$$(id -u)" = 0 ]; then command -v bwrap && command -v chromedriver || \
+		(apt-get update && apt-get install -y bubblewrap chromium chromium-driver); fi
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) $(PIP_INSTALL) -r $(LOCK)
 	$(PY) $(PIP_INSTALL) --no-deps --no-build-isolation -e .

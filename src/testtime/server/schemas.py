@@ -22,6 +22,7 @@ from pydantic import (
     StrictStr,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from testtime.core.reasoning import PASS_THROUGH
 from testtime.core.voting import Fallback
@@ -168,11 +169,9 @@ class ChatRequest(BaseModel):
         description="{'type': 'text' | 'json_object'} or {'type': 'json_schema', 'json_schema': "
         "{'name': ..., 'schema': {...}, 'strict': true}}; checked in plan.py",
     )
-    engine: dict[str, Any] = Field(
-        default_factory=dict,
-        description="reasoning_effort and the engines' thinking-budget fields, gathered from "
-        "the top level (core.reasoning.PASS_THROUGH); checked in plan.py",
-    )
+    # reasoning_effort and the engines' thinking-budget fields, gathered from the top level
+    # (core.reasoning.PASS_THROUGH; checked in plan.py); not a field of the API's schema
+    engine: SkipJsonSchema[dict[str, Any]] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -210,10 +209,7 @@ class CompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     user: str | None = None
     testtime: TesttimeOptions | None = None
-    engine: dict[str, Any] = Field(
-        default_factory=dict,
-        description="reasoning_effort and the engines' thinking-budget fields, as for chat",
-    )
+    engine: SkipJsonSchema[dict[str, Any]] = Field(default_factory=dict)  # as for chat
 
     @model_validator(mode="before")
     @classmethod

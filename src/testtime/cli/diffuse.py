@@ -79,7 +79,7 @@ def draw(
         spec = fill(spec, the_budget.nfe, setup.denoiser.evals_per_call)
     outcome = solve(
         setup.problem, spec, setup.denoiser, setup.reward, budget=the_budget, seed=seed,
-        judge=setup.judge,
+        judge=setup.judge, keep_scored=trace is not None,
     )  # fmt: skip
     result = outcome.result
     grid_png = grid.png(outcome.images, result, setup.reward.name)
@@ -87,12 +87,25 @@ def draw(
 
     write_atomic(output, grid_png)
     if trace is not None:
-        write_atomic(trace, json.dumps(result.to_dict(), indent=1).encode())
+        write_atomic(trace, json.dumps(_traced(outcome, grid), indent=1).encode())
     if as_json:
         out.print_json(json.dumps({**result.to_dict(), "grid": str(output)}))
     else:
         _print(result, setup.reward.name, spec, output)
     _print_cost(result.cost)
+
+
+def _traced(outcome: Any, grid: Any) -> dict[str, Any]:
+    """The result as a trace file holds it, with its images as PNG data URLs: each
+    candidate's, and every rewarded intermediate estimate's with its reward (the viewer's)."""
+    from testtime.core.types import traced
+
+    scored = [
+        {"images": grid.data_urls(images), "rewards": rewards.tolist()}
+        for images, rewards in outcome.scored
+    ]
+    images = {"candidates": grid.data_urls(outcome.images), "scored": scored}
+    return {**traced(outcome.result), "images": images}
 
 
 def _device(device: str, pipeline: Path | None) -> str:

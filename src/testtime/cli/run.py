@@ -29,7 +29,7 @@ from testtime.core.errors import ConfigError
 from testtime.core.files import write_atomic
 from testtime.core.registry import Spec, parse_params
 from testtime.core.structured import KINDS, ResponseFormat, response_format
-from testtime.core.types import Problem, Result
+from testtime.core.types import Problem, Result, traced
 from testtime.core.voting import FIRST, SINGLETONS
 from testtime.generators.models import DEFAULT_MODEL
 from testtime.lab.data.arms import BUDGET_PARAM, WIDTH_BUDGET
@@ -141,7 +141,7 @@ async def _run(
 
 def _write_trace(path: Path, results: list[Result]) -> None:
     """All results as JSON, written atomically (a temp file beside it, then renamed)."""
-    data = json.dumps([r.to_dict() for r in results], indent=1).encode()
+    data = json.dumps([traced(r) for r in results], indent=1).encode()
     try:
         write_atomic(path, data)
     except OSError as e:

@@ -22,6 +22,9 @@ Role = Literal["system", "user", "assistant", "tool"]
 ROLES: tuple[str, ...] = ("system", "user", "assistant", "tool")
 FinishReason = Literal["stop", "length", "eos", "cancelled"]
 MAX_TOKENS = 1 << 20  # the most new tokens one request may ask for
+# the schema of a written trace (`testtime run --trace`, `testtime diffuse --trace`): each
+# result carries it as "trace_version"; a reader refuses a newer one, and one without it is 1
+TRACE_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +240,11 @@ class Result:
             "candidates": [candidate_dict(c) for c in self.candidates],
             "trace": self.trace,
         }
+
+
+def traced(r: Result) -> dict[str, Any]:
+    """A result as a trace file holds it: `to_dict` with the trace schema's version."""
+    return {"trace_version": TRACE_VERSION, **r.to_dict()}
 
 
 def candidate_dict(c: Candidate, correct: bool | None = None) -> dict[str, Any]:

@@ -54,6 +54,9 @@ class Outcome:
 
     result: Result
     images: Tensor  # (len(result.candidates), *image shape), aligned with the candidates
+    # with `keep_scored`: the images and rewards of every `Context.score` call in order (the
+    # intermediate x0 estimates a search rewarded; FK steering's are its checkpoints)
+    scored: tuple[tuple[Tensor, Tensor], ...] = ()
 
 
 class Context:
@@ -70,6 +73,7 @@ class Context:
         seed: int = 0,
         judge: Labeler | None = None,
         max_batch: int = 256,
+        keep_scored: bool = False,
     ) -> None:
         params = spec.params
         if not isinstance(params, DiffusionParams):
@@ -100,6 +104,8 @@ class Context:
         self.noise_gen = torch.Generator().manual_seed(self.ledger.stream_seed("noise"))
         self.rng = random.Random(self.ledger.stream_seed("resample"))
         self._images: list[Tensor] = []
+        self._keep_scored = keep_scored  # for a trace's intermediate images (the viewer)
+        self._scored: list[tuple[Tensor, Tensor]] = []
 
     # -- budget -------------------------------------------------------------------------
     def grant(self, n: int, evals: int, *, scores: int = 0, samples: int = 0) -> int:
@@ -187,6 +193,8 @@ class Context:
                 self.reward(c, self.problem) for c in chunks(images, self.max_batch)
             ]).to(torch.float64)  # fmt: skip
         self._charge(flops=len(x0) * self.score_flops(), started=started, scores=len(x0))
+        if self._keep_scored:
+            self._scored.append((images.detach().cpu(), rewards.detach().cpu()))
         return images, rewards
 
     def _charge(
@@ -233,7 +241,7 @@ class Context:
                 **trace,
             },
         )
-        return Outcome(result, images)
+        return Outcome(result, images, tuple(self._scored))
 
 
 def chunks(x: Tensor, size: int) -> list[Tensor]:

@@ -3,6 +3,7 @@ chosen one framed in red). Needs Pillow (the `diffusion` extra)."""
 
 from __future__ import annotations
 
+import base64
 import io
 import math
 from typing import TYPE_CHECKING
@@ -44,6 +45,20 @@ def png(images: Tensor, result: Result, reward: str, columns: int = 8) -> bytes:
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def data_urls(images: Tensor) -> list[str]:
+    """Each image (n, C, H, W) in [0, 1] as a PNG data URL, at its own size (a trace's)."""
+    try:
+        import PIL  # noqa: F401
+    except ImportError:
+        raise ConfigError("image traces need Pillow: pip install 'testtime[diffusion]'") from None
+    urls = []
+    for image in images:
+        buf = io.BytesIO()
+        _image(image).save(buf, format="PNG")
+        urls.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
+    return urls
 
 
 def _image(image: Tensor) -> Image:

@@ -56,10 +56,12 @@ def solve(
     seed: int = 0,
     judge: Labeler | None = None,
     max_batch: int = 256,
+    keep_scored: bool = False,
 ) -> Outcome:
-    """Run one diffusion strategy on one problem under a budget."""
+    """Run one diffusion strategy on one problem under a budget (`keep_scored`: keep every
+    rewarded intermediate image, for a trace)."""
     ctx = Context(
         problem, denoiser, reward, spec=spec, budget=budget, seed=seed, judge=judge,
-        max_batch=max_batch,
+        max_batch=max_batch, keep_scored=keep_scored,
     )  # fmt: skip
     return DIFFUSION_STRATEGIES.build(spec, ctx)

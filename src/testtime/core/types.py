@@ -243,8 +243,9 @@ class Result:
 
 
 def traced(r: Result) -> dict[str, Any]:
-    """A result as a trace file holds it: `to_dict` with the trace schema's version."""
-    return {"trace_version": TRACE_VERSION, **r.to_dict()}
+    """A result as a trace file holds it: `to_dict`, the chosen candidate's id and the
+    trace schema's version."""
+    return {"trace_version": TRACE_VERSION, **r.to_dict(), "chosen": r.chosen}
 
 
 def candidate_dict(c: Candidate, correct: bool | None = None) -> dict[str, Any]:

@@ -23,7 +23,7 @@ app = typer.Typer(
 )
 
 # each of these modules adds its commands to `app`
-from testtime.cli import diffuse, lab, lab_allocate, listing, run, serve  # noqa: E402,F401
+from testtime.cli import diffuse, lab, lab_allocate, listing, run, serve, view  # noqa: E402,F401
 
 
 def quiet_libraries() -> None:

@@ -153,3 +153,41 @@ async def test_a_message_without_content_is_refused_unless_it_holds_calls() -> N
     async with client() as c:
         r = await c.post("/v1/chat/completions", json=body(messages=[{"role": "user"}]))
     assert r.status_code == 400 and "no content" in r.json()["error"]["message"]
+
+
+CALLED = {
+    "role": "assistant",
+    "content": None,
+    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather"}}],
+}
+
+
+@pytest.mark.parametrize(
+    "more",
+    [
+        [],
+        [{"role": "developer", "content": "Be brief."}],
+        [{"role": "assistant", "content": [{"type": "text", "text": "Which city?"}]}],
+        [CALLED, {"role": "tool", "tool_call_id": "c1", "content": "18C and clear"}],
+        [{"role": "tool", "content": "18C"}],
+        [{"role": "tool", "tool_call_id": "", "content": "18C"}],
+        [{"role": "tool", "tool_call_id": "c1", "content": None}],
+        [{"role": "user"}],
+        [{"role": "assistant", "content": None}],
+        [{"role": "assistant", "content": None, "tool_calls": []}],
+        [{**CALLED, "tool_calls": [{"function": {"name": ""}}]}],
+    ],
+)
+async def test_the_openapi_schema_admits_exactly_the_messages_the_server_accepts(
+    more: list[dict[str, Any]],
+) -> None:
+    """A fuzzer fills messages from the schema: what it admits must be answered (200), what
+    it refuses a 400 (else every generated request is one, as roles grew tool/tool_calls)."""
+    jsonschema = pytest.importorskip("jsonschema")
+    async with client() as c:
+        api = (await c.get("/openapi.json")).json()
+        messages = [{"role": "user", "content": ASK}, *more]
+        r = await c.post("/v1/chat/completions", json=body(messages=messages, tools=None))
+    one = {"$ref": "#/components/schemas/ChatMessage", "components": api["components"]}
+    admitted = all(jsonschema.Draft202012Validator(one).is_valid(m) for m in messages)
+    assert r.status_code == (200 if admitted else 400), (admitted, r.text)

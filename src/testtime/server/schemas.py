@@ -52,12 +52,63 @@ class TextPart(BaseModel):
         return self.model_dump(exclude_unset=True)
 
 
+WIRE_CALL: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string"},
+        "type": {"const": "function"},
+        "function": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "minLength": 1},
+                "arguments": {"anyOf": [{"type": "string"}, {"type": "object"}]},
+            },
+            "required": ["name"],
+        },
+    },
+    "required": ["function"],
+}
+
+
+def by_role(schema: dict[str, Any]) -> None:
+    """The message's API schema as plan.py reads it, one alternative per role, so a client
+    or fuzzer that follows it sends messages the server accepts: content (a text or parts)
+    except beside an assistant's tool calls, and a tool result's non-empty tool_call_id.
+    Validation stays loose so that plan.py answers a wrong combination with a 400 naming it."""
+    fields = schema.pop("properties")
+    schema.pop("required", None)
+    text = {"anyOf": [s for s in fields["content"]["anyOf"] if s.get("type") != "null"]}
+
+    def role(names: list[str], need: list[str], **more: Any) -> dict[str, Any]:
+        props = {"role": {"type": "string", "enum": names}, "name": {"type": "string"}, **more}
+        return {"type": "object", "properties": props, "required": ["role", *need]}
+
+    calls = {"type": "array", "items": WIRE_CALL, "minItems": 1}
+    schema["anyOf"] = [
+        role(["system", "developer", "user"], ["content"], content=text),
+        role(["assistant"], ["content"], content=text),
+        role(
+            ["assistant"],
+            ["tool_calls"],
+            content={"anyOf": [text, {"type": "null"}]},
+            tool_calls=calls,
+        ),
+        role(
+            ["tool"],
+            ["content", "tool_call_id"],
+            content=text,
+            tool_call_id={"type": "string", "minLength": 1},
+        ),
+    ]
+
+
 class ChatMessage(BaseModel):
     """One chat message; `developer` is read as `system`, text parts are joined. An
     assistant message may carry `tool_calls` (its content then may be null), a `tool`
-    message answers one call (`tool_call_id`); both are checked in plan.py."""
+    message answers one call (`tool_call_id`); both are checked in plan.py, and the API
+    schema says so (`by_role`)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", json_schema_extra=by_role)
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
@@ -230,6 +281,8 @@ def engine_fields(data: Any) -> Any:
         return data
     out = {k: v for k, v in data.items() if k not in PASS_THROUGH}
     prior = out.get("engine")
-    out["engine"] = {**(prior if isinstance(prior, dict) else {}),
-                     **{k: data[k] for k in PASS_THROUGH if k in data}}  # fmt: skip
+    out["engine"] = {
+        **(prior if isinstance(prior, dict) else {}),
+        **{k: data[k] for k in PASS_THROUGH if k in data},
+    }
     return out

@@ -1,16 +1,18 @@
 """The page and JSON API of one search's trace (issue 18): a trace file given to
 `testtime view --trace FILE`, or a result stored in the lab store `--store FILE`.
 
-    /trace?file=K[&result=I]         the K-th trace file (0-based), its I-th result
+    /traces                          the trace files the viewer was given, linked
+    /traces/K                        the K-th of them (0-based): /trace?file=K
+    /trace?file=K[&result=I]         its I-th result (one per problem; 0 first)
     /trace?run=R&arm=A&budget=B&problem=P[&model=M&task=T&seed=S][&result=I]
                                      a stored result (`stored_url` builds the link)
     /api/trace?...                   the same, as JSON: {"source", "results", "index",
                                      "result"} or {"error"} with a 4xx status
-    /api/traces                      the trace files the viewer was given
+    /api/traces                      the trace files, as JSON
 
-The app (view/app.py) keeps its inputs on `app.state`: `traces` (a list of paths) and
-`store` (a path or None). Paths never come from the URL: a page can open only what the
-command line named.
+What the viewer was started on is `app.state.config` (view/app.py: `ViewConfig`, its
+`store` and `traces`). Paths never come from the URL: a page opens only what the command
+line named. A trace that cannot be shown gives the error page (and the API its one line).
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from testtime.core.errors import DataError
 from testtime.lab.data.store import open_store
+from testtime.view.html import error_page, esc, page
 from testtime.view.trace_data import STORED_KEYS, TraceError, finite, read_file, stored_result, view
 
 router = APIRouter()
-PAGE = Path(__file__).parent / "static" / "pages" / "trace.html"
+BODY = (Path(__file__).parent / "static" / "pages" / "trace.html").read_text(encoding="utf-8")
 
 
 def stored_url(run: str, model: str, task: str, arm: str, budget: int, seed: int,
@@ -40,9 +43,41 @@ def stored_url(run: str, model: str, task: str, arm: str, budget: int, seed: int
 
 
 @router.get("/trace", include_in_schema=False)
-def trace_page() -> FileResponse:
-    """The trace page: it reads its query and asks /api/trace for what to draw."""
-    return FileResponse(PAGE, media_type="text/html")
+def trace_page(request: Request) -> HTMLResponse:
+    """The trace page: js/trace.js asks /api/trace (this query) for what to draw. A trace
+    that cannot be shown is said at once, on the error page."""
+    try:
+        source, results = _load(request)
+    except DataError as e:
+        return error_page(str(e), status=_status(e))
+    title = f"Trace: {source['name']}" + (f" ({len(results)} results)" if len(results) > 1 else "")
+    return page(title, BODY, scripts=("vendor/d3/d3.min.js", "js/trace.js"),
+                styles=("css/trace.css",))  # fmt: skip
+
+
+@router.get("/traces/{k}", include_in_schema=False)
+def trace_file_page(k: int) -> RedirectResponse:
+    """The K-th trace file's page (the start page links these)."""
+    return RedirectResponse(f"/trace?file={k}")
+
+
+@router.get("/traces", include_in_schema=False)
+def traces_page(request: Request) -> HTMLResponse:
+    """The trace files the viewer was given, each linked (or why it cannot be shown)."""
+    rows = []
+    for entry in trace_files(request):
+        if "error" in entry:
+            what = f'<span class="error-inline">{esc(entry["error"])}</span>'
+        else:
+            problems = ", ".join(map(str, entry["problems"][:8]))
+            what = f"{entry['results']} result(s): {esc(problems)}"
+        rows.append(f'<li><a href="{entry["url"]}">{esc(entry["path"])}</a> {what}</li>')
+    if not rows:
+        rows.append(
+            "<li>no trace files: start the viewer as <code>testtime view --trace FILE</code> "
+            "(written by <code>testtime run ... --trace FILE</code>)</li>"
+        )
+    return page("Traces", f'<ul id="trace-files">{"".join(rows)}</ul>')
 
 
 @router.get("/api/traces")
@@ -66,15 +101,7 @@ def trace_api(request: Request) -> JSONResponse:
     """One result of a trace file or of the store, shaped for the page, or {"error"}."""
     q = request.query_params
     try:
-        if "file" in q:
-            source, results = _from_file(request, q["file"])
-        elif "run" in q:
-            source, results = _from_store(request, dict(q))
-        else:
-            raise TraceError(
-                "say which trace: /trace?file=K (one given with `testtime view --trace`) or "
-                "/trace?run=...&arm=...&budget=...&problem=... (a result in --store)"
-            )
+        source, results = _load(request)
         index = _int(q.get("result", "0"), "result")
         if not 0 <= index < len(results):
             raise TraceError(
@@ -82,22 +109,34 @@ def trace_api(request: Request) -> JSONResponse:
                 f"0 to {len(results) - 1}"
             )
         shown = view(results[index], f"{source['name']} result {index}")
-    except TraceError as e:
-        return JSONResponse({"error": str(e)}, status_code=404 if _missing(e) else 400)
-    except DataError as e:  # the store: missing, damaged, from a newer testtime
-        return JSONResponse({"error": str(e)}, status_code=400)
+    except DataError as e:  # a bad trace; the store missing, damaged, or from a newer testtime
+        return JSONResponse({"error": str(e)}, status_code=_status(e))
     listing = [{"problem_id": r.get("problem_id"), "seed": (r.get("strategy") or {}).get("seed")}
                for r in results]  # fmt: skip
     body = {"source": source, "results": listing, "index": index, "result": shown}
     return JSONResponse(finite(body))
 
 
-def _missing(e: TraceError) -> bool:
-    return str(e).startswith(("no ", "result="))
+def _load(request: Request) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The source named by the query and every result it holds."""
+    q = request.query_params
+    if "file" in q:
+        return _from_file(request, q["file"])
+    if "run" in q:
+        return _from_store(request, dict(q))
+    raise TraceError(
+        "say which trace: /trace?file=K (one given with `testtime view --trace`) or "
+        "/trace?run=...&arm=...&budget=...&problem=... (a result in --store); see /traces"
+    )
+
+
+def _status(e: DataError) -> int:
+    """404 for what does not exist (a file, a run, a result), else 400."""
+    return 404 if str(e).startswith(("no ", "result=")) else 400
 
 
 def _traces(request: Request) -> list[Path]:
-    return list(getattr(request.app.state, "traces", None) or [])
+    return list(request.app.state.config.traces)
 
 
 def _int(text: str, name: str) -> int:
@@ -122,7 +161,7 @@ def _from_file(request: Request, which: str) -> tuple[dict[str, Any], list[dict[
 def _from_store(request: Request, q: dict[str, str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The stored results that match the query (run, arm, budget, problem; model, task and
     seed when given), in key order."""
-    store = getattr(request.app.state, "store", None)
+    store = request.app.state.config.store
     if store is None:
         raise TraceError("no store was given; start the viewer with `testtime view --store FILE`")
     missing = [k for k in ("run", "arm", "budget", "problem") if k not in q]

@@ -1,4 +1,5 @@
 // The trace page: fetch /api/trace with this page's query, then draw the result's search.
+// Helpers shared with the other pages (tt.getJSON, tt.run, the error box) are in common.js.
 // Each kind has one function below (drawTree, drawGenealogy, drawVotes, drawBracket,
 // drawScores); the shapes they draw are made in Python (view/trace_data.py), so this file
 // only lays out and wires clicks. d3 (vendored) does the tree layout, SVG and zoom.
@@ -24,13 +25,6 @@ function el(tag, attrs = {}, ...children) {
   }
   for (const c of children) e.append(c);
   return e;
-}
-
-function showError(message) {
-  const box = $("#error");
-  box.textContent = message;
-  box.hidden = false;
-  $("#trace-main").hidden = true;
 }
 
 // -- the side panel: what was clicked, and the cost ledger ------------------------------
@@ -75,7 +69,8 @@ function drawLedger(cost) {
 function drawSummary(data) {
   const r = data.result;
   const s = r.strategy || {};
-  const params = s.params ? Object.entries(s.params).map(([k, v]) => `${k}=${v}`).join(" ") : "";
+  const params = s.params ? Object.entries(s.params)
+    .map(([k, v]) => `${k}=${String(v).replace(/\s+/g, " ").slice(0, 40)}`).join(" ") : "";
   const items = [
     ["problem", r.problem_id], ["strategy", s.name || "?"], ["params", params],
     ["answer", r.answer === null ? "none" : r.answer],
@@ -356,15 +351,8 @@ function drawPicker(data) {
 }
 
 async function main() {
-  let data;
-  try {
-    const got = await fetch("/api/trace" + location.search);
-    data = await got.json();
-  } catch (e) {
-    return showError(`the viewer did not answer (${e}); is \`testtime view\` still running?`);
-  }
-  if (data.error) return showError(data.error);
-  document.title = `testtime view · ${data.result.strategy.name || "trace"} · ${data.result.problem_id}`;
+  const data = await tt.getJSON("/api/trace" + location.search);
+  document.title = `${data.result.strategy.name || "trace"} · ${data.result.problem_id} · testtime`;
   $("#source").textContent = data.source.name;
   $("#trace-main").hidden = false;
   drawPicker(data);
@@ -374,7 +362,6 @@ async function main() {
   const draw = DRAW[data.result.kind];
   if (draw) draw(data);
   else $("#view-title").textContent = "No search structure in this trace: its candidates below.";
-  document.body.dataset.ready = "1"; // tests and the benchmark wait for this
 }
 
-main().catch((e) => showError(`the page failed to draw this trace: ${e}`));
+tt.run(main); // errors go to the page's error box; body[data-ready] is set either way

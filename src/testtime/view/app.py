@@ -95,7 +95,9 @@ async def _invalid(request: Request, exc: Exception) -> Response:
 
 
 async def _user_error(request: Request, exc: Exception) -> Response:
-    return _answer(request, str(exc), 400)
+    """A user's mistake (a missing store, an unknown run): its one line; 404 where the
+    error says so (`http_status`), else 400."""
+    return _answer(request, str(exc), int(getattr(exc, "http_status", 400)))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:

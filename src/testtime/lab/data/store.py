@@ -358,6 +358,64 @@ class Store:
             (run_id,),
         ).fetchall()
 
+    # -- one problem, whole (the viewer's reads) -----------------------------------------
+    def problem_totals(self, run_id: str) -> list[tuple[Any, ...]]:
+        """(task, problem, position, gold answer, stored samples, correct samples, results),
+        one per problem of a run, in task and position order."""
+        return self.db.execute(
+            "SELECT p.task, p.problem, p.position, p.answer,"
+            " (SELECT count(*) FROM samples s WHERE s.run = p.run AND s.task = p.task"
+            "  AND s.problem = p.problem),"
+            " (SELECT coalesce(sum(s.correct), 0) FROM samples s WHERE s.run = p.run"
+            "  AND s.task = p.task AND s.problem = p.problem),"
+            " (SELECT count(*) FROM results x WHERE x.run = p.run AND x.task = p.task"
+            "  AND x.problem = p.problem)"
+            " FROM problems p WHERE p.run = ? ORDER BY p.task, p.position",
+            (run_id,),
+        ).fetchall()
+
+    def problem_samples(self, run_id: str, task: str, problem: str) -> list[dict[str, Any]]:
+        """Every stored sample of one problem with its text, scores and costs, in key order."""
+        cur = self.db.execute(
+            "SELECT model, pool, seed, idx, text, answer, correct, finish, prompt_tokens,"
+            " generated_tokens, flops, seconds, scores, verifier_flops, verifier_tokens,"
+            " verifier_costs FROM samples WHERE run = ? AND task = ? AND problem = ?"
+            " ORDER BY model, pool, seed, idx",
+            (run_id, task, problem),
+        )
+        names = [d[0] for d in cur.description]
+        out = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        for row in out:
+            row["scores"] = json.loads(row["scores"])
+            row["verifier_costs"] = json.loads(row["verifier_costs"])
+        return out
+
+    def problem_verdicts(self, run_id: str, task: str, problem: str) -> list[dict[str, Any]]:
+        """A judge's stored comparisons of one problem's pool samples, in key order."""
+        cur = self.db.execute(
+            "SELECT model, pool, judge, seed, i, j, swapped, reply, parsed, vote, refused,"
+            " prompt_tokens, generated_tokens, flops FROM verdicts"
+            " WHERE run = ? AND task = ? AND problem = ?"
+            " ORDER BY model, pool, judge, seed, i, j, swapped",
+            (run_id, task, problem),
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def problem_results(self, run_id: str, task: str, problem: str) -> list[dict[str, Any]]:
+        """The strategy results stored for one problem (arms run at each budget)."""
+        cur = self.db.execute(
+            "SELECT model, arm, budget, seed, answer, correct, chosen, exhausted, cost"
+            " FROM results WHERE run = ? AND task = ? AND problem = ?"
+            " ORDER BY model, arm, budget, seed",
+            (run_id, task, problem),
+        )
+        names = [d[0] for d in cur.description]
+        out = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        for row in out:
+            row["cost"] = json.loads(row["cost"])
+        return out
+
 
 def _kv_terms_sql() -> str:
     return (

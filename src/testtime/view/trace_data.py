@@ -41,7 +41,8 @@ def read_file(path: Path) -> list[dict[str, Any]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
-        cut = " (it ends early: truncated?)" if e.pos >= len(text.rstrip()) else ""
+        ended = e.pos >= len(text.rstrip()) or e.msg.startswith("Unterminated")
+        cut = " (it ends early: truncated?)" if ended else ""
         raise TraceError(
             f"{path} is not a trace: not JSON at line {e.lineno} column {e.colno}{cut}; "
             f"write it again with {WRITERS}"

@@ -47,7 +47,7 @@ def trace_page(request: Request) -> HTMLResponse:
     """The trace page: js/trace.js asks /api/trace (this query) for what to draw. A trace
     that cannot be shown is said at once, on the error page."""
     try:
-        source, results = _load(request)
+        source, results, _ = _shown(request)
     except DataError as e:
         return error_page(str(e), status=_status(e))
     title = f"Trace: {source['name']}" + (f" ({len(results)} results)" if len(results) > 1 else "")
@@ -99,15 +99,8 @@ def trace_files(request: Request) -> list[dict[str, Any]]:
 @router.get("/api/trace")
 def trace_api(request: Request) -> JSONResponse:
     """One result of a trace file or of the store, shaped for the page, or {"error"}."""
-    q = request.query_params
     try:
-        source, results = _load(request)
-        index = _int(q.get("result", "0"), "result")
-        if not 0 <= index < len(results):
-            raise TraceError(
-                f"result={index} is out of range: this trace holds {len(results)} result(s), "
-                f"0 to {len(results) - 1}"
-            )
+        source, results, index = _shown(request)
         shown = view(results[index], f"{source['name']} result {index}")
     except DataError as e:  # a bad trace; the store missing, damaged, or from a newer testtime
         return JSONResponse({"error": str(e)}, status_code=_status(e))
@@ -115,6 +108,20 @@ def trace_api(request: Request) -> JSONResponse:
                for r in results]  # fmt: skip
     body = {"source": source, "results": listing, "index": index, "result": shown}
     return JSONResponse(finite(body))
+
+
+def _shown(request: Request) -> tuple[dict[str, Any], list[dict[str, Any]], int]:
+    """The source, its results and the index of the one asked for (`result`), checked to
+    be one this viewer can draw."""
+    source, results = _load(request)
+    index = _int(request.query_params.get("result", "0"), "result")
+    if not 0 <= index < len(results):
+        raise TraceError(
+            f"result={index} is out of range: this trace holds {len(results)} result(s), "
+            f"0 to {len(results) - 1}"
+        )
+    view(results[index], f"{source['name']} result {index}")
+    return source, results, index
 
 
 def _load(request: Request) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -132,7 +139,8 @@ def _load(request: Request) -> tuple[dict[str, Any], list[dict[str, Any]]]:
 
 def _status(e: DataError) -> int:
     """404 for what does not exist (a file, a run, a result), else 400."""
-    return 404 if str(e).startswith(("no ", "result=")) else 400
+    gone = ("no trace file", "no stored result", "no run", "result=")
+    return 404 if str(e).startswith(gone) else 400
 
 
 def _traces(request: Request) -> list[Path]:

@@ -23,7 +23,7 @@ from testtime.lab.analysis.curves import AXIS_LABELS
 from testtime.lab.analysis.replay import _canonicals, analyse
 from testtime.lab.data.spec import DIFFUSION, run_kind
 from testtime.lab.data.store import Store, open_store
-from testtime.lab.reports.llm import HEADERS, PARETO_KEY, summary
+from testtime.lab.reports.llm import HEADERS, PARETO_KEY, _rows, summary
 from testtime.lab.reports.plots import COVERAGE_LABEL
 
 CACHED = 8  # analyses kept in memory (a replay of a large run takes seconds)
@@ -133,8 +133,8 @@ def run_view(db: Store, run_id: str) -> dict[str, Any]:
 
 
 def analysis_json(db: Store, run_id: str) -> dict[str, Any]:
-    """`analyse(db, run_id)` as plain data, with the table's columns, the run's budgets (the
-    table's rows, as in `lab report`), the summary lines and the axes' labels."""
+    """`analyse(db, run_id)` as plain data, with `lab report`'s table (its columns and its
+    cells, at the run's budgets), the summary lines and the axes' labels."""
     found = analyse(db, run_id)
     spec = db.run(run_id)["spec"]
     data = dataclasses.asdict(found)
@@ -148,6 +148,7 @@ def analysis_json(db: Store, run_id: str) -> dict[str, Any]:
         {b for arm in spec.get("arms", []) for b in arm.get("budgets", [])}
         | ({spec["pool"]} if spec.get("pool") else set())
     )
+    data["table"] = [list(row) for row in _rows(found, data["budgets"])]  # lab report's cells
     return data
 
 

@@ -75,25 +75,12 @@ const store = (() => {
     return curves;
   }
 
-  /** The table `lab report` prints: one row per curve and budget of the run. */
+  /** The table `lab report` prints, its cells as the report formats them (sent). */
   function analysisTable(a) {
-    const frontier = new Set((a.pareto.flops || []).map(([label, k]) => `${label}\u0000${k}`));
-    const budgets = new Set(a.budgets);
-    const rows = [];
-    for (const c of curvesOf(a)) {
-      const points = c.points.filter((p) => !budgets.size || budgets.has(p.budget));
-      points.forEach((p, i) => {
-        const mark = !c.coverage && frontier.has(`${c.label}\u0000${p.budget}`) ? "*" : "";
-        rows.push([i ? "" : c.label, p.budget,
-          `${Math.round(100 * p.accuracy)}% [${Math.round(100 * p.lo)}–${Math.round(100 * p.hi)}]`,
-          Number(p.samples.toPrecision(3)), human(p.tokens), human(p.flops), c.estimator, mark]);
-      });
-    }
-    const table = tt.table(a.headers, rows, { class: "analysis" });
+    const table = tt.table(a.headers, a.table, { class: "analysis" });
     table.querySelectorAll("tbody tr").forEach((tr, i) => {
-      if (rows[i][0]) tr.classList.add("first");
-      const p = tr.children;
-      for (const j of [1, 2, 3, 4, 5]) p[j].classList.add("num");
+      if (a.table[i][0]) tr.classList.add("first");
+      for (const j of [1, 2, 3, 4, 5]) tr.children[j].classList.add("num");
     });
     return table;
   }

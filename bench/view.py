@@ -1,9 +1,13 @@
 """How fast the viewer's pages open in headless Chromium (issue 18). Not a timed test: it
 prints times; the goal is under 2 s a page.
 
-    python bench/view.py [--nodes 2000] [--rounds 5]
+    python bench/view.py [--nodes 2000] [--rounds 5] [--samples 100000] [--only trace|store]
 
 Sections (each prints its own lines):
+- store: a lab store of `--samples` samples (1,000 problems x a pool of 100, written straight
+  through the Store API in a temporary folder, as `lab run` would store them): the runs page,
+  a run's page (table and plots; its first open replays the analysis, later opens reuse it)
+  and one problem's page, each from the request to drawn (body[data-ready]).
 - trace: the page of a 2,000-node MCTS trace (made synthetically in the trace schema:
   running MCTS that large on the fake model is slow and adds nothing), from the request to
   the tree drawn (body[data-ready]), with the nodes drawn counted.
@@ -109,12 +113,94 @@ def trace_section(nodes: int, rounds: int) -> None:
           f" (trace file {size / 1e6:.1f} MB)")  # fmt: skip
 
 
+STORE_SPEC = {
+    "name": "bench", "model": "fake", "task": {"name": "arithmetic", "params": {"size": 1000}},
+    "budgets": [1, 4, 16, 64], "seeds": [0],
+    "strategies": ["self_consistency", {"name": "best_of_n", "verifier": "fake"}],
+}  # fmt: skip
+
+
+def big_store(path: Path, samples: int, pool: int = 100, seed: int = 0) -> str:
+    """A finished run of `samples` stored samples (problems x pool) written through the
+    Store API: answers drawn around the gold one, scores and costs like the fake's."""
+    from testtime.lab.data.rows import ProblemRow, SampleRow, Unit
+    from testtime.lab.data.spec import parse_spec, spec_key
+    from testtime.lab.data.store import open_store
+    from testtime.lab.execution.work import pool_key
+
+    problems = max(1, samples // pool)
+    spec = parse_spec({**STORE_SPEC, "problems": problems, "pool": pool})
+    task = spec_key(spec.tasks[0])
+    where = pool_key(spec.arms[0].sampling)
+    verifier = spec_key(spec.arms[1].verifier) if spec.arms[1].verifier else "fake"
+    rng = random.Random(seed)
+    run_id = "bench-store"
+    with open_store(path) as db:
+        db.create_run(run_id, "bench", "bench/view.py", spec.to_dict(),
+                      {"n_params": {"fake": 1_000_000}})  # fmt: skip
+        db.put_problems(run_id, [ProblemRow(task, f"p{i}", i, "[]", str(i % 50))
+                                 for i in range(problems)])  # fmt: skip
+        for i in range(problems):
+            gold, skill = i % 50, rng.random()
+            rows = []
+            for j in range(pool):
+                answer = gold if rng.random() < skill else gold + rng.randint(1, 5)
+                tokens = rng.randint(10, 60)
+                rows.append(SampleRow(
+                    j, f"Let me think.\n\nAnswer: {answer}", str(answer), answer == gold, "eos",
+                    40, tokens, 2e6 * tokens, 0.001, {verifier: rng.random()}, 0.0, 0,
+                    {verifier: 0.0},
+                ))  # fmt: skip
+            db.put(run_id, Unit("fake", task, 0, f"p{i}", where, 0, pool), rows, None)
+        db.set_status(run_id, "success", 1.0)
+    return run_id
+
+
+def store_section(samples: int, rounds: int) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "store.sqlite"
+        started = time.perf_counter()
+        run_id = big_store(path, samples)
+        built = time.perf_counter() - started
+        size = path.stat().st_size
+        served = Served(create_app(path, []))
+        driver = browser()
+        try:
+            open_page(driver, served.url + "/")
+            pages = {
+                "runs page": "/store",
+                "run page (first: replays the analysis)": f"/store/run?id={run_id}",
+                "run page (again)": f"/store/run?id={run_id}",
+                "problem page": f"/store/problem?run={run_id}&task=arithmetic(size%3D1000)"
+                "&problem=p7",
+            }
+            times: dict[str, list[float]] = {}
+            for name, url in pages.items():
+                n = 1 if "first" in name else rounds
+                times[name] = [open_page(driver, served.url + url) for _ in range(n)]
+                error = driver.execute_script("return document.getElementById('error').textContent")
+                if error:
+                    raise RuntimeError(f"{name}: {error}")
+        finally:
+            driver.quit()
+            served.stop()
+    print(f"store: {samples} samples ({size / 1e6:.0f} MB store, written in {built:.1f} s)")
+    for name, t in times.items():
+        print(f"  {name}: median {statistics.median(t):.2f} s, min {min(t):.2f}, "
+              f"max {max(t):.2f} over {len(t)} load{'s' if len(t) > 1 else ''}")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--samples", type=int, default=100_000)
+    ap.add_argument("--only", choices=("trace", "store"))
     args = ap.parse_args()
-    trace_section(args.nodes, args.rounds)
+    if args.only in (None, "trace"):
+        trace_section(args.nodes, args.rounds)
+    if args.only in (None, "store"):
+        store_section(args.samples, args.rounds)
 
 
 if __name__ == "__main__":

@@ -363,14 +363,14 @@ class Store:
         """(task, problem, position, gold answer, stored samples, correct samples, results),
         one per problem of a run, in task and position order."""
         return self.db.execute(
-            "SELECT p.task, p.problem, p.position, p.answer,"
-            " (SELECT count(*) FROM samples s WHERE s.run = p.run AND s.task = p.task"
-            "  AND s.problem = p.problem),"
-            " (SELECT coalesce(sum(s.correct), 0) FROM samples s WHERE s.run = p.run"
-            "  AND s.task = p.task AND s.problem = p.problem),"
-            " (SELECT count(*) FROM results x WHERE x.run = p.run AND x.task = p.task"
-            "  AND x.problem = p.problem)"
-            " FROM problems p WHERE p.run = ? ORDER BY p.task, p.position",
+            "SELECT p.task, p.problem, p.position, p.answer, coalesce(s.n, 0),"
+            " coalesce(s.ok, 0), coalesce(x.n, 0) FROM problems p"
+            " LEFT JOIN (SELECT task, problem, count(*) AS n, sum(correct) AS ok FROM samples"
+            "  WHERE run = ?1 GROUP BY task, problem) s"
+            "  ON s.task = p.task AND s.problem = p.problem"
+            " LEFT JOIN (SELECT task, problem, count(*) AS n FROM results WHERE run = ?1"
+            "  GROUP BY task, problem) x ON x.task = p.task AND x.problem = p.problem"
+            " WHERE p.run = ?1 ORDER BY p.task, p.position",
             (run_id,),
         ).fetchall()
 

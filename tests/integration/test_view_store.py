@@ -173,6 +173,12 @@ def test_problem_page_groups_samples_as_the_vote_did(viewer: Any, stored: Any) -
     assert stored_sample["text"].splitlines()[-1] in first.find_element("css selector", "pre").text
     assert v.all("#verdicts tbody tr") and v.all("#results tbody tr")
     v.screenshot("store-problem")
+    link = v.css("#results a.trace-link")  # the stored result's trace page (view/traces.py)
+    assert "arm=adaptive_consistency" in link.get_attribute("href")
+    link.click()
+    v.wait(lambda d: "/trace?" in d.current_url)
+    v.wait(lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+    assert not v.error()
 
 
 def test_bad_input_pages_say_what_is_wrong(viewer: Any, stored: Any, tmp_path: Path) -> None:  # noqa: F811

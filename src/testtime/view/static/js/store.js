@@ -46,7 +46,10 @@ const store = (() => {
   // -- one run -------------------------------------------------------------------------
   async function runView(section, withProblems) {
     const id = section.dataset.run;
-    const data = await getJSON(`/api/store/run?id=${encodeURIComponent(id)}`);
+    const wait = el("p", { class: "muted loading" }, `replaying run ${id}'s stored samples ` +
+      "(the first open of a large run takes as long as `testtime lab report`; later ones are quick) …");
+    section.append(wait);
+    const data = await getJSON(`/api/store/run?id=${encodeURIComponent(id)}`).finally(() => wait.remove());
     section.append(el("h2", {}, el("a", { href: `/store/run?id=${encodeURIComponent(id)}` }, data.id),
       ` · ${data.name}`));
     const t = data.totals || {};
@@ -228,7 +231,7 @@ const store = (() => {
     if (data.prompt) section.append(el("details", {}, el("summary", {}, "prompt"), el("pre", {}, data.prompt)));
     for (const pool of data.pools) section.append(poolView(pool));
     if (data.verdicts.length) section.append(verdictsView(data.verdicts));
-    if (data.results.length) section.append(resultsView(data.results));
+    if (data.results.length) section.append(resultsView(data.results, q));
     if (!data.pools.length && !data.results.length) section.append(el("p", {}, "nothing stored for this problem yet"));
   }
 
@@ -272,12 +275,18 @@ const store = (() => {
       tt.table(["judge", "seed", "A vs B (samples)", "voted for", "letter", "FLOPs", ""], rows));
   }
 
-  function resultsView(results) {
-    const rows = results.map((r) => [r.arm, r.budget, r.seed, r.answer ?? "–",
-      el("span", { class: r.correct ? "ok" : "no" }, r.correct ? "yes" : "no"),
-      r.cost.samples, human(r.cost.generated_tokens), human(r.cost.flops), r.exhausted ? "yes" : ""]);
+  function resultsView(results, q) {
+    const rows = results.map((r) => {
+      const key = new URLSearchParams({ run: q.run, model: r.model, task: q.task, arm: r.arm,
+        budget: r.budget, seed: r.seed, problem: q.problem });
+      return [r.arm, r.budget, r.seed, r.answer ?? "–",
+        el("span", { class: r.correct ? "ok" : "no" }, r.correct ? "yes" : "no"),
+        r.cost.samples, human(r.cost.generated_tokens), human(r.cost.flops), r.exhausted ? "yes" : "",
+        el("a", { class: "trace-link", href: `/trace?${key}` }, "trace")];
+    });
     return el("section", { id: "results" }, el("h2", {}, "Strategy results"),
-      tt.table(["arm", "budget", "seed", "answer", "correct", "samples", "tokens", "FLOPs", "budget spent"], rows));
+      tt.table(["arm", "budget", "seed", "answer", "correct", "samples", "tokens", "FLOPs",
+        "budget spent", ""], rows));
   }
 
   // -- start -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from testtime.core.types import Candidate
 from testtime.core.voting import group, leader
 from testtime.lab.analysis.replay import _canonicals, analyse
 from testtime.lab.data.spec import parse_spec
@@ -102,8 +103,6 @@ def test_problem_api_groups_every_sample_as_the_vote_did(
             assert g["correct"] == sum(bool(s["correct"]) for s in g["samples"])
         assert groups[0]["leader"] and not any(g["leader"] for g in groups[1:])
         by_idx = sorted(samples, key=lambda s: s["idx"])
-        from testtime.core.types import Candidate
-
         cands = [Candidate("", canon[p["task"]](s["answer"]) if s["answer"] else None)
                  for s in by_idx]  # fmt: skip
         top = leader(group(cands, None, lambda a, b: a == b))

@@ -65,7 +65,7 @@ def index(request: Request) -> Response:
     if cfg.store is not None:
         items.append(f'<li><a href="/store">lab store</a> <code>{esc(cfg.store)}</code></li>')
     for i, path in enumerate(cfg.traces):
-        items.append(f'<li><a href="/traces/{i}">trace</a> <code>{esc(path)}</code></li>')
+        items.append(f'<li><a href="/trace?file={i}">trace</a> <code>{esc(path)}</code></li>')
     if not items:
         items.append(
             "<li>nothing opened: start it as <code>testtime view --store FILE</code> "

@@ -40,3 +40,13 @@ def test_ruff_clean() -> None:
 def test_mypy_strict_clean() -> None:
     res = _run(_tool("mypy"))
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_no_test_module_name_is_used_twice() -> None:
+    """pytest imports test modules by basename (rootdir-relative, no packages): two
+    modules of one name under tests/ stop a full run at collection ("import file
+    mismatch"), which no run of a single directory shows."""
+    seen: dict[str, Path] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        assert path.name not in seen, f"{path} and {seen[path.name]} share a name; rename one"
+        seen[path.name] = path

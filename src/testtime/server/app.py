@@ -21,7 +21,8 @@ from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.types import Receive
 
 from testtime.core.errors import TesttimeError
@@ -30,6 +31,7 @@ from testtime.generators.base import Generator
 from testtime.sandbox import probe
 from testtime.server import errors
 from testtime.server.errors import ApiError
+from testtime.server.inflight import InFlight
 from testtime.server.limits import BodyLimit, Charged, Key, Quota, SandboxCharged
 from testtime.server.plan import (
     FILE_VERIFIERS,
@@ -50,6 +52,7 @@ from testtime.server.stream import EventStream
 from testtime.server.work import Job, Jobs, build_verifier
 from testtime.strategies.base import STRATEGIES
 from testtime.verifiers.base import ProcessVerifier, Verifier
+from testtime.view.live import STATIC, requests_page
 
 log = logging.getLogger("testtime.server")
 
@@ -77,6 +80,8 @@ def create_app(settings: Settings, generator: Generator) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.jobs = jobs
+    inflight = app.state.inflight = InFlight()
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")  # the live page's
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
@@ -117,6 +122,30 @@ def create_app(settings: Settings, generator: Generator) -> FastAPI:
         """Requests admitted, running and done; the generator's calls and total cost."""
         authorize(request)
         return jobs.stats()
+
+    @app.get("/testtime/requests")
+    async def requests(request: Request) -> dict[str, Any]:
+        """The requests in flight and the last that ended (a key sees its own): state,
+        samples so far, leader, cost."""
+        return {"requests": inflight.listed(authorize(request))}
+
+    @app.get("/testtime/requests/{request_id}")
+    async def one_request(request_id: str, request: Request) -> dict[str, Any]:
+        """One request's progress, and a search's tree so far; 404 once forgotten."""
+        found = inflight.one(request_id, authorize(request))
+        if found is None:
+            raise ApiError(
+                404,
+                f"no request {request_id!r} in flight or among the last that ended; "
+                "GET /testtime/requests lists them",
+                code="request_not_found",
+            )
+        return found
+
+    @app.get("/testtime/live", include_in_schema=False)
+    async def live_page(id: str | None = None) -> HTMLResponse:
+        """The live page of the requests (the view's; it reads /testtime/requests)."""
+        return requests_page(id)
 
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(body: ChatRequest, request: Request) -> Response:
@@ -159,6 +188,7 @@ def create_app(settings: Settings, generator: Generator) -> FastAPI:
             if stream and isinstance(the_plan, Plain):  # relayed as it comes, if it can be
                 job.pieces = asyncio.Queue()
             task = jobs.start(job)
+            inflight.add(job)
         except BaseException:
             quota.close(0)
             raise

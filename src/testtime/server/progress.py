@@ -22,6 +22,8 @@ from testtime.core.types import Candidate, Request
 from testtime.core.voting import group, leader
 from testtime.generators.base import Generation, Generator
 
+SEPARATOR = 16  # the longest step separator a continued sample's prefix may add
+
 
 class Relay(Generator):
     """A generator that hands every call to `inner`, and reports its size and context."""
@@ -97,6 +99,7 @@ class Observed(Relay):
         self.cost = Cost()
         self.calls = 0
         self.candidates: list[Candidate] = []
+        self.texts: dict[str, int] = {}  # a sample's text -> its id, to find a parent
         self.started = time.perf_counter()
 
     async def generate(self, request: Request) -> Generation:
@@ -107,11 +110,23 @@ class Observed(Relay):
             return gen
         self.calls += 1
         self.cost += gen.cost
-        for comp in gen.completions:
+        parent = self._parent(request.prefix)
+        for comp in gen.completions:  # a sample continuing an earlier one is its child
             text = request.prefix + comp.text
-            self.candidates.append(Candidate(text, extract(text), id=len(self.candidates)))
+            one = Candidate(text, extract(text), parent=parent, id=len(self.candidates))
+            self.candidates.append(one)
+            self.texts.setdefault(text, one.id)
         self.changed.set()
         return gen
+
+    def _parent(self, prefix: str) -> int | None:
+        """The sample a call continues: the one whose text its prefix is, or extends by a
+        step separator (a search's prefix is a node's text and the step's stop string)."""
+        for cut in range(min(len(prefix), SEPARATOR) + 1):
+            found = self.texts.get(prefix[: len(prefix) - cut]) if cut < len(prefix) else None
+            if found is not None:
+                return found
+        return None
 
     def snapshot(self) -> dict[str, Any]:
         """Samples done, the leading answer by majority vote, and the generation cost so far."""

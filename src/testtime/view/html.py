@@ -23,12 +23,14 @@ def page(
     data: str = "",
     error: str | None = None,
     status: int = 200,
+    nav: Sequence[tuple[str, str]] = NAV,
 ) -> HTMLResponse:
     """A whole page. `body` is trusted HTML; `scripts` and `styles` are paths under /static
     (vendored libraries first; js/common.js and css/view.css always come); `data` lands in
     the body's data-page attribute for the page's script; `error` fills the error box,
-    which scripts also fill (common.js `showError`) when an API answers with an error."""
-    links = " ".join(f'<a href="{href}">{name}</a>' for href, name in NAV)
+    which scripts also fill (common.js `showError`) when an API answers with an error.
+    `nav` is the header's links (the server's live page has its own)."""
+    links = " ".join(f'<a href="{href}">{name}</a>' for href, name in nav)
     heads = "".join(
         f'<link rel="stylesheet" href="/static/{s}">' for s in ("css/view.css", *styles)
     )

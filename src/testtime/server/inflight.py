@@ -1,0 +1,119 @@
+"""The server's requests in flight, and the last ones that ended, for its live page.
+
+`GET /testtime/requests` lists them and `GET /testtime/requests/{id}` shows one: what was
+asked (model, strategy, the problem's last message, shortened), its state (running, then
+served, failed or cancelled), and its progress as the stream shows it (`Observed.snapshot`:
+samples so far, the leader, the cost so far). A search (a sample continuing an earlier one)
+also carries its tree so far: each sample with the sample it continued. Ended requests are
+kept (the last `KEEP`) so a page watching one shows how it ended.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from typing import Any
+
+from testtime.server.limits import Key
+from testtime.server.plan import Completions, Plain, Strategic
+from testtime.server.work import Job
+
+KEEP = 20  # ended requests remembered
+SHOWN = 200  # characters of a prompt or answer shown
+TREE = 2000  # nodes of a tree sent at most
+
+
+class InFlight:
+    """Requests by id: the running ones and the last `KEEP` that ended."""
+
+    def __init__(self) -> None:
+        self.jobs: OrderedDict[str, tuple[Job, float]] = OrderedDict()
+
+    def add(self, job: Job) -> None:
+        """Watch a started job (its `cid` set, its task created)."""
+        self.jobs[job.cid] = (job, time.time())
+        ended = [cid for cid, (j, _) in self.jobs.items() if j.task is None or j.task.done()]
+        for cid in ended[: max(0, len(ended) - KEEP)]:
+            del self.jobs[cid]
+
+    def listed(self, key: Key | None) -> list[dict[str, Any]]:
+        """Every request this key may see (all of them on a server without keys), newest
+        first, without trees."""
+        shown = [described(j, t) for j, t in self.jobs.values() if _visible(j, key)]
+        return [{k: v for k, v in d.items() if k != "tree"} for d in reversed(shown)]
+
+    def one(self, cid: str, key: Key | None) -> dict[str, Any] | None:
+        """One request with its tree so far, or None if unknown (or another key's)."""
+        found = self.jobs.get(cid)
+        if found is None or not _visible(found[0], key):
+            return None
+        return described(*found)
+
+
+def _visible(job: Job, key: Key | None) -> bool:
+    return key is None or job.key is key
+
+
+def described(job: Job, started: float) -> dict[str, Any]:
+    """A request's state and progress; an ended one its outcome (the answer, or why not)."""
+    plan, task = job.plan, job.task
+    state = "running"
+    outcome: dict[str, Any] = {}
+    if task is not None and task.done():
+        if task.cancelled():
+            state = "cancelled"
+        elif (exc := task.exception()) is not None:
+            state, outcome = "failed", {"error": _short(str(exc) or type(exc).__name__)}
+        else:
+            state, outcome = "served", {"answer": _answer(task.result())}
+    strategy = plan.spec.to_dict() if isinstance(plan, Strategic) else None
+    return {
+        "id": job.cid,
+        "model": job.model,
+        "kind": "strategy" if isinstance(plan, Strategic) else "plain",
+        "strategy": strategy,
+        "budget": str(plan.budget) if isinstance(plan, Strategic) else None,
+        "prompt": _short(_prompt(plan)),
+        "state": state,
+        "finished": state != "running",
+        "started": started,
+        "progress": job.generator.snapshot(),
+        **outcome,
+        "tree": tree(job),
+    }
+
+
+def tree(job: Job) -> dict[str, Any] | None:
+    """The samples as a tree (a sample's parent: the sample whose text it continued), when
+    any sample continued another; else None (independent samples are no tree)."""
+    found = job.generator.candidates
+    if not any(c.parent is not None for c in found):
+        return None
+    nodes = [
+        {"id": c.id, "parent": c.parent, "answer": c.answer, "text": _short(c.text)}
+        for c in found[:TREE]
+    ]
+    return {"nodes": nodes, "more": max(0, len(found) - TREE)}
+
+
+def _prompt(plan: Plain | Strategic | Completions) -> str:
+    if isinstance(plan, Strategic):
+        messages = plan.problem.messages
+    elif isinstance(plan, Plain):
+        messages = plan.request.messages
+    else:
+        prompt = plan.requests[0].prompt if plan.requests else ""
+        return prompt if isinstance(prompt, str) else f"({len(prompt or ())} token ids)"
+    return messages[-1].content if messages else ""
+
+
+def _answer(body: dict[str, Any]) -> str | None:
+    choices = body.get("choices") or [{}]
+    first = choices[0]
+    text = first.get("text") if "text" in first else (first.get("message") or {}).get("content")
+    return None if text is None else _short(str(text))
+
+
+def _short(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= SHOWN else text[: SHOWN - 1] + "…"

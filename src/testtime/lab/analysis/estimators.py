@@ -31,12 +31,20 @@ def _check(n: int, k: int) -> None:
 def pass_at_k(n: int, c: int, k: int) -> float:
     """P(some one of k samples drawn without replacement is correct), c of n correct:
     1 - C(n-c, k)/C(n, k) in Chen et al. 2021's stable product form."""
+    return pass_at_k_curve(n, c, [k])[0]
+
+
+def pass_at_k_curve(n: int, c: int, ks: Sequence[int]) -> list[float]:
+    """pass@k (see pass_at_k) for every k in `ks`, the products for all k taken at once."""
     if not 0 <= c <= n:
         raise ValueError(f"c must be in 0..n (pool of {n}), got {c}")
-    _check(n, k)
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+    for k in ks:
+        _check(n, k)
+    at = np.asarray(ks, dtype=float)[:, None]
+    terms = np.ones((len(ks), c + 1))  # 1, then each factor in order: the product from 1
+    terms[:, 1:] = 1.0 - at / np.arange(n - c + 1, n + 1, dtype=float)
+    none = np.cumprod(terms, axis=1)[:, -1]  # a running product: the same roundings
+    return [1.0 if n - c < k else 1.0 - float(p) for k, p in zip(ks, none, strict=True)]
 
 
 def _pack(coefficients: Sequence[int], size: int) -> int:
@@ -172,13 +180,12 @@ def best_of_k_curve(
     means = np.array([math.fsum(b) / len(b) for b in levels])
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     i = np.arange(n)
-    out = []
-    for k in ks:
-        # none[h] = P(a k-subset avoids the h top-ranked samples) = C(n-h, k) / C(n, k)
-        none = np.concatenate(([1.0], np.cumprod(np.maximum(n - k - i, 0) / (n - i))))
-        hit = none[starts] - none[starts + sizes]
-        out.append(float(np.dot(hit, means)))
-    return out
+    at = np.asarray(ks)[:, None]
+    # none[j, h] = P(a ks[j]-subset avoids the h top-ranked samples) = C(n-h, k) / C(n, k)
+    none = np.ones((len(ks), n + 1))
+    none[:, 1:] = np.cumprod(np.maximum(n - at - i, 0) / (n - i), axis=1)
+    hit = none[:, starts] - none[:, starts + sizes]
+    return [float(np.dot(np.ascontiguousarray(row), means)) for row in hit]
 
 
 def best_of_k(scores: Sequence[float], correct: Sequence[float], k: int) -> float:
@@ -223,18 +230,28 @@ def bootstrap_ci_many(
     if not 0.0 < level < 1.0 or resamples < 1:
         raise ValueError(f"need 0 < level < 1 and resamples >= 1, got {level}, {resamples}")
     rows = values.shape[0]
-    rng = np.random.default_rng(seed)
-    chunk = max(1, (1 << 22) // rows)  # bound memory: resample counts, chunk by chunk
-    means = []
-    for start in range(0, resamples, chunk):
-        r = min(chunk, resamples - start)
-        idx = rng.integers(0, rows, size=(r, rows)) + rows * np.arange(r)[:, None]
-        counts = np.bincount(idx.ravel(), minlength=r * rows).reshape(r, rows)
-        means.append(counts @ values / rows)
+    means = [counts @ values / rows for counts in _resampled(rows, resamples, seed)]
     tail = (1.0 - level) / 2.0
     lo, hi = np.quantile(np.concatenate(means), [tail, 1.0 - tail], axis=0)
     flat = np.all(values == values[0], axis=0)
     return np.where(flat, values[0], lo), np.where(flat, values[0], hi)
+
+
+@lru_cache(maxsize=4)
+def _resampled(rows: int, resamples: int, seed: int) -> tuple[np.ndarray, ...]:
+    """How often each of `rows` problems is drawn in each resample, chunk by chunk (to bound
+    memory): a function of its arguments alone, so every curve of an analysis (one set of
+    problems) shares one set of resampled problem sets, drawn once."""
+    rng = np.random.default_rng(seed)
+    chunk = max(1, (1 << 22) // rows)
+    out = []
+    for start in range(0, resamples, chunk):
+        r = min(chunk, resamples - start)
+        idx = rng.integers(0, rows, size=(r, rows)) + rows * np.arange(r)[:, None]
+        counts = np.bincount(idx.ravel(), minlength=r * rows).reshape(r, rows)
+        counts.setflags(write=False)
+        out.append(counts)
+    return tuple(out)
 
 
 def bootstrap_ci(

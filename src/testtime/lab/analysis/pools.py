@@ -23,6 +23,7 @@ import numpy as np
 
 from testtime.core.answers import canonical
 from testtime.core.cost import flops
+from testtime.core.kinetics import KVShape, kv_bytes
 from testtime.core.types import Candidate
 from testtime.core.voting import frequent_groups, group, leader, vote_weight
 from testtime.lab.analysis import estimators
@@ -78,6 +79,7 @@ class Pool:
     judged: dict[str, Verdicts] = field(default_factory=dict)  # judge key -> its verdicts
     _canon: list[str | None] | None = None
     _played: dict[tuple[Any, ...], tuple[float, float]] = field(default_factory=dict)
+    _means: dict[Any, float] = field(default_factory=dict)  # what -> its mean per sample
 
     def add(self, row: tuple[Any, ...]) -> None:
         """Append one stored sample row (see Store.samples for the column order)."""
@@ -90,19 +92,42 @@ class Pool:
         self.verifier_flops.append(float(v_flops))
         self.verifier_costs.append(json.loads(v_costs))
         self.prompt_tokens = int(prompt)
+        self._canon = None
+        self._means.clear()
 
     def flops_at(self, k: int, n_params: int, verifier: str | None = None) -> float:
         """Replayed FLOPs of k samples: the prompt prefilled once, k mean samples (and their
         passes of `verifier`, a pool verifier's key), as one strategy drawing them alone
         would spend. A store written before per-verifier costs (schema < 3) has only the
         pool's verifiers together, and that sum is charged."""
-        per = float(np.mean(self.flops))
-        if verifier is not None:
-            per += float(np.mean([
-                c.get(verifier, v)
-                for c, v in zip(self.verifier_costs, self.verifier_flops, strict=True)
-            ]))  # fmt: skip
-        return flops(n_params, self.prompt_tokens) + k * per
+        return flops(n_params, self.prompt_tokens) + k * self.flops_per(verifier)
+
+    def flops_per(self, verifier: str | None = None) -> float:
+        """The FLOPs of one mean sample (and its pass of `verifier`), computed once a pool:
+        replays ask for it at every k."""
+        if ("flops", verifier) not in self._means:
+            per = float(np.mean(self.flops))
+            if verifier is not None:
+                per += float(np.mean([
+                    c.get(verifier, v)
+                    for c, v in zip(self.verifier_costs, self.verifier_flops, strict=True)
+                ]))  # fmt: skip
+            self._means[("flops", verifier)] = per
+        return self._means[("flops", verifier)]
+
+    def mean_tokens(self) -> float:
+        """Generated tokens of one mean sample (computed once a pool)."""
+        if "tokens" not in self._means:
+            self._means["tokens"] = float(np.mean(self.tokens))
+        return self._means["tokens"]
+
+    def mean_kv(self, shape: KVShape) -> float:
+        """KV-cache bytes one mean sample reads while decoding (`core.kinetics.kv_bytes`),
+        computed once a pool and shape."""
+        if shape not in self._means:
+            kv = [kv_bytes(shape, self.prompt_tokens, t) for t in self.tokens]
+            self._means[shape] = float(np.mean(kv))
+        return self._means[shape]
 
     @property
     def size(self) -> int:
@@ -155,7 +180,7 @@ def best(pool: Pool, ks: Sequence[int], verifier: str) -> list[float]:
 
 def coverage(pool: Pool, ks: Sequence[int]) -> list[float]:
     """pass@k, Chen et al. 2021's unbiased estimator."""
-    return [estimators.pass_at_k(pool.size, round(sum(pool.correct)), k) for k in ks]
+    return estimators.pass_at_k_curve(pool.size, round(sum(pool.correct)), ks)
 
 
 def weighted(

@@ -21,7 +21,7 @@ import numpy as np
 from testtime.core.answers import canonical
 from testtime.core.cost import flops
 from testtime.core.errors import ConfigError, DataError
-from testtime.core.kinetics import INTENSITY, KVShape, kv_bytes
+from testtime.core.kinetics import INTENSITY, KVShape
 from testtime.lab.analysis import estimators, fit
 from testtime.lab.analysis.costs import exchange_lines, kv_shape
 from testtime.lab.analysis.curves import AXES, MEMORY, Analysis, Ceiling, Curve, Point
@@ -180,13 +180,14 @@ def _points(
     pools: dict[str, list[Pool]],
     ks: Sequence[int],
     value: Callable[[Pool, Sequence[int]], list[float]],
-    cost: Callable[[Pool, int], tuple[float, ...]],
+    cost: Callable[[Pool, np.ndarray], np.ndarray],
 ) -> tuple[Point, ...]:
-    """Mean over problems at each k (seeds averaged first), with bootstrap bands."""
+    """Mean over problems at each k (seeds averaged first), with bootstrap bands. `cost`
+    gives a pool's costs at every k at once: one row per k, one column per axis."""
     problems = sorted(pools)
+    at = np.asarray(ks, dtype=float)
     acc = np.array([np.mean([value(p, ks) for p in pools[q]], axis=0) for q in problems])
-    costs = np.array([[np.mean([cost(p, k) for p in pools[q]], axis=0) for k in ks]
-                      for q in problems])  # fmt: skip
+    costs = np.array([np.mean([cost(p, at) for p in pools[q]], axis=0) for q in problems])
     lo, hi = estimators.bootstrap_ci_many(acc, CI_LEVEL, RESAMPLES)
     mean, c = acc.mean(axis=0), costs.mean(axis=0)
     return tuple(
@@ -219,13 +220,16 @@ def _replayed(
     scored = spec_key(arm.verifier) if arm.verifier else None
     selecting = selection_flops(arm.replay or "", record, draws, seed)  # a judge's calls
     usable = replays(arm.replay or "", record)
+    judged = arm.replay == JUDGED
     pools = {q: kept for q, ps in pools.items() if (kept := [p for p in ps if usable(p)])}
     if not pools:  # e.g. a tournament whose pools were not judged yet
         return Curve(prefix + arm.label, (), "monte-carlo", True)
 
-    def cost(pool: Pool, k: int) -> tuple[float, float, float, float]:
-        flops = pool.flops_at(k, n_params, scored) + selecting(pool, k)
-        return float(k), k * float(np.mean(pool.tokens)), flops, _eflops(pool, k, flops, shape)
+    def cost(pool: Pool, ks: np.ndarray) -> np.ndarray:
+        total = flops(n_params, pool.prompt_tokens) + ks * pool.flops_per(scored)
+        if judged:
+            total = total + [selecting(pool, int(k)) for k in ks]
+        return np.stack([ks, ks * pool.mean_tokens(), total, _eflops(pool, ks, total, shape)], 1)
 
     ks = _replay_ks(pools, arm, estimator)
     points = _points(pools, ks, value, cost)
@@ -242,12 +246,11 @@ def alone(cost: dict[str, Any], prompt: int, n_params: int) -> dict[str, Any]:
     return cost
 
 
-def _eflops(pool: Pool, k: int, total: float, shape: KVShape | None) -> float:
-    """Kinetics's cost of k samples: FLOPs plus the KV traffic of k mean samples."""
+def _eflops(pool: Pool, ks: np.ndarray, total: np.ndarray, shape: KVShape | None) -> np.ndarray:
+    """Kinetics's cost of k samples, at each k: FLOPs plus the KV traffic of k mean samples."""
     if shape is None:
-        return 0.0
-    kv = np.mean([kv_bytes(shape, pool.prompt_tokens, t) for t in pool.tokens])
-    return total + INTENSITY * k * float(kv)
+        return np.zeros_like(ks)
+    return total + INTENSITY * ks * pool.mean_kv(shape)
 
 
 def _coverage(main: tuple[PoolKey, dict[str, list[Pool]]], n_params: int) -> Curve | None:
@@ -256,8 +259,9 @@ def _coverage(main: tuple[PoolKey, dict[str, list[Pool]]], n_params: int) -> Cur
     if size < 2:
         return None
 
-    def cost(pool: Pool, k: int) -> tuple[float, float, float]:
-        return k, k * float(np.mean(pool.tokens)), pool.flops_at(k, n_params)
+    def cost(pool: Pool, ks: np.ndarray) -> np.ndarray:
+        total = flops(n_params, pool.prompt_tokens) + ks * pool.flops_per()
+        return np.stack([ks, ks * pool.mean_tokens(), total], 1)
 
     points = _points(pools, list(range(1, size + 1)), coverage, cost)
     return Curve(f"coverage ({main[0][2]})", points, "exact", True)

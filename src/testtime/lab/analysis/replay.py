@@ -145,9 +145,12 @@ def stored_pools(store: Store, run_id: str) -> Pools:
 
 def _pools(store: Store, run_id: str) -> Pools:
     canon = _canonicals(store, run_id)
-    found: dict[tuple[str, str, str, int, str], Pool] = {}
+    rows: dict[tuple[str, str, str, int, str], list[tuple[Any, ...]]] = {}
     for row in store.samples(run_id):
-        found.setdefault(row[:5], Pool(canon=canon.get(row[1], canonical))).add(row)
+        rows.setdefault(row[:5], []).append(row)
+    found = {where: Pool(canon=canon.get(where[1], canonical)) for where in rows}
+    for where, stored in found.items():
+        stored.extend(rows[where])
     out: Pools = defaultdict(lambda: defaultdict(list))
     for row in store.judged_texts(run_id):  # judged pools: texts tell entrants apart
         found[row[:5]].texts.append(row[6])

@@ -1,0 +1,84 @@
+"""A replay does per-pool and per-analysis work once, not once per k (issue 18: a run of 10^5
+samples took 15 s to analyse), and gives the figures the per-k forms give."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+
+from testtime.core.kinetics import KVShape, kv_bytes
+from testtime.lab.analysis import estimators, pools
+from testtime.lab.analysis.pools import Pool
+
+
+def _row(i: int, tokens: int, score: float) -> tuple[object, ...]:
+    """A stored sample row (Store.samples's column order)."""
+    scores, costs = json.dumps({"v": score}), json.dumps({"v": 10.0 * i})
+    return ("m", "t", "p", 0, "q", i, str(i % 3), i % 2, tokens, 100.0 + i, scores, 5.0, 40, costs)
+
+
+def test_extend_parses_a_pools_json_cells_as_one_add_a_row_does() -> None:
+    rows = [_row(i, 10 + i, 0.1 * i) for i in range(7)]
+    one, bulk = Pool(), Pool()
+    for r in rows:
+        one.add(r)
+    bulk.extend(rows)
+    assert bulk == one and bulk.scores[3] == {"v": pytest.approx(0.3)}
+    with pytest.raises(json.JSONDecodeError):  # a damaged cell still says so
+        Pool().extend([rows[0], (*rows[1][:10], "{not json", *rows[1][11:])])
+
+
+def test_a_pools_means_are_kept_across_k_and_forgotten_when_a_sample_is_added() -> None:
+    pool, shape = Pool(), KVShape(layers=2, kv_heads=1, head_dim=4)
+    pool.extend([_row(i, 10 + i, 0.5) for i in range(4)])
+    calls = []
+    real = pools.kv_bytes
+
+    def counted(*args: object) -> float:
+        calls.append(args)
+        return real(*args)  # type: ignore[arg-type]
+
+    pools.kv_bytes = counted  # type: ignore[assignment]
+    try:
+        first = [pool.mean_kv(shape) for _ in range(50)]
+        assert len(calls) == 4  # once per sample, not once per k asked
+        assert first[0] == float(np.mean([kv_bytes(shape, 40, t) for t in pool.tokens]))
+        before = pool.flops_at(3, 1000, "v")
+        pool.add(_row(4, 99, 0.5))
+        assert pool.mean_kv(shape) > first[0] and pool.flops_at(3, 1000, "v") > before
+    finally:
+        pools.kv_bytes = real
+
+
+def test_pass_at_k_for_every_k_is_chens_product_to_the_last_digit() -> None:
+    rng = random.Random(3)
+    for _ in range(200):
+        n = rng.randint(1, 120)
+        c = rng.randint(0, n)
+        ks = list(range(1, n + 1))
+        chen = [1.0 if n - c < k else 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+                for k in ks]  # fmt: skip
+        assert estimators.pass_at_k_curve(n, c, ks) == chen
+
+
+def test_bootstrap_resamples_are_drawn_once_for_every_curve_of_the_same_problems(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    estimators._resampled.cache_clear()
+    made = []
+    real = np.random.default_rng
+
+    def counted(seed: int) -> np.random.Generator:
+        made.append(seed)
+        return real(seed)
+
+    monkeypatch.setattr(estimators.np.random, "default_rng", counted)
+    values = np.arange(30, dtype=float).reshape(10, 3) % 7
+    first = estimators.bootstrap_ci_many(values, 0.95, 500)
+    again = estimators.bootstrap_ci_many(values[:, ::-1].copy(), 0.95, 500)
+    assert len(made) == 1
+    assert np.array_equal(first[0][::-1], again[0]) and np.array_equal(first[1][::-1], again[1])

@@ -69,4 +69,5 @@ def test_a_lab_run_in_progress_changes_on_its_page(
         >= 4
     )
     assert v.error() == ""
+    assert "null" not in v.driver.find_element("id", "live").text  # no absent field as text
     v.screenshot("live-lab-run")

@@ -132,6 +132,7 @@ def serve(
     where = f"upstream {upstream} ({upstream_model})" if upstream else model
     tests = " (running request tests in the sandbox)" if run_tests else ""
     err.print(f"serving {settings.model!r} from {where} on http://{host}:{port}/v1{tests}")
+    err.print(f"requests in flight, live: http://{host}:{port}/testtime/live")
     run_server(settings, generator, host=host, port=port, drain=drain, log_level=log_level)
 
 

@@ -65,8 +65,10 @@ const live = (() => {
       el("b", { id }, value));
   }
 
+  /** Replace `node`'s children; absent ones (null: e.g. no error) are left out, not
+   * written as the text "null". */
   function fill(node, ...children) {
-    node.replaceChildren(...children);
+    node.replaceChildren(...children.filter((c) => c !== null && c !== undefined));
   }
 
   // -- testtime view: a lab run -----------------------------------------------------------

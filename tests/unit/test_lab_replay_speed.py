@@ -82,3 +82,32 @@ def test_bootstrap_resamples_are_drawn_once_for_every_curve_of_the_same_problems
     again = estimators.bootstrap_ci_many(values[:, ::-1].copy(), 0.95, 500)
     assert len(made) == 1
     assert np.array_equal(first[0][::-1], again[0]) and np.array_equal(first[1][::-1], again[1])
+
+
+def test_exact_majority_unpacks_its_counts_once_and_they_equal_every_subset_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import itertools
+
+    unpacked = []
+    real = estimators._unpack
+
+    def counted(value: int, slots: int, size: int) -> list[int]:
+        unpacked.append(slots)
+        return real(value, slots, size)
+
+    monkeypatch.setattr(estimators, "_unpack", counted)
+    groups, unanswered = [(3, 1.0), (3, 0.0), (2, 0.5), (1, 0.0)], 2
+    estimators._wins.cache_clear()
+    got = estimators.majority_curve(groups, unanswered, range(1, 12))
+    assert len(unpacked) == 2  # once per distinct winning group size, not once per level
+    labels = [g for g, (c, _) in enumerate(groups) for _ in range(c)] + [None] * unanswered
+    for k in range(1, 12):
+        total = 0.0
+        for subset in itertools.combinations(labels, k):
+            votes = [subset.count(g) for g in range(len(groups))]
+            top = max(votes)
+            if top:
+                tied = [g for g, v in enumerate(votes) if v == top]
+                total += sum(groups[g][1] for g in tied) / len(tied)
+        assert got[k - 1] == pytest.approx(total / math.comb(11, k), abs=1e-12)

@@ -60,11 +60,21 @@ def _unpack(value: int, slots: int, size: int) -> list[int]:
 def _level(others: list[tuple[int, int]], j: int, binom: dict[int, list[int]]) -> list[list[int]]:
     """rows[t][r]: the ways the `others` groups (count, how many) can all stay at or below
     j samples in a subset, t of them exactly at j and r samples among those below j."""
-    factors = sum(m for _, m in others)
     bound = 1  # every coefficient is at most the sum of all of them
     for c, m in others:
         bound *= sum(binom[c][: j + 1]) ** m
     size = bound.bit_length() // 8 + 1
+    ties, rows, cols = _ties(others, j, binom, size)
+    flat = _unpack(ties, rows * cols, size)
+    return [flat[t * cols : (t + 1) * cols] for t in range(rows)]
+
+
+def _ties(
+    others: list[tuple[int, int]], j: int, binom: dict[int, list[int]], size: int
+) -> tuple[int, int, int]:
+    """`_level`'s counts packed, `size` bytes a coefficient (enough for the largest: the
+    sum of them all), row t after row t-1: (packed, rows, columns a row)."""
+    factors = sum(m for _, m in others)
     cols = (j - 1) * factors + 1
     shift = 8 * size * cols  # a tie moves the product one row up
     ties = 1
@@ -72,8 +82,7 @@ def _level(others: list[tuple[int, int]], j: int, binom: dict[int, list[int]]) -
         below, at = _pack(binom[c][:j], size), binom[c][j]
         for _ in range(m):  # one group at a time: a big times a small product is cheapest
             ties = ties * below + ((ties * at) << shift)
-    flat = _unpack(ties, (factors + 1) * cols, size)
-    return [flat[t * cols : (t + 1) * cols] for t in range(factors + 1)]
+    return ties, factors + 1, cols
 
 
 @lru_cache(maxsize=4096)
@@ -91,6 +100,7 @@ def _wins(profile: tuple[tuple[int, int], ...], unanswered: int, target: int) ->
     n = unanswered + sum(c * m for c, m in profile)
     lcm = math.lcm(*range(1, sum(m for _, m in profile) + 1))
     size = (n + lcm.bit_length()) // 8 + 1  # every final coefficient is < L * 2^n
+    slot = 8 * size
     binom = {c: [math.comb(c, i) for i in range(c + 1)] for c, _ in profile}
     spans: list[tuple[int, int]] = []  # (packed span, samples in groups that cannot reach j)
     lo = 0
@@ -98,19 +108,20 @@ def _wins(profile: tuple[tuple[int, int], ...], unanswered: int, target: int) ->
         if hi > target:
             break
         others = [(c, m - (c == target)) for c, m in profile if c >= hi and m > (c == target)]
-        span = [0] * (n + 1)
+        span = 0  # packed as the total is: no coefficient ever reaches L * 2^n
         for j in range(lo + 1, hi + 1):
             g = math.comb(target, j)
             if not others:
-                span[j] += g * lcm
+                span += (g * lcm) << (slot * j)
                 continue
-            for t, row in enumerate(_level(others, j, binom)):
-                weight = g * (lcm // (t + 1))
-                for r, ways in enumerate(row):
-                    if ways:
-                        span[j * (t + 1) + r] += ways * weight
+            ties, rows, cols = _ties(others, j, binom, size)  # each row moved, not unpacked
+            mask = (1 << (slot * cols)) - 1
+            for t in range(rows):
+                row = (ties >> (slot * cols * t)) & mask
+                if row:
+                    span += (row * (g * (lcm // (t + 1)))) << (slot * j * (t + 1))
         small = unanswered + sum(c * m for c, m in profile if c < hi)
-        spans.append((_pack(span, size), small))
+        spans.append((span, small))
         lo = hi
     one_x = (1 << (8 * size)) + 1  # the packed polynomial 1 + x
     total, above = 0, spans[-1][1]

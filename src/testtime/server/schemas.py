@@ -188,7 +188,24 @@ class StreamOptions(BaseModel):
     include_usage: StrictBool = False
 
 
-class ChatRequest(BaseModel):
+class _Generation(BaseModel):
+    """What the chat and completions requests share: their stop strings, and the engine
+    fields gathered from the top level (core.reasoning.PASS_THROUGH)."""
+
+    stop: str | list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather_engine(cls, data: Any) -> Any:
+        return engine_fields(data)
+
+    def stops(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+
+class ChatRequest(_Generation):
     """An OpenAI chat-completions request, with vLLM's continuation flags and `testtime`."""
 
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
@@ -224,21 +241,11 @@ class ChatRequest(BaseModel):
     # (core.reasoning.PASS_THROUGH; checked in plan.py); not a field of the API's schema
     engine: SkipJsonSchema[dict[str, Any]] = Field(default_factory=dict)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _gather_engine(cls, data: Any) -> Any:
-        return engine_fields(data)
-
-    def stops(self) -> tuple[str, ...]:
-        if self.stop is None:
-            return ()
-        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
-
 
 Prompt = StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]]
 
 
-class CompletionRequest(BaseModel):
+class CompletionRequest(_Generation):
     """An OpenAI (legacy) completions request: a raw prompt continued as it is, no chat
     template. `prompt` is a text, a list of texts, token ids, or a list of token-id lists;
     each prompt gets `n` choices. `logprobs` is an int here: the alternatives per position."""
@@ -261,16 +268,6 @@ class CompletionRequest(BaseModel):
     user: str | None = None
     testtime: TesttimeOptions | None = None
     engine: SkipJsonSchema[dict[str, Any]] = Field(default_factory=dict)  # as for chat
-
-    @model_validator(mode="before")
-    @classmethod
-    def _gather_engine(cls, data: Any) -> Any:
-        return engine_fields(data)
-
-    def stops(self) -> tuple[str, ...]:
-        if self.stop is None:
-            return ()
-        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
 
 
 def engine_fields(data: Any) -> Any:

@@ -383,8 +383,7 @@ class Store:
             " ORDER BY model, pool, seed, idx",
             (run_id, task, problem),
         )
-        names = [d[0] for d in cur.description]
-        out = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        out = _dicts(cur)
         for row in out:
             row["scores"] = json.loads(row["scores"])
             row["verifier_costs"] = json.loads(row["verifier_costs"])
@@ -399,8 +398,7 @@ class Store:
             " ORDER BY model, pool, judge, seed, i, j, swapped",
             (run_id, task, problem),
         )
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        return _dicts(cur)
 
     def problem_results(self, run_id: str, task: str, problem: str) -> list[dict[str, Any]]:
         """The strategy results stored for one problem (arms run at each budget)."""
@@ -410,8 +408,7 @@ class Store:
             " ORDER BY model, arm, budget, seed",
             (run_id, task, problem),
         )
-        names = [d[0] for d in cur.description]
-        out = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        out = _dicts(cur)
         for row in out:
             row["cost"] = json.loads(row["cost"])
         return out
@@ -467,3 +464,9 @@ def damaged(path: Path, what: str) -> DataError:
         f"experiment store {path} is damaged ({what}); restore it from a backup, or move it "
         f"aside to start afresh (`sqlite3 {path} .recover` may save its rows)"
     )
+
+
+def _dicts(cur: sqlite3.Cursor) -> list[dict[str, Any]]:
+    """A cursor's rows as dicts keyed by column name (the viewer's reads)."""
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]

@@ -10,7 +10,7 @@ distribution. Every request is short: max_tokens is small."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -37,12 +37,6 @@ def real() -> Iterator[Launched]:
         yield s
 
 
-def openai(server: Launched) -> Any:
-    from openai import OpenAI
-
-    return OpenAI(base_url=server.base_url, api_key="unused", timeout=TIMEOUT, max_retries=0)
-
-
 def post(server: Launched, path: str, **body: Any) -> httpx.Response:
     return httpx.post(f"{server.base_url}{path}", json=body, timeout=TIMEOUT)
 
@@ -56,10 +50,12 @@ def events(text: str) -> list[Any]:
 
 
 # -- models --------------------------------------------------------------------------------
-def test_models_retrieve_finds_the_served_model_and_strategies(fake: Launched) -> None:
+def test_models_retrieve_finds_the_served_model_and_strategies(
+    fake: Launched, openai_client: Callable[..., Any]
+) -> None:
     import openai as oa
 
-    client = openai(fake)
+    client = openai_client(fake.base_url, TIMEOUT)
     assert client.models.retrieve("fake").id == "fake"
     voted = client.models.retrieve("self_consistency:n=4@fake")
     assert voted.id == "self_consistency:n=4@fake"
@@ -69,8 +65,10 @@ def test_models_retrieve_finds_the_served_model_and_strategies(fake: Launched) -
 
 
 # -- completions on the fake ---------------------------------------------------------------
-def test_the_client_completes_texts_with_n_stop_seed_and_echo(fake: Launched) -> None:
-    client = openai(fake)
+def test_the_client_completes_texts_with_n_stop_seed_and_echo(
+    fake: Launched, openai_client: Callable[..., Any]
+) -> None:
+    client = openai_client(fake.base_url, TIMEOUT)
     got = client.completions.create(
         model="fake", prompt=["2 + 2 =", "3 + 4 ="], n=2, max_tokens=32, seed=-5, stop=["\n\n"]
     )
@@ -85,8 +83,10 @@ def test_the_client_completes_texts_with_n_stop_seed_and_echo(fake: Launched) ->
     assert echoed.choices[0].text.startswith("1 + 1 =")
 
 
-def test_the_client_gets_legacy_logprobs_with_exactly_n_alternatives(fake: Launched) -> None:
-    got = openai(fake).completions.create(
+def test_the_client_gets_legacy_logprobs_with_exactly_n_alternatives(
+    fake: Launched, openai_client: Callable[..., Any]
+) -> None:
+    got = openai_client(fake.base_url, TIMEOUT).completions.create(
         model="fake", prompt="2 + 2 =", logprobs=5, max_tokens=6, temperature=0
     )
     lp = got.choices[0].logprobs
@@ -95,8 +95,10 @@ def test_the_client_gets_legacy_logprobs_with_exactly_n_alternatives(fake: Launc
     assert lp.text_offset == [sum(map(len, lp.tokens[:i])) for i in range(len(lp.tokens))]
 
 
-def test_a_completions_stream_through_the_client_with_include_usage(fake: Launched) -> None:
-    stream = openai(fake).completions.create(
+def test_a_completions_stream_through_the_client_with_include_usage(
+    fake: Launched, openai_client: Callable[..., Any]
+) -> None:
+    stream = openai_client(fake.base_url, TIMEOUT).completions.create(
         model="fake",
         prompt="2 + 2 =",
         n=2,
@@ -111,8 +113,8 @@ def test_a_completions_stream_through_the_client_with_include_usage(fake: Launch
     assert all(c.usage is None for c in chunks[:-1])
 
 
-def test_a_strategy_answers_a_completion(fake: Launched) -> None:
-    got = openai(fake).completions.create(
+def test_a_strategy_answers_a_completion(fake: Launched, openai_client: Callable[..., Any]) -> None:
+    got = openai_client(fake.base_url, TIMEOUT).completions.create(
         model="self_consistency:n=5@fake", prompt="6 x 7 =", max_tokens=64
     )
     assert got.choices[0].text.endswith("Answer: 42")
@@ -130,6 +132,7 @@ def test_stream_options_without_stream_is_a_400_on_both_endpoints(fake: Launched
 
 def test_a_chat_stream_gives_every_choice_a_role_and_usage_only_when_asked(
     fake: Launched,
+    openai_client: Callable[..., Any],
 ) -> None:
     bare = events(post(fake, "/chat/completions", model="fake", messages=Q, n=3, stream=True).text)
     assert not any("usage" in c for c in bare[:-1])
@@ -139,22 +142,26 @@ def test_a_chat_stream_gives_every_choice_a_role_and_usage_only_when_asked(
             first.setdefault(choice["index"], choice["delta"])
     assert sorted(first) == [0, 1, 2]
     assert all(d.get("role") == "assistant" for d in first.values())
-    stream = openai(fake).chat.completions.create(
+    stream = openai_client(fake.base_url, TIMEOUT).chat.completions.create(
         model="fake", messages=Q, n=2, stream=True, stream_options={"include_usage": True}
     )
     chunks = list(stream)
     assert chunks[-1].usage is not None and chunks[-1].choices == []
 
 
-def test_any_int64_seed_is_accepted_by_the_client(fake: Launched) -> None:
-    client = openai(fake)
+def test_any_int64_seed_is_accepted_by_the_client(
+    fake: Launched, openai_client: Callable[..., Any]
+) -> None:
+    client = openai_client(fake.base_url, TIMEOUT)
     for seed in (-1, -(1 << 63), (1 << 63) - 1):
         got = client.chat.completions.create(model="fake", messages=Q, seed=seed, max_tokens=4)
         assert got.choices[0].message.content
 
 
-def test_chat_logprobs_name_every_token_with_exactly_top_logprobs(fake: Launched) -> None:
-    got = openai(fake).chat.completions.create(
+def test_chat_logprobs_name_every_token_with_exactly_top_logprobs(
+    fake: Launched, openai_client: Callable[..., Any]
+) -> None:
+    got = openai_client(fake.base_url, TIMEOUT).chat.completions.create(
         model="fake", messages=Q, logprobs=True, top_logprobs=5, max_tokens=6
     )
     content = got.choices[0].logprobs.content  # type: ignore[union-attr]
@@ -164,6 +171,7 @@ def test_chat_logprobs_name_every_token_with_exactly_top_logprobs(fake: Launched
 
 def test_image_parts_are_a_400_from_a_text_only_model_and_cross_a_proxy_as_sent(
     fake: Launched,
+    openai_client: Callable[..., Any],
 ) -> None:
     import openai as oa
 
@@ -171,7 +179,8 @@ def test_image_parts_are_a_400_from_a_text_only_model_and_cross_a_proxy_as_sent(
     parts = [{"type": "text", "text": "What is this?"}, image]
     asked = [{"role": "user", "content": parts}]
     with pytest.raises(oa.BadRequestError) as direct:
-        openai(fake).chat.completions.create(model="fake", messages=asked)  # type: ignore[arg-type]
+        client = openai_client(fake.base_url, TIMEOUT)
+        client.chat.completions.create(model="fake", messages=asked)  # type: ignore[arg-type]
     said = "messages[0].content[1] is a 'image_url' part, but model 'fake' reads text only"
     assert said in str(direct.value)
     # a proxy (an HTTP backend: it takes parts) sends them on as they came; the fake says no
@@ -183,8 +192,10 @@ def test_image_parts_are_a_400_from_a_text_only_model_and_cross_a_proxy_as_sent(
 
 
 # -- on the embedded model -----------------------------------------------------------------
-def test_top_logprobs_are_exactly_n_on_the_embedded_model(real: Launched) -> None:
-    client = openai(real)
+def test_top_logprobs_are_exactly_n_on_the_embedded_model(
+    real: Launched, openai_client: Callable[..., Any]
+) -> None:
+    client = openai_client(real.base_url, TIMEOUT)
     chat = client.chat.completions.create(
         model=MODEL, messages=Q, logprobs=True, top_logprobs=20, max_tokens=8, seed=1
     )
@@ -201,6 +212,7 @@ def test_top_logprobs_are_exactly_n_on_the_embedded_model(real: Launched) -> Non
 
 def test_completions_continue_raw_text_and_token_ids_on_the_embedded_model(
     real: Launched,
+    openai_client: Callable[..., Any],
 ) -> None:
     from transformers import AutoTokenizer
 
@@ -209,7 +221,7 @@ def test_completions_continue_raw_text_and_token_ids_on_the_embedded_model(
     tok = AutoTokenizer.from_pretrained(str(resolve(MODEL)), local_files_only=True)
     prompt = "The capital of France is"
     ids = tok(prompt)["input_ids"]
-    client = openai(real)
+    client = openai_client(real.base_url, TIMEOUT)
     by_text = client.completions.create(model=MODEL, prompt=prompt, max_tokens=6, temperature=0)
     by_ids = client.completions.create(model=MODEL, prompt=ids, max_tokens=6, temperature=0)
     assert by_text.choices[0].text == by_ids.choices[0].text  # the same tokens, undecoded

@@ -10,7 +10,7 @@ thinking mode of its own: its thinking is s1's forced phase). Requests are short
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -82,12 +82,6 @@ def fake() -> Iterator[Launched]:
         yield s
 
 
-def openai(server: Launched) -> Any:
-    from openai import OpenAI
-
-    return OpenAI(base_url=server.base_url, api_key="unused", timeout=TIMEOUT, max_retries=0)
-
-
 def bodies(engine: Launched) -> list[dict[str, Any]]:
     got: list[dict[str, Any]] = httpx.get(f"{engine.url}/bodies", timeout=30).json()
     return got
@@ -95,10 +89,11 @@ def bodies(engine: Launched) -> list[dict[str, Any]]:
 
 def test_the_fields_cross_the_chain_as_sent_and_reasoning_comes_back(
     chain: tuple[Launched, Launched],
+    openai_client: Callable[..., Any],
 ) -> None:
     engine, front = chain
     before = len(bodies(engine))
-    got = openai(front).chat.completions.create(
+    got = openai_client(front.base_url, TIMEOUT).chat.completions.create(
         model="m", messages=Q, max_tokens=64, n=2, reasoning_effort="high", extra_body=ENGINE
     )
     sent = bodies(engine)[before:]
@@ -111,10 +106,11 @@ def test_the_fields_cross_the_chain_as_sent_and_reasoning_comes_back(
 
 def test_a_strategy_through_the_chain_sums_every_sample_s_reasoning(
     chain: tuple[Launched, Launched],
+    openai_client: Callable[..., Any],
 ) -> None:
     engine, front = chain
     before = len(bodies(engine))
-    got = openai(front).chat.completions.create(
+    got = openai_client(front.base_url, TIMEOUT).chat.completions.create(
         model="self_consistency:n=3@m", messages=Q, max_tokens=64, reasoning_effort="low",
         extra_body={"reasoning": {"effort": "low"}},
     )  # fmt: skip
@@ -130,10 +126,11 @@ def test_a_strategy_through_the_chain_sums_every_sample_s_reasoning(
 
 def test_the_fake_answers_the_effort_by_budget_forcing_and_refuses_engine_fields(
     fake: Launched,
+    openai_client: Callable[..., Any],
 ) -> None:
     import openai as oa
 
-    client = openai(fake)
+    client = openai_client(fake.base_url, TIMEOUT)
     got = client.chat.completions.create(
         model="fake", messages=Q, max_tokens=32, reasoning_effort="medium", seed=1
     )
@@ -151,12 +148,14 @@ def test_the_fake_answers_the_effort_by_budget_forcing_and_refuses_engine_fields
         )
 
 
-def test_the_embedded_model_thinks_within_the_effort_s_budget() -> None:
+def test_the_embedded_model_thinks_within_the_effort_s_budget(
+    openai_client: Callable[..., Any],
+) -> None:
     """SmolLM2-135M has no thinking mode: reasoning_effort low is s1's forced thinking phase
     of at most min(256, max_tokens // 2) tokens, then the answer in the rest; minimal is a
     plain answer with no reasoning."""
     with Launched.cli("--model", "smollm2-135m", "--log-level", "warning", ready_s=300) as real:
-        client = openai(real)
+        client = openai_client(real.base_url, TIMEOUT)
         got = client.chat.completions.create(
             model="smollm2-135m", messages=Q, max_tokens=16, reasoning_effort="low", seed=0
         )

@@ -9,7 +9,7 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -144,10 +144,10 @@ def test_fuzzing_from_the_servers_own_schema_finds_no_5xx(server: Launched) -> N
 
 
 # -- the official client, as an app uses it -------------------------------------------------
-def test_the_openai_client_gets_a_strategy_answer_with_itemised_usage(server: Launched) -> None:
-    from openai import OpenAI
-
-    client = OpenAI(base_url=server.base_url, api_key="unused", timeout=TIMEOUT, max_retries=0)
+def test_the_openai_client_gets_a_strategy_answer_with_itemised_usage(
+    server: Launched, openai_client: Callable[..., Any]
+) -> None:
+    client = openai_client(server.base_url, TIMEOUT)
     reply = client.chat.completions.create(
         model="fake",
         messages=[{"role": "user", "content": Q}],
@@ -165,10 +165,12 @@ def test_the_openai_client_gets_a_strategy_answer_with_itemised_usage(server: La
     assert "fake" in models and "self_consistency@fake" in models
 
 
-def test_a_tournament_per_request_itemises_the_judges_cost(server: Launched) -> None:
-    from openai import BadRequestError, OpenAI
+def test_a_tournament_per_request_itemises_the_judges_cost(
+    server: Launched, openai_client: Callable[..., Any]
+) -> None:
+    from openai import BadRequestError
 
-    client = OpenAI(base_url=server.base_url, api_key="unused", timeout=TIMEOUT, max_retries=0)
+    client = openai_client(server.base_url, TIMEOUT)
     reply = client.chat.completions.create(
         model="fake",
         messages=[{"role": "user", "content": "What is 123 * 456 + 789?"}],
@@ -191,10 +193,10 @@ def test_a_tournament_per_request_itemises_the_judges_cost(server: Launched) -> 
         )
 
 
-def test_the_openai_client_streams_progress_then_the_answer(server: Launched) -> None:
-    from openai import OpenAI
-
-    client = OpenAI(base_url=server.base_url, api_key="unused", timeout=TIMEOUT, max_retries=0)
+def test_the_openai_client_streams_progress_then_the_answer(
+    server: Launched, openai_client: Callable[..., Any]
+) -> None:
+    client = openai_client(server.base_url, TIMEOUT)
     stream = client.chat.completions.create(
         model="adaptive_consistency:max_samples=5,threshold=1.0@fake",
         messages=[{"role": "user", "content": Q}],
@@ -214,10 +216,12 @@ def test_the_openai_client_streams_progress_then_the_answer(server: Launched) ->
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
 
 
-def test_an_error_mid_stream_reaches_the_openai_client_as_an_error(server: Launched) -> None:
-    from openai import APIError, OpenAI
+def test_an_error_mid_stream_reaches_the_openai_client_as_an_error(
+    server: Launched, openai_client: Callable[..., Any]
+) -> None:
+    from openai import APIError
 
-    client = OpenAI(base_url=server.base_url, api_key="unused", timeout=TIMEOUT, max_retries=0)
+    client = openai_client(server.base_url, TIMEOUT)
     stream = client.chat.completions.create(  # best-of-N finds it has no verifier as it runs
         model="best_of_n:n=2@fake",
         messages=[{"role": "user", "content": Q}],

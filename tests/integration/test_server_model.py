@@ -9,7 +9,8 @@ not one lucky seed); the test asks only for strictly better. It takes about 80 s
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,9 @@ def _correct(task: Task, texts: list[str]) -> list[bool]:
     return [task.check(p, task.extract(t)) for p, t in zip(problems, texts, strict=True)]
 
 
-def test_self_consistency_beats_greedy_through_the_openai_client(server: Launched) -> None:
+def test_self_consistency_beats_greedy_through_the_openai_client(
+    server: Launched, openai_client: Callable[..., Any]
+) -> None:
     task = build_task("arithmetic", {"size": PROBLEMS})
     prompts = [p.prompt for p in task.problems()]
     greedy = _correct(task, asyncio.run(_answers(server, MODEL, prompts, temperature=0)))
@@ -59,10 +62,10 @@ def test_self_consistency_beats_greedy_through_the_openai_client(server: Launche
     assert sum(voted) > sum(greedy), (greedy, voted)
 
 
-def test_a_stream_from_the_real_model_ends_with_the_voted_answer(server: Launched) -> None:
-    from openai import OpenAI
-
-    client = OpenAI(base_url=server.base_url, api_key="unused", timeout=300, max_retries=0)
+def test_a_stream_from_the_real_model_ends_with_the_voted_answer(
+    server: Launched, openai_client: Callable[..., Any]
+) -> None:
+    client = openai_client(server.base_url, 300)
     chunks = list(
         client.chat.completions.create(
             model=f"adaptive_consistency:max_samples=6@{MODEL}",

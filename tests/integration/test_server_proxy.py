@@ -6,7 +6,7 @@ spent; a client leaving the front stops the upstream's work too."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -38,12 +38,11 @@ def spent(server: Launched) -> dict[str, Any]:
 
 def test_a_strategy_in_front_of_a_model_server_adds_up_the_costs(
     chain: tuple[Launched, Launched],
+    openai_client: Callable[..., Any],
 ) -> None:
-    from openai import OpenAI
-
     upstream, front = chain
     before = spent(upstream)["cost"]
-    client = OpenAI(base_url=front.base_url, api_key="unused", timeout=300, max_retries=0)
+    client = openai_client(front.base_url, 300)
     reply = client.chat.completions.create(
         model=f"self_consistency:n=4@{MODEL}",
         messages=[{"role": "user", "content": PROMPT}],
@@ -63,11 +62,10 @@ def test_a_strategy_in_front_of_a_model_server_adds_up_the_costs(
 
 def test_a_stream_through_the_chain_shows_progress_and_the_answer(
     chain: tuple[Launched, Launched],
+    openai_client: Callable[..., Any],
 ) -> None:
-    from openai import OpenAI
-
     _, front = chain
-    client = OpenAI(base_url=front.base_url, api_key="unused", timeout=300, max_retries=0)
+    client = openai_client(front.base_url, 300)
     chunks = list(
         client.chat.completions.create(
             model=f"adaptive_consistency:max_samples=3,threshold=1.0@{MODEL}",

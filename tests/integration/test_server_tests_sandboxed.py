@@ -9,7 +9,7 @@ TESTTIME_NO_SANDBOX_TESTS=1 only on a machine that cannot have it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,10 +59,9 @@ def chat(s: Launched, prompt: str, key: str = "sk-main", **testtime: Any) -> htt
 
 def test_the_program_passing_the_tests_is_chosen_and_its_seconds_are_charged(
     server: Launched,
+    openai_client: Callable[..., Any],
 ) -> None:
-    from openai import OpenAI
-
-    client = OpenAI(base_url=server.base_url, api_key="sk-main", timeout=TIMEOUT, max_retries=0)
+    client = openai_client(server.base_url, TIMEOUT, api_key="sk-main")
     reply = client.chat.completions.create(
         model="fake",
         messages=[{"role": "user", "content": f"{ASK}, which adds."}],

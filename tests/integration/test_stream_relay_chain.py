@@ -8,7 +8,7 @@ at the end (include_usage) is what the inner server spent."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -75,12 +75,11 @@ def spent(server: Launched) -> dict[str, Any]:
 
 def test_a_plain_stream_keeps_its_tool_calls_across_the_hop(
     chain: tuple[Launched, Launched],
+    openai_client: Callable[..., Any],
 ) -> None:
-    from openai import OpenAI
-
     inner, front = chain
     before = spent(inner)
-    client = OpenAI(base_url=front.base_url, api_key="unused", timeout=60, max_retries=0)
+    client = openai_client(front.base_url, 60)
     chunks = list(
         client.chat.completions.create(
             model="fake",

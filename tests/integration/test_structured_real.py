@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -78,10 +78,12 @@ def server() -> Iterator[Launched]:
         yield s
 
 
-def test_through_the_server_with_the_openai_client(server: Launched) -> None:
-    from openai import BadRequestError, OpenAI
+def test_through_the_server_with_the_openai_client(
+    server: Launched, openai_client: Callable[..., Any]
+) -> None:
+    from openai import BadRequestError
 
-    client = OpenAI(base_url=server.base_url, api_key="unused", timeout=300, max_retries=0)
+    client = openai_client(server.base_url, 300)
     messages: Any = [{"role": "user", "content": PROMPT}]
     plain = client.chat.completions.create(
         model=MODEL, messages=messages, n=4, max_tokens=64, seed=2, response_format=FORMAT

@@ -10,7 +10,7 @@ knows none: the Hermes system message) and a forced tool_choice yields a parsed 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -76,11 +76,8 @@ def get_weather(city: str, **_: Any) -> str:
     return RESULT if city == "Paris" else "unknown city"
 
 
-def app_loop(base_url: str) -> tuple[Any, Any, list[dict[str, Any]]]:
+def app_loop(client: Any) -> tuple[Any, Any, list[dict[str, Any]]]:
     """The app: ask with tools, run the calls it gets, send the results, read the answer."""
-    from openai import OpenAI
-
-    client = OpenAI(base_url=base_url, api_key="unused", timeout=60, max_retries=0)
     model = "self_consistency:n=4@fake"
     extra = {"testtime": {"ignore_tool_arguments": ["request_id"]}}
     messages: list[dict[str, Any]] = [{"role": "user", "content": ASK}]
@@ -115,19 +112,22 @@ def check_loop(first: Any, final: Any, messages: list[dict[str, Any]]) -> None:
     assert final.choices[0].finish_reason == "stop" and not final.choices[0].message.tool_calls
 
 
-def test_an_app_loop_through_serve_with_a_vote(chain: tuple[Launched, Launched]) -> None:
+def test_an_app_loop_through_serve_with_a_vote(
+    chain: tuple[Launched, Launched], openai_client: Callable[..., Any]
+) -> None:
     inner, _ = chain
-    first, final, messages = app_loop(inner.base_url)
+    first, final, messages = app_loop(openai_client(inner.base_url, 60))
     check_loop(first, final, messages)
     assert first.model_extra["testtime"]["candidates"] == 4
 
 
 def test_an_app_loop_through_a_proxy_chain_adds_up_the_costs(
     chain: tuple[Launched, Launched],
+    openai_client: Callable[..., Any],
 ) -> None:
     inner, front = chain
     before = spent(inner)
-    first, final, messages = app_loop(front.base_url)
+    first, final, messages = app_loop(openai_client(front.base_url, 60))
     after = spent(inner)
     check_loop(first, final, messages)
     ledgers = [r.usage.model_extra["testtime"] for r in (first, final)]
@@ -139,11 +139,10 @@ def test_an_app_loop_through_a_proxy_chain_adds_up_the_costs(
 
 def test_a_streamed_vote_through_the_chain_keeps_the_tool_calls(
     chain: tuple[Launched, Launched],
+    openai_client: Callable[..., Any],
 ) -> None:
-    from openai import OpenAI
-
     _, front = chain
-    client = OpenAI(base_url=front.base_url, api_key="unused", timeout=60, max_retries=0)
+    client = openai_client(front.base_url, 60)
     chunks = list(
         client.chat.completions.create(
             model="self_consistency:n=4@fake",

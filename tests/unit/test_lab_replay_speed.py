@@ -111,3 +111,55 @@ def test_exact_majority_unpacks_its_counts_once_and_they_equal_every_subset_coun
                 tied = [g for g, v in enumerate(votes) if v == top]
                 total += sum(groups[g][1] for g in tied) / len(tied)
         assert got[k - 1] == pytest.approx(total / math.comb(11, k), abs=1e-12)
+
+
+CANONICALS = """
+import sys
+from testtime.lab.analysis import replay
+from testtime.lab.data.spec import parse_spec, spec_key
+
+def built(*args, **kwargs):
+    raise AssertionError("a task was built to read its canonical")
+
+replay.build_task = built
+spec = parse_spec({"model": "fake", "tasks": ["arithmetic", "pyfunc", "instructions"],
+                   "budgets": [1], "strategies": ["self_consistency"]})
+
+class Stored:
+    def run(self, run_id):
+        return {"spec": spec.to_dict()}
+
+canon = replay.canonicals(Stored(), "run")
+arithmetic, pyfunc, instructions = (canon[spec_key(t)] for t in spec.tasks)
+assert arithmetic("-0") == arithmetic("0.0") == "0", arithmetic("-0")
+assert pyfunc("def f(x):\\n    return x  # same") == "def f(x):\\n    return x"
+assert instructions("  Hello  ") == "Hello"
+print(sorted(m for m in sys.modules if m.split(".")[0] == "reasoning_gym"))
+"""
+
+
+def test_canonicals_come_from_the_registrations_without_building_a_task_or_its_dataset() -> None:
+    """A run page's first open regroups the stored answers by each task's canonical form;
+    reading it must not build the tasks (arithmetic loads reasoning-gym, ~1 s, and makes its
+    dataset) when the registration says which class, so which form, it builds."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", CANONICALS], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"  # reasoning_gym not imported
+
+
+def test_every_registered_task_declares_the_class_its_factory_builds() -> None:
+    """`canonical_of` trusts the class a registration names: it must be what is built."""
+    from testtime.strategies.run import build_task
+    from testtime.tasks.base import TASKS, canonical_of
+
+    for name in TASKS.names():
+        assert canonical_of(name) is not None, name
+    for name in ("arithmetic", "pyfunc", "instructions"):  # built without files or network
+        task = build_task(name, {"size": 2})
+        assert type(task) is TASKS.get(name).traits
+        assert canonical_of(name) is type(task).canonical

@@ -83,10 +83,10 @@ def test_the_old_equivalence_pooled_a_wrong_answer_with_a_right_one() -> None:
 
 
 def test_the_lab_replays_votes_with_every_tasks_notion() -> None:
-    """The lab groups stored answers by each task's `canonical` (analysis._canonicals), so a
+    """The lab groups stored answers by each task's `canonical` (analysis.replay.canonicals), so a
     task may refine `canonical` but never vote by a `same` of its own, which the lab could not
     replay; and the lab does take each task's canonical."""
-    from testtime.lab.analysis.replay import _canonicals
+    from testtime.lab.analysis.replay import canonicals
     from testtime.lab.data.spec import parse_spec, spec_key
 
     assert [cls for cls in _subclasses(Task) if "same" in vars(cls)] == [Task]
@@ -99,7 +99,7 @@ def test_the_lab_replays_votes_with_every_tasks_notion() -> None:
         def run(self, run_id: str) -> dict[str, object]:
             return {"spec": spec.to_dict()}
 
-    canon = _canonicals(Stored(), "run")  # type: ignore[arg-type]
+    canon = canonicals(Stored(), "run")  # type: ignore[arg-type]
     program = "def f(x):\n    return x  # same"
     assert canon[spec_key(spec.tasks[0])]("-0") == canon[spec_key(spec.tasks[0])]("0")
     assert canon[spec_key(spec.tasks[1])](program) == "def f(x):\n    return x"

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from testtime.core.types import Candidate
 from testtime.core.voting import group, leader
-from testtime.lab.analysis.replay import _canonicals, analyse
+from testtime.lab.analysis.replay import analyse, canonicals
 from testtime.lab.data.spec import parse_spec
 from testtime.lab.data.store import open_store
 from testtime.lab.execution import runner
@@ -84,7 +84,7 @@ def test_problem_api_groups_every_sample_as_the_vote_did(
     problems = client.get("/api/store/problems", params={"run": run}).json()["problems"]
     assert len(problems) == 3 and all(p["samples"] == 4 for p in problems)
     with open_store(path, readonly=True) as db:
-        canon = _canonicals(db, run)
+        canon = canonicals(db, run)
         verdicts = db.verdicts(run)
     for p in problems:
         got = client.get(

@@ -46,11 +46,14 @@ class Task(ABC):
         await asyncio.sleep(0)
         return tuple(self.check(problem, a) for a in answers), Cost()
 
-    def canonical(self, answer: str) -> str:
+    @staticmethod
+    def canonical(answer: str) -> str:
         """The form this task's votes group answers by. It must never merge two answers its
         `check` could grade differently (a vote would pool a right answer with a wrong one).
         The default, core's `canonical`, merges only spellings of one number ('-0', '0.0',
-        '0'), which every check here grades alike; the lab replays stored votes with it."""
+        '0'), which every check here grades alike; the lab replays stored votes with it.
+        Static: it depends on the kind of task, not on its data, so the lab regroups a
+        stored run's answers without building its tasks (`canonical_of`)."""
         return canonical(answer)
 
     def same(self, a: str, b: str) -> bool:
@@ -59,7 +62,14 @@ class Task(ABC):
 
 
 TaskFactory = Callable[..., Task]
-TASKS: Registry[TaskFactory] = Registry("task")
+TASKS: Registry[TaskFactory] = Registry("task")  # traits: the Task class a factory builds
+
+
+def canonical_of(name: str) -> Callable[[str], str] | None:
+    """Registered task `name`'s `canonical`, read from the class its registration says it
+    builds, without building it (which may load a dataset); None when it declares none."""
+    built = TASKS.get(name).traits
+    return built.canonical if isinstance(built, type) and issubclass(built, Task) else None
 
 
 class FreeForm(Task):
@@ -85,5 +95,6 @@ class JsonAnswers(FreeForm):
         gold = None if problem.answer is None else canonical_json(problem.answer)
         return answer is not None and gold is not None and canonical_json(answer) == gold
 
-    def canonical(self, answer: str) -> str:
+    @staticmethod
+    def canonical(answer: str) -> str:
         return canonical_json(answer) or answer.strip()

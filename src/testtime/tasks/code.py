@@ -71,7 +71,8 @@ class CodeTask(Task):
         run = await run_hidden(spec, answer, self.limits)
         return run.verdict is Verdict.PASSED, run.seconds
 
-    def canonical(self, answer: str) -> str:
+    @staticmethod
+    def canonical(answer: str) -> str:
         """The program's syntax tree as source: comments and layout do not split a vote."""
         try:
             return ast.unparse(ast.parse(answer))

@@ -320,7 +320,7 @@ class PyfuncParams(Params):
         check_level(self.level)
 
 
-@TASKS.register("pyfunc", PyfuncParams)
+@TASKS.register("pyfunc", PyfuncParams, PyfuncTask)
 def pyfunc_task(p: PyfuncParams) -> Task:
     """Generated Python functions of graded difficulty (level = operations chained)."""
     return PyfuncTask(p.level, p.size, p.seed, p.prompt)

@@ -130,7 +130,7 @@ def _names(name: str, source: str) -> bool:
     return any(isinstance(n, ast.Name) and n.id == name for n in ast.walk(ast.parse(source)))
 
 
-@TASKS.register("code_jsonl", CodeJsonlParams)
+@TASKS.register("code_jsonl", CodeJsonlParams, CodeJsonlTask)
 def code_jsonl_task(p: CodeJsonlParams) -> Task:
     """Code problems from a JSONL file of {"prompt", "entry_point", "tests", ...} lines."""
     return CodeJsonlTask(p.path)

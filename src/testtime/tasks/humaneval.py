@@ -190,7 +190,7 @@ def _case(statement: ast.stmt, candidate: str, entry: str) -> Case | None:
     return Case(ast.unparse(call), expected)
 
 
-@TASKS.register("humaneval", HumanEvalParams)
+@TASKS.register("humaneval", HumanEvalParams, HumanEvalTask)
 def humaneval_task(p: HumanEvalParams) -> Task:
     """HumanEval's 164 Python functions (or the first `size`), graded in the sandbox."""
     return HumanEvalTask(p.size)

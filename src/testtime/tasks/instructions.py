@@ -144,7 +144,8 @@ class InstructionsTask(Task):
         got = self.followed(problem, answer)
         return bool(got) and all(got)
 
-    def canonical(self, answer: str) -> str:
+    @staticmethod
+    def canonical(answer: str) -> str:
         """The reply stripped, nothing else: a checker counts lines, spaces and case, so any
         other merging could pool a reply that passes with one that fails."""
         return answer.strip()
@@ -178,7 +179,7 @@ class InstructionsParams(Params):
         check_constraints(self.constraints)
 
 
-@TASKS.register("instructions", InstructionsParams)
+@TASKS.register("instructions", InstructionsParams, InstructionsTask)
 def instructions_task(p: InstructionsParams) -> Task:
     """Writing prompts with verifiable constraints (IFEval-style), strict or loose."""
     return InstructionsTask(p.size, p.seed, p.constraints, p.mode)

@@ -151,7 +151,7 @@ def problem_id(value: Any, where: str) -> str:
     )
 
 
-@TASKS.register("jsonl", JsonlParams)
+@TASKS.register("jsonl", JsonlParams, JsonlTask)
 def jsonl_task(p: JsonlParams) -> Task:
     """Problems from a JSONL file of {"prompt" | "messages", "answer"?, "id"?} lines."""
     return JsonlTask(p.path, p.extractor)

@@ -481,7 +481,7 @@ def _rebound(data: Any, evaluator: str, evaluate: Callable[..., Any]) -> Callabl
     return types.MethodType(copy, data)
 
 
-@TASKS.register("reasoning_gym", ReasoningGymParams)
+@TASKS.register("reasoning_gym", ReasoningGymParams, ReasoningGymTask)
 def reasoning_gym_task(p: ReasoningGymParams) -> Task:
     """Any reasoning-gym procedural dataset by name, checked by its own scorer."""
     return ReasoningGymTask(
@@ -512,7 +512,7 @@ class ArithmeticParams(Params):
         check_prompt(self.prompt)
 
 
-@TASKS.register("arithmetic", ArithmeticParams)
+@TASKS.register("arithmetic", ArithmeticParams, ReasoningGymTask)
 def arithmetic_task(p: ArithmeticParams) -> Task:
     """a + b or a - b of one-digit numbers (reasoning-gym chain_sum), where scaling pays."""
     fixed = ReasoningGymParams(ARITHMETIC_DATASET, ARITHMETIC_CONFIG, **dataclasses.asdict(p))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from testtime.core.answers import canonical
-from testtime.lab.analysis.replay import _canonicals
+from testtime.lab.analysis.replay import canonicals
 from testtime.lab.data.spec import spec_from_dict, spec_key
 from testtime.lab.data.store import Store
 from testtime.lab.execution.runner import _stored, plan_units
@@ -52,7 +52,7 @@ def run_progress(db: Store, run_id: str) -> dict[str, Any]:
 def leaders(db: Store, run_id: str) -> list[dict[str, Any]]:
     """Each problem's leader so far: one row per pool (its vote) and per arm (its answer at
     the largest budget stored), in the problems' order."""
-    canon = _canonicals(db, run_id)
+    canon = canonicals(db, run_id)
     pools: dict[tuple[str, str, str, str, int], list[dict[str, Any]]] = {}
     for task, problem, model, pool, seed, answer, correct in db.db.execute(
         "SELECT task, problem, model, pool, seed, answer, correct FROM samples WHERE run = ?"

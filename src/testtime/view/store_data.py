@@ -20,10 +20,10 @@ from testtime.core.errors import ConfigError, DataError
 from testtime.core.types import Candidate
 from testtime.core.voting import group, leader
 from testtime.lab.analysis.curves import AXIS_LABELS
-from testtime.lab.analysis.replay import _canonicals, analyse
+from testtime.lab.analysis.replay import analyse, canonicals
 from testtime.lab.data.spec import DIFFUSION, run_kind
 from testtime.lab.data.store import Store, open_store
-from testtime.lab.reports.llm import HEADERS, PARETO_KEY, _rows, summary
+from testtime.lab.reports.llm import HEADERS, PARETO_KEY, summary, table_rows
 from testtime.lab.reports.plots import COVERAGE_LABEL
 
 CACHED = 8  # analyses kept in memory (a replay of a large run takes seconds)
@@ -148,7 +148,7 @@ def analysis_json(db: Store, run_id: str) -> dict[str, Any]:
         {b for arm in spec.get("arms", []) for b in arm.get("budgets", [])}
         | ({spec["pool"]} if spec.get("pool") else set())
     )
-    data["table"] = [list(row) for row in _rows(found, data["budgets"])]  # lab report's cells
+    data["table"] = [list(row) for row in table_rows(found, data["budgets"])]  # lab report's cells
     return data
 
 
@@ -172,7 +172,7 @@ def problem_view(db: Store, run_id: str, task: str, problem: str) -> dict[str, A
             f"run {run_id!r} has no problem {problem!r} of task {task!r}; its tasks: {listing} "
             "(pick one from the run's page)"
         )
-    canon = _canonicals(db, run_id).get(task, canonical)
+    canon = canonicals(db, run_id).get(task, canonical)
     pools: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for s in samples:
         pools.setdefault((s["model"], s["pool"], s["seed"]), []).append(s)

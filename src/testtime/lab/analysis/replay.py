@@ -38,6 +38,7 @@ from testtime.lab.data.spec import ArmSpec, RunSpec, spec_from_dict, spec_key
 from testtime.lab.data.store import Store
 from testtime.lab.execution.work import pool_key
 from testtime.strategies.run import build_task
+from testtime.tasks.base import canonical_of
 
 CI_LEVEL = 0.95
 RESAMPLES = 2000
@@ -144,7 +145,7 @@ def stored_pools(store: Store, run_id: str) -> Pools:
 
 
 def _pools(store: Store, run_id: str) -> Pools:
-    canon = _canonicals(store, run_id)
+    canon = canonicals(store, run_id)
     rows: dict[tuple[str, str, str, int, str], list[tuple[Any, ...]]] = {}
     for row in store.samples(run_id):
         rows.setdefault(row[:5], []).append(row)
@@ -163,9 +164,10 @@ def _pools(store: Store, run_id: str) -> Pools:
     return out
 
 
-def _canonicals(store: Store, run_id: str) -> dict[str, Callable[[str], str]]:
-    """Each task's `canonical` (what one vote is), by its key in the store; a task that can
-    no longer be built votes by core's form, which every task's refines."""
+def canonicals(store: Store, run_id: str) -> dict[str, Callable[[str], str]]:
+    """Each task's `canonical` (what one vote is), by its key in the store: the one its
+    registration declares (no task is built, no dataset loaded), else the built task's; a
+    task that is neither votes by core's form, which every task's refines."""
     try:
         tasks = spec_from_dict(store.run(run_id)["spec"]).tasks
     except (ConfigError, DataError, KeyError):
@@ -173,7 +175,7 @@ def _canonicals(store: Store, run_id: str) -> dict[str, Callable[[str], str]]:
     out: dict[str, Callable[[str], str]] = {}
     for t in tasks:
         try:
-            out[spec_key(t)] = build_task(t).canonical
+            out[spec_key(t)] = canonical_of(t.name) or build_task(t).canonical
         except (ConfigError, DataError):
             continue
     return out

@@ -66,7 +66,7 @@ def _where_allowed(make: Callable[[], T]) -> T | None:
         return None
 
 
-def _rows(analysis: Analysis, budgets: Sequence[int] | None) -> list[tuple[str, ...]]:
+def table_rows(analysis: Analysis, budgets: Sequence[int] | None) -> list[tuple[str, ...]]:
     """The table's cells, one row per (curve, budget); a curve's label only on its first row."""
     frontier = set(analysis.pareto.get("flops", ()))
     wanted = None if budgets is None else set(budgets)
@@ -141,7 +141,7 @@ def table(analysis: Analysis, axis_budgets: Sequence[int] | None = None) -> Tabl
     )
     for i, h in enumerate(HEADERS):
         t.add_column(h, justify="left" if i in (0, 6) else "right")
-    rows = _rows(analysis, axis_budgets)
+    rows = table_rows(analysis, axis_budgets)
     for i, row in enumerate(rows):
         last = i + 1 == len(rows) or bool(rows[i + 1][0])  # end of a curve's group
         t.add_row(*(Text(cell) for cell in row), end_section=last)
@@ -161,7 +161,7 @@ def _html(analysis: Analysis, pngs: dict[str, bytes], budgets: Sequence[int] | N
         f"<tr{' class=first' if row[0] else ''}>"
         + "".join(f"<td>{e(c)}</td>" for c in row)
         + "</tr>"
-        for row in _rows(analysis, budgets)
+        for row in table_rows(analysis, budgets)
     )
     lines = "".join(f"<li>{e(line)}</li>" for line in summary(analysis))
     figures = "".join(

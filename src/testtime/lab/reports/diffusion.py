@@ -26,6 +26,7 @@ from testtime.lab.data.spec import DIFFUSION, run_kind
 from testtime.lab.data.store import Store
 
 LEVEL, RESAMPLES = 0.95, 2000
+CAPTION = f"{LEVEL:.0%} bootstrap intervals over problems"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +49,14 @@ def report(
     """Rebuild a diffusion run's report: its table (and arm A minus arm B, paired by problem,
     for a `pair`) to show, its plots written to `folder` and named in lines after them."""
     points = analyse(store, run_id)
-    shown: list[Table | str] = [table(points, f"{run_id}: reward and judged accuracy against NFE")]
+    shown: list[Table | str] = [table(points, title(run_id))]
     if pair is not None:
         shown.append(comparison(compare(store, run_id, *pair), *pair))
     return [*shown, *(f"plot: {path}" for path in write_plots(points, folder, run_id))]
+
+
+def title(run_id: str) -> str:
+    return f"{run_id}: reward and judged accuracy against NFE"
 
 
 def analyse(store: Store, run_id: str) -> list[NfePoint]:
@@ -112,31 +117,52 @@ def _point(arm: str, budget: int, got: list[tuple[float, float, dict[str, float]
     )  # fmt: skip
 
 
-def table(points: list[NfePoint], title: str) -> Table:
-    t = Table(title=title, caption=f"{LEVEL:.0%} bootstrap intervals over problems")
-    t.add_column("strategy", no_wrap=True)
-    for h in ("nfe budget", "nfe spent", "FLOPs", "accuracy [CI]", "reward [CI]", "n"):
-        t.add_column(h, justify="right")
-    last = None
+HEADERS = ("strategy", "nfe budget", "nfe spent", "FLOPs", "accuracy [CI]", "reward [CI]", "n")
+
+
+def table_rows(points: list[NfePoint]) -> list[tuple[str, ...]]:
+    """The report table's cells as it prints them, one row per point (an arm's name on its
+    first row only); the viewer shows these same cells."""
+    rows, last = [], None
     for p in points:
         a, r = p.accuracy, p.reward
-        t.add_row(
-            Text(p.arm if p.arm != last else ""), str(p.budget), f"{p.nfe:.0f}", human(p.flops),
+        rows.append((
+            p.arm if p.arm != last else "", str(p.budget), f"{p.nfe:.0f}", human(p.flops),
             f"{a[0]:.1%} [{a[1]:.1%}, {a[2]:.1%}]", f"{r[0]:.3f} [{r[1]:.3f}, {r[2]:.3f}]",
             str(p.problems),
-        )  # fmt: skip
+        ))  # fmt: skip
         last = p.arm
+    return rows
+
+
+def table(points: list[NfePoint], title: str) -> Table:
+    t = Table(title=title, caption=CAPTION)
+    t.add_column(HEADERS[0], no_wrap=True)
+    for h in HEADERS[1:]:
+        t.add_column(h, justify="right")
+    for first, *rest in table_rows(points):
+        t.add_row(Text(first), *rest)
     return t
 
 
+DIFFERENCE_HEADERS = ("nfe budget", "accuracy difference [CI]", "reward difference [CI]")
+
+
+def comparison_rows(rows: list[tuple[int, Any, Any]]) -> list[tuple[str, str, str]]:
+    """The comparison table's cells as it prints them (the viewer shows these same cells)."""
+    return [
+        (str(budget), f"{acc[0]:+.1%} [{acc[1]:+.1%}, {acc[2]:+.1%}]",
+         f"{rew[0]:+.3f} [{rew[1]:+.3f}, {rew[2]:+.3f}]")
+        for budget, acc, rew in rows
+    ]  # fmt: skip
+
+
 def comparison(rows: list[tuple[int, Any, Any]], a: str, b: str) -> Table:
-    t = Table(title=Text(f"{a} minus {b}, paired by problem"),
-              caption=f"{LEVEL:.0%} bootstrap intervals over problems")  # fmt: skip
-    for h in ("nfe budget", "accuracy difference [CI]", "reward difference [CI]"):
+    t = Table(title=Text(f"{a} minus {b}, paired by problem"), caption=CAPTION)
+    for h in DIFFERENCE_HEADERS:
         t.add_column(h, justify="right")
-    for budget, acc, rew in rows:
-        t.add_row(str(budget), f"{acc[0]:+.1%} [{acc[1]:+.1%}, {acc[2]:+.1%}]",
-                  f"{rew[0]:+.3f} [{rew[1]:+.3f}, {rew[2]:+.3f}]")  # fmt: skip
+    for cells in comparison_rows(rows):
+        t.add_row(*cells)
     return t
 
 

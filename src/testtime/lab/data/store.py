@@ -413,6 +413,43 @@ class Store:
             row["cost"] = json.loads(row["cost"])
         return out
 
+    # -- a run in progress (the live view folds in what is new) --------------------------
+    def stored_after(
+        self, run_id: str, sample: int, result: int
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], int, int]:
+        """A run's samples stored after rowid `sample` and results after rowid `result` (0:
+        all), in the order stored, with how many samples and results the run has, all read
+        from one snapshot. Samples: (rowid, model, task, pool, seed, problem, idx, answer,
+        correct); results: (rowid, model, task, arm, budget, seed, problem, answer, correct).
+        Rows are never deleted and writes are serial, so every row committed after a read
+        has a larger rowid than any row that read saw: a reader that keeps the last rowid it
+        saw reads each row once, at the cost of the rows new since (a range of the table's
+        own rowid b-tree; `+run` keeps SQLite off the run's whole key index)."""
+        outer = self.db.in_transaction
+        if not outer:
+            self.db.execute("BEGIN")  # deferred: one read snapshot, no write lock
+        try:
+            samples = self.db.execute(
+                "SELECT rowid, model, task, pool, seed, problem, idx, answer, correct"
+                " FROM samples WHERE rowid > ? AND +run = ? ORDER BY rowid",
+                (sample, run_id),
+            ).fetchall()
+            results = self.db.execute(
+                "SELECT rowid, model, task, arm, budget, seed, problem, answer, correct"
+                " FROM results WHERE rowid > ? AND +run = ? ORDER BY rowid",
+                (result, run_id),
+            ).fetchall()
+            n_samples = self.db.execute(
+                "SELECT count(*) FROM samples WHERE run = ?", (run_id,)
+            ).fetchone()[0]
+            n_results = self.db.execute(
+                "SELECT count(*) FROM results WHERE run = ?", (run_id,)
+            ).fetchone()[0]
+        finally:
+            if not outer:
+                self.db.execute("COMMIT")
+        return samples, results, int(n_samples), int(n_results)
+
 
 def _kv_terms_sql() -> str:
     return (

@@ -1,13 +1,15 @@
 """How fast the viewer's pages open in headless Chromium (issue 18). Not a timed test: it
 prints times; the goal is under 2 s a page.
 
-    python bench/view.py [--nodes 2000] [--rounds 5] [--samples 100000] [--only trace|store]
+    python bench/view.py [--nodes 2000] [--rounds 5] [--samples 100000] [--only trace|store|live]
 
 Sections (each prints its own lines):
 - store: a lab store of `--samples` samples (1,000 problems x a pool of 100, written straight
   through the Store API in a temporary folder, as `lab run` would store them): the runs page,
   a run's page (table and plots; its first open replays the analysis, later opens reuse it)
   and one problem's page, each from the request to drawn (body[data-ready]).
+- live: one poll of the live page's API on that store while its run is marked running (no
+  browser): a viewer's first poll, a poll with nothing new, a poll after one more unit.
 - trace: the page of a 2,000-node MCTS trace (made synthetically in the trace schema:
   running MCTS that large on the fake model is slow and adds nothing), from the request to
   the tree drawn (body[data-ready]), with the nodes drawn counted.
@@ -206,15 +208,69 @@ def store_section(samples: int, rounds: int) -> None:
                   f"{shown[0]:.2f} s; table and plots drawn after {t[0]:.2f} s")  # fmt: skip
 
 
+def live_section(samples: int, rounds: int) -> None:
+    """One poll of the live page's API (/api/live/run) on the `--samples` store, its run
+    marked running: the first poll of a viewer, a poll with nothing new, and a poll after
+    the lab stored one more pool unit of 100 samples (a problem added to the run)."""
+    from urllib.request import urlopen
+
+    from testtime.lab.data.rows import ProblemRow, SampleRow, Unit
+    from testtime.lab.data.spec import parse_spec, spec_key
+    from testtime.lab.data.store import open_store
+    from testtime.lab.execution.work import pool_key
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "store.sqlite"
+        run_id = big_store(path, samples)
+        spec = parse_spec({**STORE_SPEC, "problems": 1, "pool": 100})
+        task, where = spec_key(spec.tasks[0]), pool_key(spec.arms[0].sampling)
+        with open_store(path) as db:
+            db.set_status(run_id, "started")
+        served = Served(create_app(path, []))
+        url = f"{served.url}/api/live/run?id={run_id}"
+
+        def poll() -> tuple[float, dict[str, Any]]:
+            started = time.perf_counter()
+            with urlopen(url) as reply:
+                found = json.loads(reply.read())
+            return time.perf_counter() - started, found
+
+        def one_more(n: int) -> None:  # the lab stores one more unit: a new problem's pool
+            with open_store(path) as db:
+                db.put_problems(run_id, [ProblemRow(task, f"x{n}", 10**6 + n, "[]", "1")])
+                rows = [SampleRow(j, "Answer: 1", "1", True, "eos", 40, 20, 4e7, 0.001)
+                        for j in range(100)]  # fmt: skip
+                db.put(run_id, Unit("fake", task, 0, f"x{n}", where, 0, 100), rows, None)
+
+        try:
+            first, found = poll()
+            same = [poll()[0] for _ in range(rounds)]
+            grown = []
+            for n in range(rounds):
+                one_more(n)
+                took, found = poll()
+                grown.append(took)
+        finally:
+            served.stop()
+    assert found["samples"] == samples + 100 * rounds, found["samples"]
+    print(f"live: one poll of /api/live/run, {samples} samples, {len(found['leaders'])} leaders")
+    print(f"  first poll: {first:.3f} s")
+    for name, t in (("nothing new", same), ("after one more unit (100 samples)", grown)):
+        print(f"  {name}: median {statistics.median(t):.3f} s, min {min(t):.3f}, "
+              f"max {max(t):.3f} over {len(t)} polls")  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nodes", type=int, default=2000)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--samples", type=int, default=100_000)
-    ap.add_argument("--only", choices=("trace", "store"))
+    ap.add_argument("--only", choices=("trace", "store", "live"))
     args = ap.parse_args()
     if args.only in (None, "trace"):
         trace_section(args.nodes, args.rounds)
+    if args.only in (None, "live"):
+        live_section(args.samples, args.rounds)
     if args.only in (None, "store"):
         store_section(args.samples, args.rounds)
 

@@ -112,7 +112,7 @@ class _Fold:
 
 
 _FOLDS: OrderedDict[tuple[str, str], _Fold] = OrderedDict()
-_LOCK = threading.Lock()  # the page's polls run in a thread pool; a fold is read once
+_LOCK = threading.Lock()  # polls run in a thread pool: one folds in new rows at a time
 
 
 def _folded(db: Store, run_id: str, rec: dict[str, Any]) -> _Fold:

@@ -14,7 +14,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from testtime.core.errors import TesttimeError
-from testtime.view import store_data
+from testtime.lab.data.spec import DIFFUSION, run_kind
+from testtime.view import diffusion_data, store_data
 from testtime.view.html import error_page, esc, page
 
 router = APIRouter()
@@ -43,7 +44,7 @@ def _shell(title: str, view: str, body: str, request: Request) -> HTMLResponse:
     return page(
         title,
         f'<p class="muted">store <code id="store-path">{where}</code></p>{body}',
-        scripts=(CHART, "js/store.js"),
+        scripts=(CHART, "js/diffusion.js", "js/store.js"),
         data=view,
     )
 
@@ -105,9 +106,17 @@ def runs_api(request: Request) -> dict[str, Any]:
 
 @router.get("/api/store/run")
 def run_api(request: Request, id: str) -> dict[str, Any]:
-    """A run's record and its analysis."""
+    """A run's record and its analysis (a diffusion run's: its `diffuse report`)."""
     with store_data.opened(_config_store(request)) as db:
-        return store_data.run_view(db, id)
+        return diffusion_data.with_report(db, store_data.run_view(db, id))
+
+
+@router.get("/api/store/diffusion/compare")
+def diffusion_compare_api(request: Request, run: str, a: str, b: str) -> dict[str, Any]:
+    """A diffusion run's arm a minus arm b, paired by problem (`diffuse report --compare`)."""
+    with store_data.opened(_config_store(request)) as db:
+        store_data.record(db, run)
+        return diffusion_data.compare(db, run, a, b)
 
 
 @router.get("/api/store/problems")
@@ -119,6 +128,10 @@ def problems_api(request: Request, run: str) -> dict[str, Any]:
 
 @router.get("/api/store/problem")
 def problem_api(request: Request, run: str, task: str, problem: str) -> dict[str, Any]:
-    """One problem's samples in vote groups, verdicts and results."""
+    """One problem's samples in vote groups, verdicts and results (a diffusion run's: each
+    result with its images' labels and rewards)."""
     with store_data.opened(_config_store(request)) as db:
+        rec = store_data.record(db, run)
+        if run_kind(rec["spec"]) == DIFFUSION:
+            return diffusion_data.problem_view(db, rec, task, problem)
         return store_data.problem_view(db, run, task, problem)

@@ -27,6 +27,11 @@ from testtime.lab.data.store import Store
 
 LEVEL, RESAMPLES = 0.95, 2000
 CAPTION = f"{LEVEL:.0%} bootstrap intervals over problems"
+AXES = {  # the plots' axis labels (the viewer draws the same plots)
+    "nfe": "function evaluations (NFE) per problem",
+    "accuracy": "judged accuracy",
+    "reward": "reward of the chosen image",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +128,8 @@ HEADERS = ("strategy", "nfe budget", "nfe spent", "FLOPs", "accuracy [CI]", "rew
 def table_rows(points: list[NfePoint]) -> list[tuple[str, ...]]:
     """The report table's cells as it prints them, one row per point (an arm's name on its
     first row only); the viewer shows these same cells."""
-    rows, last = [], None
+    rows: list[tuple[str, ...]] = []
+    last = None
     for p in points:
         a, r = p.accuracy, p.reward
         rows.append((
@@ -186,8 +192,8 @@ def write_plots(points: list[NfePoint], out_dir: Path, title: str) -> list[Path]
             (line,) = ax.plot(xs, mid, marker="o", label=arm)
             ax.fill_between(xs, lo, hi, alpha=0.2, color=line.get_color())
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("function evaluations (NFE) per problem")
-        ax.set_ylabel("judged accuracy" if metric == "accuracy" else "reward of the chosen image")
+        ax.set_xlabel(AXES["nfe"])
+        ax.set_ylabel(AXES[metric])
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
         ax.legend()

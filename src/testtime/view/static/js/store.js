@@ -60,6 +60,7 @@ const store = (() => {
       ` · ${data.brief.models.join(", ")} on ${data.brief.tasks.join(", ")}`));
     if (data.error) section.append(el("div", { class: "error" }, data.error));
     if (data.note) section.append(el("p", { class: "note" }, data.note));
+    if (data.diffusion) diffusion.runView(section, data); // diffusion.js: `diffuse report`'s
     const a = data.analysis;
     if (a) {
       section.append(el("p", { class: "muted" }, `${a.title} (${a.problems} problems)`));
@@ -69,7 +70,10 @@ const store = (() => {
       plots(section, a, id);
     }
     section.append(el("details", {}, el("summary", {}, "spec as given"), el("pre", {}, data.source)));
-    if (withProblems) await problemsList(section, id);
+    if (withProblems) {
+      if (data.diffusion) diffusion.problemsList(section, data);
+      else await problemsList(section, id);
+    }
   }
 
   function curvesOf(a) {
@@ -226,6 +230,7 @@ const store = (() => {
     const q = section.dataset;
     const data = await getJSON(`/api/store/problem?run=${encodeURIComponent(q.run)}` +
       `&task=${encodeURIComponent(q.task)}&problem=${encodeURIComponent(q.problem)}`);
+    if (data.kind === "diffusion") return diffusion.problemView(section, data);
     section.append(el("p", {}, `task ${data.task} · gold answer `,
       el("b", { id: "gold" }, data.gold ?? "–")));
     if (data.prompt) section.append(el("details", {}, el("summary", {}, "prompt"), el("pre", {}, data.prompt)));

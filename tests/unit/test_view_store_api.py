@@ -183,3 +183,86 @@ def test_view_cli_refuses_a_busy_port_and_a_missing_store_in_one_line(
             assert exit_.value.code == 2
             lines = capsys.readouterr().err.strip().splitlines()
             assert len(lines) == 1 and says in lines[0], lines
+
+
+def test_a_page_opened_while_the_warm_up_replays_its_run_waits_for_that_replay(
+    stored: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`testtime view` replays the newest runs at start-up (`warm`); a page asking for a run
+    while it is replayed gets that replay's analysis, exact and replayed once, not twice."""
+    import shutil
+    import threading
+
+    path = tmp_path / "copy.sqlite"  # a path of its own: nothing kept from the other tests
+    shutil.copy(stored[0], path)
+    started, release, replays = threading.Event(), threading.Event(), []
+    real = store_data.analysis_json
+
+    def slow(db: Any, run_id: str) -> dict[str, Any]:
+        replays.append(threading.current_thread().name)
+        started.set()
+        assert release.wait(30)
+        return real(db, run_id)
+
+    monkeypatch.setattr(store_data, "analysis_json", slow)
+    warming = store_data.warm(path)
+    assert started.wait(30)  # the warm-up is replaying the run
+    got: list[dict[str, Any]] = []
+
+    def open_page() -> None:  # a request: its own thread, its own read of the store
+        with store_data.opened(path) as db:
+            got.append(store_data.run_view(db, stored[1]))
+
+    page = threading.Thread(target=open_page)
+    page.start()
+    page.join(0.2)
+    assert page.is_alive() and not got  # the page waits for the warm-up's replay
+    release.set()
+    page.join(30)
+    warming.join(30)
+    with store_data.opened(path) as db:
+        want = real(db, stored[1])
+    assert replays == ["testtime-view-warm"]  # replayed once, by the warm-up
+    assert got[0]["analysis"] == want
+
+
+def test_the_warm_up_stops_once_a_page_has_asked_for_a_run(
+    stored: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Warming replays the newest runs until a page asks for one: then the page's request
+    has the CPU (an older run is not replayed behind it)."""
+    import shutil
+    import threading
+
+    path = tmp_path / "copy.sqlite"
+    shutil.copy(stored[0], path)
+    with open_store(path) as db:  # a second run, newer: warmed first, then the older one
+        plan = runner.prepare(db, SPEC, "again", run_id="newer")
+        assert [r["id"] for r in db.runs()] == [stored[1], "newer"]
+        runner.execute(db, SPEC, plan, lambda: runner.run_local(db, SPEC, plan))
+    replayed: list[str] = []
+    real, real_cached = store_data.analysis_json, store_data.cached_analysis
+    asked, pages = threading.Event(), []
+
+    def asking(db: Any, run_id: str) -> dict[str, Any]:
+        if threading.current_thread().name != "testtime-view-warm":
+            asked.set()  # a page's request has asked (it then waits for the replay)
+        return real_cached(db, run_id)
+
+    def open_page(run_id: str) -> None:
+        with store_data.opened(path) as db:
+            store_data.run_view(db, run_id)
+
+    def counted(db: Any, run_id: str) -> dict[str, Any]:
+        replayed.append(run_id)
+        if len(replayed) == 1:  # a page asks for this run while the warm-up replays it
+            pages.append(threading.Thread(target=open_page, args=(run_id,)))
+            pages[0].start()
+            assert asked.wait(30)
+        return real(db, run_id)
+
+    monkeypatch.setattr(store_data, "analysis_json", counted)
+    monkeypatch.setattr(store_data, "cached_analysis", asking)
+    store_data.warm(path).join(30)
+    pages[0].join(30)
+    assert replayed == [plan.run_id]  # the newest run, and no other after the page asked

@@ -48,4 +48,4 @@ def view(
     err.print(f"viewer on {url} (Ctrl-C stops it)")
     if open_browser:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()
-    uvicorn.run(create_app(store, traces), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(store, traces, warm=True), host=host, port=port, log_level="warning")

@@ -21,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from testtime.core.errors import TesttimeError
-from testtime.view import live, store, traces
+from testtime.view import live, store, store_data, traces
 from testtime.view.html import error_page, esc, page
 
 STATIC = Path(__file__).parent / "static"
@@ -42,8 +42,14 @@ def config(request: Request) -> ViewConfig:
     return found
 
 
-def create_app(store_path: Path | None = None, trace_paths: Sequence[Path] = ()) -> FastAPI:
-    """The viewer on a lab store and/or trace files (either may be absent)."""
+def create_app(
+    store_path: Path | None = None, trace_paths: Sequence[Path] = (), *, warm: bool = False
+) -> FastAPI:
+    """The viewer on a lab store and/or trace files (either may be absent); `warm` starts
+    replaying the store's newest runs in the background (`store_data.warm`), as
+    `testtime view` does, so a run's first open need not wait for its replay."""
+    if warm and store_path is not None:
+        store_data.warm(store_path)
     app = FastAPI(title="testtime view", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.config = ViewConfig(store_path, tuple(trace_paths))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

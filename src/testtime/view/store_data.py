@@ -4,11 +4,17 @@ Nothing here computes a metric of its own: a run's curves, intervals, frontier a
 `lab.analysis.replay.analyse` (what `testtime lab report` shows), sent as they are; samples
 are grouped by the task's canonical form and ordered by core's `leader`, as the vote grouped
 them. A store is opened read-only for each request, so a run in progress shows its latest.
+
+A run's analysis is kept (by the run's row counts and status, so a changed run is replayed
+again), and `warm` replays the newest runs' in the background from `testtime view`'s start
+until a page asks for one: a page asking for the run being replayed waits for that replay.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from testtime.core.answers import canonical
-from testtime.core.errors import ConfigError, DataError
+from testtime.core.errors import ConfigError, DataError, TesttimeError
 from testtime.core.types import Candidate
 from testtime.core.voting import group, leader
+from testtime.lab.analysis import fit
 from testtime.lab.analysis.curves import AXIS_LABELS
 from testtime.lab.analysis.replay import analyse, canonicals
 from testtime.lab.data.spec import DIFFUSION, run_kind
@@ -27,6 +34,7 @@ from testtime.lab.reports.llm import HEADERS, PARETO_KEY, summary, table_rows
 from testtime.lab.reports.plots import COVERAGE_LABEL
 
 CACHED = 8  # analyses kept in memory (a replay of a large run takes seconds)
+log = logging.getLogger(__name__)
 
 
 class UnknownRun(DataError):
@@ -88,6 +96,8 @@ def brief(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 _cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+_running: dict[tuple[Any, ...], threading.Event] = {}  # analyses under way: set when done
+_asked = [0]  # analyses pages have asked for: warming stops at the first
 _lock = threading.Lock()
 
 
@@ -120,16 +130,61 @@ def run_view(db: Store, run_id: str) -> dict[str, Any]:
             f"a diffusion run: its table and plots are `testtime diffuse report {run_id}`; "
             "its stored samples are listed below"
         )}  # fmt: skip
-    key = _version(db, run_id)
     with _lock:
-        hit = _cache.get(key)
-    if hit is None:
-        hit = analysis_json(db, run_id)
+        _asked[0] += 1
+    return {**base, "analysis": cached_analysis(db, run_id)}
+
+
+def cached_analysis(db: Store, run_id: str) -> dict[str, Any]:
+    """`analysis_json`, kept for the run's current rows; one replay at a time per run and
+    rows: a second asker waits for the first's (the warm-up's) instead of replaying too."""
+    key = _version(db, run_id)
+    while True:
+        with _lock:
+            if key in _cache:
+                return _cache[key]
+            running = _running.get(key)
+            if running is None:
+                done = _running[key] = threading.Event()
+                break
+        running.wait()  # then kept, or failed there: replayed here
+    try:
+        found = analysis_json(db, run_id)
         with _lock:
             if len(_cache) >= CACHED:
                 _cache.pop(next(iter(_cache)))
-            _cache[key] = hit
-    return {**base, "analysis": hit}
+            _cache[key] = found
+        return found
+    finally:
+        with _lock:
+            del _running[key]
+        done.set()
+
+
+def warm(path: Path) -> threading.Thread:
+    """Start replaying, in a background thread, what a run's first open needs: the fitting
+    library's import, then the analyses of the newest runs (as many as are kept), until a
+    page asks for an analysis (its request then has the CPU). A page opened before is still
+    exact: it waits for its run's replay under way or makes its own."""
+    with _lock:
+        asked = _asked[0]
+
+    def work() -> None:
+        fit.load_fitter()
+        try:
+            with opened(path) as db:
+                for r in list(reversed(db.runs()))[:CACHED]:
+                    with _lock:
+                        if _asked[0] != asked:
+                            return
+                    if run_kind(db.run(r["id"])["spec"]) != DIFFUSION:
+                        cached_analysis(db, r["id"])
+        except (TesttimeError, sqlite3.Error) as e:  # the page asking for it will say so
+            log.debug("warming %s stopped: %s", path, e)
+
+    thread = threading.Thread(target=work, name="testtime-view-warm", daemon=True)
+    thread.start()
+    return thread
 
 
 def analysis_json(db: Store, run_id: str) -> dict[str, Any]:

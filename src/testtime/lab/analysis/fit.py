@@ -44,12 +44,9 @@ def fit_coverage(ks: Sequence[int], coverage: Sequence[float]) -> CoverageFit | 
     inner = (c > 0) & (c < 1)
     if int(inner.sum()) < 3:
         return None
-    try:
-        from scipy.optimize import OptimizeWarning, curve_fit
-    except ImportError:
-        raise ConfigError(
-            "fitting the coverage law needs scipy: pip install 'testtime[lab]'"
-        ) from None
+    load_fitter()
+    from scipy.optimize import OptimizeWarning, curve_fit
+
     clamped = np.clip(c[inner], _EPS, 1 - _EPS)
     slope, intercept = np.polyfit(np.log(k[inner]), np.log(-np.log(clamped)), 1)
     start = (-math.exp(float(intercept)), float(slope))
@@ -68,6 +65,17 @@ def fit_coverage(ks: Sequence[int], coverage: Sequence[float]) -> CoverageFit | 
     spread = float(np.sum((c - c.mean()) ** 2))
     r2 = 1.0 - residual / spread if spread > 0 else float(residual == 0)
     return CoverageFit(a, b, r2, tuple(int(x) for x in ks))
+
+
+def load_fitter() -> None:
+    """Import scipy's optimizer, which `fit_coverage` fits with: imported at the first fit
+    (~0.3 s), or ahead of it by a program that has time to spare (the viewer at start-up)."""
+    try:
+        import scipy.optimize  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            "fitting the coverage law needs scipy: pip install 'testtime[lab]'"
+        ) from None
 
 
 def saturation(ks: Sequence[int], values: Sequence[float], tolerance: float = 0.01) -> int | None:

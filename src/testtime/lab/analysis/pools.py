@@ -90,14 +90,16 @@ class Pool:
         each (a large run has 10^5 rows: one `json.loads` per cell costs seconds)."""
         if not rows:
             return
-        for answer, correct, tokens, cost, _, v_flops, _, _ in (r[6:14] for r in rows):
-            self.answers.append(answer)
-            self.correct.append(float(correct or 0))
-            self.tokens.append(int(tokens))
-            self.flops.append(float(cost))
-            self.verifier_flops.append(float(v_flops))
-        self.scores += _objects([r[10] for r in rows])
-        self.verifier_costs += _objects([r[13] for r in rows])
+        answers, correct, tokens, cost, scores, v_flops, _, v_costs = zip(
+            *(r[6:14] for r in rows), strict=True
+        )  # column by column: a large run has 10^5 rows
+        self.answers += answers
+        self.correct += [float(c or 0) for c in correct]
+        self.tokens += map(int, tokens)
+        self.flops += map(float, cost)
+        self.verifier_flops += map(float, v_flops)
+        self.scores += _objects(list(scores))
+        self.verifier_costs += _objects(list(v_costs))
         self.prompt_tokens = int(rows[-1][12])
         self._canon = None
         self._means.clear()

@@ -127,3 +127,17 @@ async def test_a_key_sees_only_its_own_requests() -> None:
         anon = await c.get("/testtime/requests")
     assert len(mine.json()["requests"]) == 1 and theirs.json()["requests"] == []
     assert anon.status_code == 401
+
+
+async def test_an_ended_request_keeps_its_progress_as_it_was_when_it_ended() -> None:
+    async with _client(FakeGenerator(latency=0.05)) as c:
+        body = {"model": "fake", "messages": USER, "seed": 1,
+                "testtime": {"strategy": "self_consistency", "params": {"n": 3}}}  # fmt: skip
+        rid = (await c.post("/v1/chat/completions", json=body)).json()["id"]
+        first = (await c.get(f"/testtime/requests/{rid}")).json()["progress"]
+        await asyncio.sleep(0.3)
+        later = (await c.get(f"/testtime/requests/{rid}")).json()["progress"]
+        listed = (await c.get("/testtime/requests")).json()["requests"]
+    assert first["samples"] == 3 and 0.05 <= first["elapsed_s"] < 0.3
+    assert later == first  # its seconds stopped when it ended
+    assert listed[0]["progress"] == first and "tree" not in listed[0]

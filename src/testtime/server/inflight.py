@@ -5,13 +5,15 @@ asked (model, strategy, the problem's last message, shortened), its state (runni
 served, failed or cancelled), and its progress as the stream shows it (`Observed.snapshot`:
 samples so far, the leader, the cost so far). A search (a sample continuing an earlier one)
 also carries its tree so far: each sample with the sample it continued. Ended requests are
-kept (the last `KEEP`) so a page watching one shows how it ended.
+kept (the last `KEEP`) so a page watching one shows how it ended, with its progress as it
+was when it ended (its seconds stop there).
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 from testtime.server.limits import Key
@@ -23,39 +25,61 @@ SHOWN = 200  # characters of a prompt or answer shown
 TREE = 2000  # nodes of a tree sent at most
 
 
+@dataclass
+class Watched:
+    """A request on the live page: its job, when it started (epoch seconds), and its
+    progress as it was when its task ended (None while it runs)."""
+
+    job: Job
+    started: float
+    final: dict[str, Any] | None = None
+
+    def progress(self) -> dict[str, Any]:
+        """Progress so far, or at the end: an ended request's seconds do not go on growing."""
+        return self.final if self.final is not None else self.job.generator.snapshot()
+
+
 class InFlight:
     """Requests by id: the running ones and the last `KEEP` that ended."""
 
     def __init__(self) -> None:
-        self.jobs: OrderedDict[str, tuple[Job, float]] = OrderedDict()
+        self.jobs: OrderedDict[str, Watched] = OrderedDict()
 
     def add(self, job: Job) -> None:
         """Watch a started job (its `cid` set, its task created)."""
-        self.jobs[job.cid] = (job, time.time())
-        ended = [cid for cid, (j, _) in self.jobs.items() if j.task is None or j.task.done()]
+        watched = self.jobs[job.cid] = Watched(job, time.time())
+        if job.task is not None:  # its progress is kept as it was when it ended
+            job.task.add_done_callback(lambda _: _end(watched))
+        ended = [cid for cid, w in self.jobs.items() if w.job.task is None or w.job.task.done()]
         for cid in ended[: max(0, len(ended) - KEEP)]:
             del self.jobs[cid]
 
     def listed(self, key: Key | None) -> list[dict[str, Any]]:
         """Every request this key may see (all of them on a server without keys), newest
         first, without trees."""
-        shown = [described(j, t) for j, t in self.jobs.values() if _visible(j, key)]
-        return [{k: v for k, v in d.items() if k != "tree"} for d in reversed(shown)]
+        shown = [described(w, tree=False) for w in self.jobs.values() if _visible(w.job, key)]
+        return shown[::-1]
 
     def one(self, cid: str, key: Key | None) -> dict[str, Any] | None:
         """One request with its tree so far, or None if unknown (or another key's)."""
         found = self.jobs.get(cid)
-        if found is None or not _visible(found[0], key):
+        if found is None or not _visible(found.job, key):
             return None
-        return described(*found)
+        return described(found)
+
+
+def _end(watched: Watched) -> None:
+    watched.final = watched.job.generator.snapshot()
 
 
 def _visible(job: Job, key: Key | None) -> bool:
     return key is None or job.key is key
 
 
-def described(job: Job, started: float) -> dict[str, Any]:
-    """A request's state and progress; an ended one its outcome (the answer, or why not)."""
+def described(watched: Watched, *, tree: bool = True) -> dict[str, Any]:
+    """A request's state and progress; an ended one its outcome (the answer, or why not);
+    with `tree`, a search's tree so far."""
+    job = watched.job
     plan, task = job.plan, job.task
     state = "running"
     outcome: dict[str, Any] = {}
@@ -76,14 +100,14 @@ def described(job: Job, started: float) -> dict[str, Any]:
         "prompt": _short(_prompt(plan)),
         "state": state,
         "finished": state != "running",
-        "started": started,
-        "progress": job.generator.snapshot(),
+        "started": watched.started,
+        "progress": watched.progress(),
         **outcome,
-        "tree": tree(job),
+        **({"tree": search_tree(job)} if tree else {}),
     }
 
 
-def tree(job: Job) -> dict[str, Any] | None:
+def search_tree(job: Job) -> dict[str, Any] | None:
     """The samples as a tree (a sample's parent: the sample whose text it continued), when
     any sample continued another; else None (independent samples are no tree)."""
     found = job.generator.candidates

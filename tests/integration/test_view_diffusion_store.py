@@ -104,11 +104,11 @@ def test_run_page_shows_the_diffusion_report_and_hover_gives_a_points_numbers(
     v.screenshot("store-diffusion-run")
     # fk minus zero_order, paired by problem: `diffuse report --compare fk,zero_order`
     v.driver.execute_script(
-        "document.getElementById('diff-a').value = 'fk';"
-        "document.getElementById('diff-b').value = 'zero_order';"
+        "document.querySelector('select.diff-a').value = 'fk';"
+        "document.querySelector('select.diff-b').value = 'zero_order';"
     )
-    v.css("#diff-go").click()
-    rows = v.wait(lambda d: v.all("#difference table tbody tr"))
+    v.css("button.diff-go").click()
+    rows = v.wait(lambda d: v.all(".difference table tbody tr"))
     assert [[c.text for c in r.find_elements("css selector", "td")] for r in rows] == [
         list(r) for r in difference
     ]

@@ -33,12 +33,12 @@ const diffusion = (() => {
 
   /** Two arms to subtract, paired by problem: `diffuse report --compare A,B`'s table. */
   function compareForm(id, d) {
-    const pick = (name, chosen) => el("select", { id: `diff-${name}` },
+    const pick = (name, chosen) => el("select", { class: `diff-${name}` },
       ...d.arms.map((a) => el("option", { value: a, selected: a === chosen }, a)));
     const a = pick("a", d.arms[0]);
     const b = pick("b", d.arms[1]);
-    const out = el("div", { id: "difference" });
-    const go = el("button", { id: "diff-go" }, "compare");
+    const out = el("div", { class: "difference" });
+    const go = el("button", { class: "diff-go" }, "compare");
     go.addEventListener("click", async () => {
       out.replaceChildren(el("p", { class: "muted" }, "pairing by problem …"));
       try {

@@ -160,3 +160,20 @@ def test_problem_page_lists_each_results_images_with_label_and_reward(
         assert label == name and float(number) == pytest.approx(value, rel=5e-3)
     assert "chosen" in inner[chosen].get_attribute("class")
     v.screenshot("store-diffusion-problem")
+
+
+def test_runs_page_lists_a_diffusion_run_with_its_arms_and_budgets(
+    viewer: Any,  # noqa: F811
+    stored: tuple[Path, str],
+) -> None:
+    path, run_id = stored
+    with open_store(path, readonly=True) as db:
+        (run,) = db.runs()
+    v: Viewer = viewer(create_app(path, []))
+    v.open("/store")
+    assert not v.error()
+    (row,) = v.all("#runs-table tbody tr")
+    cells = [c.text for c in row.find_elements("css selector", "td")]
+    assert cells[1] == run_id and (int(cells[5]), int(cells[6])) == (0, run["results"])
+    # no models or tasks in a diffusion spec: no empty parts in its gist
+    assert cells[9] == "best_of_n, fk, zero_order · budgets 10,20,40,80"

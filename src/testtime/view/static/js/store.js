@@ -31,7 +31,7 @@ const store = (() => {
         button.disabled = ticked.size !== 2;
       });
       const s = r.spec;
-      const spec = `${s.models.join(", ")} · ${s.tasks.join(", ")} · ${s.arms.join(", ")}` +
+      const spec = [s.models, s.tasks, s.arms].filter((l) => l.length).map((l) => l.join(", ")).join(" · ") +
         (s.budgets.length ? ` · budgets ${s.budgets.join(",")}` : "") +
         (s.pool ? ` · pool ${s.pool}` : "");
       return [box, el("a", { href: `/store/run?id=${encodeURIComponent(r.id)}`, class: "run-link" }, r.id),

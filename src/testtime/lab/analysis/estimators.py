@@ -28,6 +28,14 @@ def _check(n: int, k: int) -> None:
         raise ValueError(f"k must be in 1..n (pool of {n}), got {k}")
 
 
+def _check_all(n: int, ks: Sequence[int]) -> None:
+    """`_check` on every k (one comparison each when all are in range: curves ask for
+    every k of 10^3 pools)."""
+    if ks and not (min(ks) >= 1 and max(ks) <= n):
+        for k in ks:
+            _check(n, k)
+
+
 def pass_at_k(n: int, c: int, k: int) -> float:
     """P(some one of k samples drawn without replacement is correct), c of n correct:
     1 - C(n-c, k)/C(n, k) in Chen et al. 2021's stable product form."""
@@ -38,8 +46,7 @@ def pass_at_k_curve(n: int, c: int, ks: Sequence[int]) -> list[float]:
     """pass@k (see pass_at_k) for every k in `ks`, the products for all k taken at once."""
     if not 0 <= c <= n:
         raise ValueError(f"c must be in 0..n (pool of {n}), got {c}")
-    for k in ks:
-        _check(n, k)
+    _check_all(n, ks)
     at = np.asarray(ks, dtype=float)[:, None]
     terms = np.ones((len(ks), c + 1))  # 1, then each factor in order: the product from 1
     terms[:, 1:] = 1.0 - at / np.arange(n - c + 1, n + 1, dtype=float)
@@ -147,8 +154,7 @@ def majority_curve(
     if any(not 0.0 <= w <= 1.0 for _, w in groups):
         raise ValueError("group credits must be in [0, 1]")
     n = sum(c for c, _ in groups) + unanswered
-    for k in ks:
-        _check(n, k)
+    _check_all(n, ks)
     sizes: dict[int, int] = {}
     credit: dict[int, float] = {}
     for c, w in groups:
@@ -157,6 +163,9 @@ def majority_curve(
             credit[c] = credit.get(c, 0.0) + float(w)
     profile = tuple(sorted(sizes.items()))
     chances = [(w, _wins(profile, unanswered, c)) for c, w in credit.items() if w > 0]
+    if len(chances) == 1:  # the usual case: fsum of one term is that term
+        w, p = chances[0]
+        return [min(1.0, w * p[k]) for k in ks]
     return [min(1.0, math.fsum(w * p[k] for w, p in chances)) for k in ks]
 
 
@@ -181,8 +190,7 @@ def best_of_k_curve(
         raise ValueError(f"{n} scores but {len(correct)} correctness values")
     if any(math.isnan(s) for s in scores):
         raise ValueError("scores must not be NaN")
-    for k in ks:
-        _check(n, k)
+    _check_all(n, ks)
     blocks: dict[float, list[float]] = {}
     for s, c in zip(scores, correct, strict=True):
         blocks.setdefault(float(s), []).append(float(c))
@@ -190,13 +198,21 @@ def best_of_k_curve(
     sizes = np.array([len(b) for b in levels])
     means = np.array([math.fsum(b) / len(b) for b in levels])
     starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    none = _avoiding(n, tuple(ks))
+    hit = np.ascontiguousarray(none[:, starts] - none[:, starts + sizes])  # rows contiguous
+    return [float(np.dot(row, means)) for row in hit]
+
+
+@lru_cache(maxsize=64)
+def _avoiding(n: int, ks: tuple[int, ...]) -> np.ndarray:
+    """none[j, h] = P(a ks[j]-subset of n avoids the h top-ranked samples) = C(n-h, k) /
+    C(n, k), as a stable running product; the same for every pool of n (made once)."""
     i = np.arange(n)
     at = np.asarray(ks)[:, None]
-    # none[j, h] = P(a ks[j]-subset avoids the h top-ranked samples) = C(n-h, k) / C(n, k)
     none = np.ones((len(ks), n + 1))
     none[:, 1:] = np.cumprod(np.maximum(n - at - i, 0) / (n - i), axis=1)
-    hit = none[:, starts] - none[:, starts + sizes]
-    return [float(np.dot(np.ascontiguousarray(row), means)) for row in hit]
+    none.setflags(write=False)
+    return none
 
 
 def best_of_k(scores: Sequence[float], correct: Sequence[float], k: int) -> float:
@@ -251,7 +267,8 @@ def bootstrap_ci_many(
 @lru_cache(maxsize=4)
 def _resampled(rows: int, resamples: int, seed: int) -> tuple[np.ndarray, ...]:
     """How often each of `rows` problems is drawn in each resample, chunk by chunk (to bound
-    memory): a function of its arguments alone, so every curve of an analysis (one set of
+    memory), as floats (exact; what each product with the values would convert them to,
+    once): a function of its arguments alone, so every curve of an analysis (one set of
     problems) shares one set of resampled problem sets, drawn once."""
     rng = np.random.default_rng(seed)
     chunk = max(1, (1 << 22) // rows)
@@ -259,7 +276,7 @@ def _resampled(rows: int, resamples: int, seed: int) -> tuple[np.ndarray, ...]:
     for start in range(0, resamples, chunk):
         r = min(chunk, resamples - start)
         idx = rng.integers(0, rows, size=(r, rows)) + rows * np.arange(r)[:, None]
-        counts = np.bincount(idx.ravel(), minlength=r * rows).reshape(r, rows)
+        counts = np.bincount(idx.ravel(), minlength=r * rows).reshape(r, rows).astype(float)
         counts.setflags(write=False)
         out.append(counts)
     return tuple(out)

@@ -191,14 +191,20 @@ def _points(
     gives a pool's costs at every k at once: one row per k, one column per axis."""
     problems = sorted(pools)
     at = np.asarray(ks, dtype=float)
-    acc = np.array([np.mean([value(p, ks) for p in pools[q]], axis=0) for q in problems])
-    costs = np.array([np.mean([cost(p, at) for p in pools[q]], axis=0) for q in problems])
+    acc = np.array([_seed_mean([value(p, ks) for p in pools[q]]) for q in problems])
+    costs = np.array([_seed_mean([cost(p, at) for p in pools[q]]) for q in problems])
     lo, hi = estimators.bootstrap_ci_many(acc, CI_LEVEL, RESAMPLES)
     mean, c = acc.mean(axis=0), costs.mean(axis=0)
     return tuple(
         Point(k, float(mean[j]), float(lo[j]), float(hi[j]), *map(float, c[j]))
         for j, k in enumerate(ks)
     )
+
+
+def _seed_mean(rows: Sequence[Any]) -> np.ndarray:
+    """The mean of a problem's seeds' rows; one seed's row as it is (the mean of one value
+    is that value), without numpy's mean per problem."""
+    return np.asarray(rows[0], dtype=float) if len(rows) == 1 else np.mean(rows, axis=0)
 
 
 def _replay_ks(pools: dict[str, list[Pool]], arm: ArmSpec, estimator: str) -> list[int]:

@@ -113,8 +113,9 @@ async def test_a_search_request_carries_its_tree() -> None:
     nodes = {n["id"]: n for n in tree["nodes"]}
     children = [n for n in nodes.values() if n["parent"] is not None]
     assert children and all(n["parent"] in nodes for n in children)
-    for n in children:  # a child continues its parent's text
+    for n in children:  # a child continues its parent's text, by its step
         assert n["text"].startswith(nodes[n["parent"]]["text"].rstrip("…")[:40])
+        assert n["step"] and n["text"] == f"{nodes[n['parent']]['text']} {n['step']}"
 
 
 async def test_a_key_sees_only_its_own_requests() -> None:

@@ -109,14 +109,17 @@ def described(watched: Watched, *, tree: bool = True) -> dict[str, Any]:
 
 def search_tree(job: Job) -> dict[str, Any] | None:
     """The samples as a tree (a sample's parent: the sample whose text it continued), when
-    any sample continued another; else None (independent samples are no tree)."""
+    any sample continued another; else None (independent samples are no tree). Each node
+    carries its step too: the text it added to its parent's, what tells siblings apart."""
     found = job.generator.candidates
     if not any(c.parent is not None for c in found):
         return None
+    texts = {c.id: c.text for c in found}
     nodes = [
-        {"id": c.id, "parent": c.parent, "answer": c.answer, "text": _short(c.text)}
+        {"id": c.id, "parent": c.parent, "answer": c.answer, "text": _short(c.text),
+         "step": _short(c.text[len(texts.get(c.parent, "")) :] if c.parent is not None else c.text)}
         for c in found[:TREE]
-    ]
+    ]  # fmt: skip
     return {"nodes": nodes, "more": max(0, len(found) - TREE)}
 
 

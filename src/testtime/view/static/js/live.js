@@ -163,21 +163,30 @@ const live = (() => {
     });
   }
 
+  /** A label of at most `n` characters. */
+  function clip(text, n) {
+    return text.length <= n ? text : text.slice(0, n - 1) + "…";
+  }
+
   /** A search's samples as a tree (each under the sample it continued), from a virtual
-   * root for the problem; d3 lays it out. Nodes carry data-id for tests. */
+   * root for the problem; d3 lays it out. Each node is labelled with its step (the text it
+   * added to its parent's; the whole text on hover): an inner node's on its left, a leaf's
+   * on its right, over a halo so links do not hide them. Nodes carry data-id for tests. */
   function drawTree(shape) {
-    const nodes = [{ id: "root", parent: null, answer: null, text: "(the problem)" },
-      ...shape.nodes.map((n) => ({ ...n, id: String(n.id),
-        parent: n.parent === null ? "root" : String(n.parent) }))];
+    const DX = 18, DY = 180, LABEL = 28; // px between rows, px between depths, characters
+    const nodes = [{ id: "root", parent: null, answer: null, text: "(the problem)",
+      step: "the problem" }, ...shape.nodes.map((n) => ({ ...n, id: String(n.id),
+      parent: n.parent === null ? "root" : String(n.parent) }))];
     const known = new Set(nodes.map((n) => n.id));
     for (const n of nodes) if (n.parent !== null && !known.has(n.parent)) n.parent = "root";
     const root = d3.stratify().id((d) => d.id).parentId((d) => d.parent)(nodes);
-    d3.tree().nodeSize([14, 70])(root);
+    d3.tree().nodeSize([DX, DY])(root);
     const [x0, x1] = d3.extent(root.descendants(), (d) => d.x);
-    const width = (root.height + 1) * 70 + 40;
-    const height = x1 - x0 + 40;
+    const left = 90; // room for the root's label
+    const width = root.height * DY + left + LABEL * 6 + 20;
+    const height = x1 - x0 + 2 * DX;
     const svg = d3.create("svg").attr("id", "tree").attr("width", width).attr("height", height);
-    const g = svg.append("g").attr("transform", `translate(20,${20 - x0})`);
+    const g = svg.append("g").attr("transform", `translate(${left},${DX - x0})`);
     g.append("g").selectAll("path").data(root.links()).join("path")
       .attr("fill", "none").attr("stroke", "#999")
       .attr("d", d3.linkHorizontal().x((d) => d.y).y((d) => d.x));
@@ -187,9 +196,12 @@ const live = (() => {
     node.append("circle").attr("r", 5)
       .attr("fill", (d) => (d.data.id === "root" ? "#555" : d.data.answer ? "#2a7" : "#9bd"));
     node.append("title").text((d) => d.data.text);
-    if (nodes.length <= 200) {
-      node.append("text").attr("dy", -8).attr("text-anchor", "middle").attr("font-size", 10)
-        .text((d) => d.data.answer || "");
+    if (nodes.length <= 300) {
+      node.append("text").attr("dy", "0.32em").attr("font-size", 10)
+        .attr("x", (d) => (d.children ? -8 : 8))
+        .attr("text-anchor", (d) => (d.children ? "end" : "start"))
+        .attr("stroke", "white").attr("stroke-width", 3).attr("paint-order", "stroke")
+        .text((d) => clip(d.data.step ?? d.data.answer ?? "", LABEL));
     }
     const box = el("div", { class: "tree-box" }, svg.node());
     if (shape.more) box.append(el("p", { class: "muted" }, `… ${shape.more} more samples`));

@@ -163,3 +163,25 @@ def test_every_registered_task_declares_the_class_its_factory_builds() -> None:
         task = build_task(name, {"size": 2})
         assert type(task) is TASKS.get(name).traits
         assert canonical_of(name) is type(task).canonical
+
+
+def test_best_of_k_makes_its_avoidance_products_once_per_pool_size_and_equals_enumeration() -> None:
+    """Every pool of one size shares C(n-h, k)/C(n, k) (a 10^3-problem run asked for it
+    10^3 times); the curve is still each k-subset's top-scored sample, ties split."""
+    import itertools
+
+    estimators._avoiding.cache_clear()
+    rng = random.Random(3)
+    ks = list(range(1, 8))
+    for _ in range(5):
+        scores = [rng.choice([0.1, 0.5, 0.9]) for _ in range(7)]
+        correct = [float(rng.random() < 0.5) for _ in range(7)]
+        got = estimators.best_of_k_curve(scores, correct, ks)
+        for k in ks:
+            total = 0.0
+            for subset in itertools.combinations(range(7), k):
+                top = max(scores[i] for i in subset)
+                tied = [correct[i] for i in subset if scores[i] == top]
+                total += sum(tied) / len(tied)
+            assert got[k - 1] == pytest.approx(total / math.comb(7, k), abs=1e-12)
+    assert estimators._avoiding.cache_info().misses == 1  # five pools of 7: made once

@@ -86,10 +86,17 @@ def _ties(
     shift = 8 * size * cols  # a tie moves the product one row up
     ties = 1
     for c, m in others:
-        below, at = _pack(binom[c][:j], size), binom[c][j]
+        below, at = _below(c, j, size), binom[c][j]
         for _ in range(m):  # one group at a time: a big times a small product is cheapest
             ties = ties * below + ((ties * at) << shift)
     return ties, factors + 1, cols
+
+
+@lru_cache(maxsize=4096)
+def _below(c: int, j: int, size: int) -> int:
+    """The polynomial sum_{i<j} C(c, i) x^i packed (`_pack`): a group of c staying below j;
+    the same for every pool, so packed once."""
+    return _pack([math.comb(c, i) for i in range(j)], size)
 
 
 @lru_cache(maxsize=4096)

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from testtime.core.types import Message, Request
 from testtime.generators.base import Generator
 from testtime.generators.fake import FakeGenerator
 from testtime.server import Settings, create_app
@@ -91,3 +92,21 @@ async def test_a_strategy_behind_the_server_fits_the_served_models_context() -> 
     assert r.status_code == 200, r.text
     assert not any(USC_PROMPT in x.messages[-1].content for x in gen.requests)
     assert r.json()["usage"]["testtime"]["verifier_calls"] == 0
+
+
+async def test_a_search_step_is_drawn_but_not_voted_until_its_solution_ends() -> None:
+    """A call cut at its stop string (a search's step) is a node with no answer yet: the
+    leader of a live search is never a step's half-written number, only finished ones."""
+    solution = "3 + 4 = 7.\n\n7 * 5 = 35.\n\nThe answer is 35."
+    observed = Observed(FakeGenerator({"What is (3 + 4) * 5?": [solution]}))
+    chat = (Message("user", "What is (3 + 4) * 5?"),)
+    first = await observed.generate(Request(chat, stop=("\n\n",)))
+    assert first.completions[0].text == "3 + 4 = 7."
+    assert observed.snapshot()["leader"] is None and observed.snapshot()["samples"] == 1
+    second = await observed.generate(Request(chat, prefix="3 + 4 = 7.\n\n", stop=("\n\n",)))
+    assert second.completions[0].text == "7 * 5 = 35."
+    assert observed.snapshot()["leader"] is None
+    await observed.generate(Request(chat, prefix="3 + 4 = 7.\n\n7 * 5 = 35.\n\n", stop=("\n\n",)))
+    snap = observed.snapshot()
+    assert snap["samples"] == 3 and snap["leader"] == {"answer": "35", "votes": 1, "answered": 1}
+    assert [c.parent for c in observed.candidates] == [None, 0, 1]  # the tree is still drawn

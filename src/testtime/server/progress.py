@@ -113,7 +113,11 @@ class Observed(Relay):
         parent = self._parent(request.prefix)
         for comp in gen.completions:  # a sample continuing an earlier one is its child
             text = request.prefix + comp.text
-            one = Candidate(text, extract(text), parent=parent, id=len(self.candidates))
+            # one cut at its call's stop string (a search's step, a thinking phase) is part
+            # of a longer solution: drawn in the tree, but no answer to vote on yet
+            step = comp.finish_reason == "stop" and bool(request.stop)
+            answer = None if step else extract(text)
+            one = Candidate(text, answer, parent=parent, id=len(self.candidates))
             self.candidates.append(one)
             self.texts.setdefault(text, one.id)
         self.changed.set()
@@ -129,7 +133,8 @@ class Observed(Relay):
         return None
 
     def snapshot(self) -> dict[str, Any]:
-        """Samples done, the leading answer by majority vote, and the generation cost so far."""
+        """Samples done, the leading answer by majority vote over the finished ones, and the
+        generation cost so far."""
         groups = group(self.candidates)
         top = leader(groups)
         return {

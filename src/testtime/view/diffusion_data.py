@@ -72,13 +72,13 @@ def problems(db: Store, run_id: str) -> list[dict[str, Any]]:
 
 def with_report(db: Store, view: dict[str, Any]) -> dict[str, Any]:
     """A run's page data (`store_data.run_view`) with, for a diffusion run, its report under
-    "diffusion" (in place of the pointer to `diffuse report`); any other run as it is."""
+    "diffusion"; any other run as it is."""
     if view["kind"] != DIFFUSION:
         return view
     found = analysis(db, view["id"])
     tasks = sorted({p["task"] for p in found["problems"]})
     brief = {**view["brief"], "models": found["models"], "tasks": tasks}
-    return {**view, "brief": brief, "note": None, "diffusion": found}
+    return {**view, "brief": brief, "diffusion": found}
 
 
 def problem_view(db: Store, rec: dict[str, Any], task: str, problem: str) -> dict[str, Any]:

@@ -125,11 +125,8 @@ def run_view(db: Store, run_id: str) -> dict[str, Any]:
         "kind": run_kind(rec["spec"]),
         "totals": next((r for r in db.runs() if r["id"] == run_id), {}),
     }
-    if base["kind"] == DIFFUSION:
-        return {**base, "analysis": None, "note": (
-            f"a diffusion run: its table and plots are `testtime diffuse report {run_id}`; "
-            "its stored samples are listed below"
-        )}  # fmt: skip
+    if base["kind"] == DIFFUSION:  # its report is view.diffusion_data's (with_report)
+        return {**base, "analysis": None}
     with _lock:
         _asked[0] += 1
     return {**base, "analysis": cached_analysis(db, run_id)}

@@ -1,5 +1,6 @@
 // Shared helpers of every viewer page: fetching the JSON APIs, formatting numbers and
-// costs, showing an error in the page's error box (never a traceback), small DOM helpers.
+// costs, showing an error in the page's error box (never a traceback), small DOM helpers,
+// and the plots' HTML tooltip and interval whiskers (Chart.js).
 "use strict";
 
 const tt = (() => {
@@ -106,9 +107,61 @@ const tt = (() => {
     return new URLSearchParams(window.location.search);
   }
 
+  /** A Chart.js external tooltip handler drawing an HTML tooltip (tests and screen readers
+   * can read it) in a .tip div beside the canvas: linesOf(raw point) gives its lines. */
+  function chartTip(linesOf) {
+    return (context) => {
+      const { chart, tooltip } = context;
+      let tip = chart.canvas.parentNode.querySelector(".tip");
+      if (!tip) {
+        tip = el("div", { class: "tip" });
+        chart.canvas.parentNode.append(tip);
+      }
+      if (tooltip.opacity === 0 || !tooltip.dataPoints || !tooltip.dataPoints.length) {
+        tip.hidden = true;
+        return;
+      }
+      tip.replaceChildren(...linesOf(tooltip.dataPoints[0].raw).map((l) => el("div", {}, l)));
+      tip.hidden = false;
+      tip.style.left = `${Math.min(tooltip.caretX + 12, chart.width - 40)}px`;
+      tip.style.top = `${tooltip.caretY + 12}px`;
+    };
+  }
+
+  /** A Chart.js plugin drawing each point's interval as a vertical whisker in its line's
+   * colour: rangeOf(point, dataset) gives [lo, hi], or null for a point without one. */
+  function whiskerPlugin(id, rangeOf) {
+    return {
+      id,
+      afterDatasetsDraw(chart) {
+        const { ctx, scales: { y } } = chart;
+        chart.data.datasets.forEach((ds, i) => {
+          const meta = chart.getDatasetMeta(i);
+          if (meta.hidden) return;
+          ds.data.forEach((d, j) => {
+            const range = rangeOf(d, ds);
+            if (!range) return;
+            const x = meta.data[j].x;
+            ctx.save();
+            ctx.strokeStyle = ds.borderColor;
+            ctx.globalAlpha = 0.45;
+            ctx.beginPath();
+            ctx.moveTo(x, y.getPixelForValue(range[0]));
+            ctx.lineTo(x, y.getPixelForValue(range[1]));
+            ctx.stroke();
+            ctx.restore();
+          });
+        });
+      },
+    };
+  }
+
   window.addEventListener("load", () => {
     if (loaders === 0) document.body.dataset.ready = "1";
   });
 
-  return { showError, getJSON, run, human, pct, seconds, when, el, table, params };
+  return {
+    showError, getJSON, run, human, pct, seconds, when, el, table, params, chartTip,
+    whiskerPlugin,
+  };
 })();

@@ -67,46 +67,8 @@ const diffusion = (() => {
     ];
   }
 
-  /** An HTML tooltip (tests and screen readers can read it) for a Chart.js chart. */
-  function htmlTooltip(context) {
-    const { chart, tooltip } = context;
-    let tip = chart.canvas.parentNode.querySelector(".tip");
-    if (!tip) {
-      tip = el("div", { class: "tip" });
-      chart.canvas.parentNode.append(tip);
-    }
-    if (tooltip.opacity === 0 || !tooltip.dataPoints || !tooltip.dataPoints.length) {
-      tip.hidden = true;
-      return;
-    }
-    tip.replaceChildren(...tooltipLines(tooltip.dataPoints[0].raw).map((l) => el("div", {}, l)));
-    tip.hidden = false;
-    tip.style.left = `${Math.min(tooltip.caretX + 12, chart.width - 40)}px`;
-    tip.style.top = `${tooltip.caretY + 12}px`;
-  }
-
-  /** Each point's interval (lo, hi of its metric) as a whisker. */
-  const whiskers = {
-    id: "diffusionWhiskers",
-    afterDatasetsDraw(chart) {
-      const { ctx, scales: { y } } = chart;
-      chart.data.datasets.forEach((ds, i) => {
-        const meta = chart.getDatasetMeta(i);
-        if (meta.hidden) return;
-        ds.data.forEach((d, j) => {
-          const [, lo, hi] = d.p[ds.metric];
-          ctx.save();
-          ctx.strokeStyle = ds.borderColor;
-          ctx.globalAlpha = 0.45;
-          ctx.beginPath();
-          ctx.moveTo(meta.data[j].x, y.getPixelForValue(lo));
-          ctx.lineTo(meta.data[j].x, y.getPixelForValue(hi));
-          ctx.stroke();
-          ctx.restore();
-        });
-      });
-    },
-  };
+  /** Each point's interval (lo, hi of its metric: [value, lo, hi]) as a whisker. */
+  const whiskers = tt.whiskerPlugin("diffusionWhiskers", (d, ds) => d.p[ds.metric].slice(1));
 
   /** One of the report's plots: `metric` against NFE spent (log2 axis), one line per arm. */
   function chart(box, id, d, metric) {
@@ -149,7 +111,7 @@ const diffusion = (() => {
         },
         plugins: {
           legend: { position: "bottom", labels: { boxWidth: 12, font: { size: 11 } } },
-          tooltip: { enabled: false, external: htmlTooltip },
+          tooltip: { enabled: false, external: tt.chartTip(tooltipLines) },
         },
       },
     });

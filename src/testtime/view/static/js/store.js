@@ -134,48 +134,9 @@ const store = (() => {
     ];
   }
 
-  /** An HTML tooltip (so tests and screen readers can read it) for a Chart.js chart. */
-  function htmlTooltip(context) {
-    const { chart, tooltip } = context;
-    let tip = chart.canvas.parentNode.querySelector(".tip");
-    if (!tip) {
-      tip = el("div", { class: "tip" });
-      chart.canvas.parentNode.append(tip);
-    }
-    if (tooltip.opacity === 0 || !tooltip.dataPoints || !tooltip.dataPoints.length) {
-      tip.hidden = true;
-      return;
-    }
-    const point = tooltip.dataPoints[0];
-    tip.replaceChildren(...tooltipLines(point.raw).map((l) => el("div", {}, l)));
-    tip.hidden = false;
-    tip.style.left = `${Math.min(tooltip.caretX + 12, chart.width - 40)}px`;
-    tip.style.top = `${tooltip.caretY + 12}px`;
-  }
-
   /** Confidence intervals as whiskers at each point that has one. */
-  const whiskers = {
-    id: "whiskers",
-    afterDatasetsDraw(chart) {
-      const { ctx, scales: { y } } = chart;
-      chart.data.datasets.forEach((ds, i) => {
-        const meta = chart.getDatasetMeta(i);
-        if (meta.hidden) return;
-        ds.data.forEach((d, j) => {
-          if (!d.p || d.p.lo === undefined) return;
-          const x = meta.data[j].x;
-          ctx.save();
-          ctx.strokeStyle = ds.borderColor;
-          ctx.globalAlpha = 0.45;
-          ctx.beginPath();
-          ctx.moveTo(x, y.getPixelForValue(d.p.lo));
-          ctx.lineTo(x, y.getPixelForValue(d.p.hi));
-          ctx.stroke();
-          ctx.restore();
-        });
-      });
-    },
-  };
+  const whiskers = tt.whiskerPlugin("whiskers",
+    (d) => (!d.p || d.p.lo === undefined ? null : [d.p.lo, d.p.hi]));
 
   /** Whether a log axis labels this tick: 1, 2 and 5 times a power of ten. */
   function roundLog(v) {
@@ -208,7 +169,7 @@ const store = (() => {
         },
         plugins: {
           legend: { position: "bottom", labels: { boxWidth: 12, font: { size: 11 } } },
-          tooltip: { enabled: false, external: htmlTooltip },
+          tooltip: { enabled: false, external: tt.chartTip(tooltipLines) },
         },
       },
     });

@@ -87,14 +87,7 @@ def problem_view(db: Store, rec: dict[str, Any], task: str, problem: str) -> dic
     and every finished image's label, reward and parent."""
     run_id = rec["id"]
     gold = next((p for p in db.problems(run_id, task) if p.problem == problem), None)
-    cur = db.db.execute(
-        "SELECT model, arm, budget, seed, answer, correct, chosen, exhausted, cost, trace,"
-        " candidates FROM results WHERE run = ? AND task = ? AND problem = ?"
-        " ORDER BY model, arm, budget, seed",
-        (run_id, task, problem),
-    )
-    names = [d[0] for d in cur.description]
-    found = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+    found = db.problem_results(run_id, task, problem, traces=True)
     if gold is None and not found:
         tasks = ", ".join(sorted({t for t, *_ in db.problem_totals(run_id)})) or "(none)"
         raise UnknownRun(
@@ -122,7 +115,7 @@ def _result(row: dict[str, Any]) -> dict[str, Any]:
         **{k: row[k] for k in ("model", "arm", "budget", "seed", "answer", "chosen")},
         "correct": None if row["correct"] is None else bool(row["correct"]),
         "exhausted": bool(row["exhausted"]),
-        "cost": json.loads(row["cost"]),
+        "cost": row["cost"],
         "reward": trace.get("chosen_reward"),
         "trace": trace,
         "samples": [

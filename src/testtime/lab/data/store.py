@@ -400,14 +400,18 @@ class Store:
         )
         return _dicts(cur)
 
-    def problem_results(self, run_id: str, task: str, problem: str) -> list[dict[str, Any]]:
-        """The strategy results stored for one problem (arms run at each budget)."""
+    def problem_results(
+        self, run_id: str, task: str, problem: str, *, traces: bool = False
+    ) -> list[dict[str, Any]]:
+        """The strategy results stored for one problem (arms run at each budget); with
+        `traces`, each one's stored trace and candidates too (JSON text, as stored)."""
+        more = ", trace, candidates" if traces else ""
         cur = self.db.execute(
-            "SELECT model, arm, budget, seed, answer, correct, chosen, exhausted, cost"
-            " FROM results WHERE run = ? AND task = ? AND problem = ?"
+            "SELECT model, arm, budget, seed, answer, correct, chosen, exhausted, cost" + more
+            + " FROM results WHERE run = ? AND task = ? AND problem = ?"
             " ORDER BY model, arm, budget, seed",
             (run_id, task, problem),
-        )
+        )  # fmt: skip
         out = _dicts(cur)
         for row in out:
             row["cost"] = json.loads(row["cost"])
